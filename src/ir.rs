@@ -1,0 +1,188 @@
+//! The semantic intermediate representation: what Envoy should do, in plain data.
+//!
+//! Sources and the translation produce an [`Ir`]; `xds` turns it into Envoy resources. This
+//! module depends on nothing but serde: no kube, prost or tonic types, so an `Ir` can be built
+//! in tests, dumped as JSON on the admin endpoint and diffed on its own.
+//!
+//! Every type derives `Hash` and uses only ordered containers, so hashing an IR value gives a
+//! deterministic version (envoy-types encodes protobuf maps from a `HashMap`, so hashing the
+//! encoded bytes would not be stable).
+
+mod cluster;
+mod listener;
+mod route;
+mod secret;
+
+pub use cluster::{
+    CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
+    Priority, TcpKeepalive, UpstreamTls,
+};
+pub use listener::{
+    AccessLog, ChainAction, DownstreamTls, FilterChain, HttpManager, Listener, TcpProxy, TlsVersion,
+};
+pub use route::{
+    Cors, Forward, HeaderMatch, HeaderValue, HostRewrite, Mirror, PathMatch, QueryMatch, Redirect,
+    RedirectCode, RedirectPath, RegexRewrite, RetryPolicy, Route, RouteAction, RouteMatch,
+    RouteTable, StringMatch, VirtualHost, WeightedCluster,
+};
+pub use secret::{Secret, SecretKind, Sensitive};
+
+use serde::Serialize;
+
+/// One complete, self-consistent configuration. Publishing an `Ir` replaces the previous one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct Ir {
+    pub listeners: Vec<Listener>,
+    /// Route configurations served by RDS, referenced by name from HTTP filter chains.
+    pub route_tables: Vec<RouteTable>,
+    pub clusters: Vec<Cluster>,
+    /// Endpoints of EDS clusters, keyed by the cluster's EDS service name.
+    pub endpoints: Vec<Endpoints>,
+    /// TLS material served by SDS, referenced by name from listeners and clusters.
+    pub secrets: Vec<Secret>,
+}
+
+/// A reference in the IR that points at nothing: publishing such an IR would black-hole traffic.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Dangling {
+    #[error(
+        "filter chain {chain} of listener {listener} uses route table {table}, which does not exist"
+    )]
+    RouteTable {
+        listener: String,
+        chain: String,
+        table: String,
+    },
+    #[error("{user} uses cluster {cluster}, which does not exist")]
+    Cluster { user: String, cluster: String },
+    #[error("{user} uses secret {secret}, which does not exist")]
+    Secret { user: String, secret: String },
+    #[error("{kind} {name} is defined twice")]
+    Duplicate { kind: &'static str, name: String },
+}
+
+impl Ir {
+    /// Checks that names are unique and that every reference resolves. The translation must
+    /// only publish an `Ir` that passes; the runtime checks again before serving one.
+    pub fn validate(&self) -> Result<(), Vec<Dangling>> {
+        use std::collections::BTreeSet;
+        let mut errors = Vec::new();
+        let mut names = |kind: &'static str, it: &mut dyn Iterator<Item = &str>| {
+            let mut seen = BTreeSet::new();
+            for name in it {
+                if !seen.insert(name.to_string()) {
+                    errors.push(Dangling::Duplicate {
+                        kind,
+                        name: name.to_string(),
+                    });
+                }
+            }
+            seen
+        };
+        let clusters = names(
+            "cluster",
+            &mut self.clusters.iter().map(|c| c.name.as_str()),
+        );
+        let tables = names(
+            "route table",
+            &mut self.route_tables.iter().map(|t| t.name.as_str()),
+        );
+        let secrets = names("secret", &mut self.secrets.iter().map(|s| s.name.as_str()));
+        names(
+            "listener",
+            &mut self.listeners.iter().map(|l| l.name.as_str()),
+        );
+        names(
+            "endpoints",
+            &mut self.endpoints.iter().map(|e| e.service_name.as_str()),
+        );
+
+        let need_cluster = |errors: &mut Vec<Dangling>, user: String, cluster: &str| {
+            if !clusters.contains(cluster) {
+                errors.push(Dangling::Cluster {
+                    user,
+                    cluster: cluster.to_string(),
+                });
+            }
+        };
+        let need_secret = |errors: &mut Vec<Dangling>, user: String, secret: &str| {
+            if !secrets.contains(secret) {
+                errors.push(Dangling::Secret {
+                    user,
+                    secret: secret.to_string(),
+                });
+            }
+        };
+        for l in &self.listeners {
+            for fc in &l.filter_chains {
+                let user = format!("filter chain {} of listener {}", fc.name, l.name);
+                if let Some(tls) = &fc.tls {
+                    need_secret(&mut errors, user.clone(), &tls.certificate);
+                    if let Some(ca) = &tls.validation {
+                        need_secret(&mut errors, user.clone(), ca);
+                    }
+                }
+                match &fc.action {
+                    ChainAction::Http(h) => {
+                        if !tables.contains(&h.route_table) {
+                            errors.push(Dangling::RouteTable {
+                                listener: l.name.clone(),
+                                chain: fc.name.clone(),
+                                table: h.route_table.clone(),
+                            });
+                        }
+                    }
+                    ChainAction::Tcp(t) => {
+                        for wc in &t.clusters {
+                            need_cluster(&mut errors, user.clone(), &wc.name);
+                        }
+                    }
+                }
+            }
+        }
+        for t in &self.route_tables {
+            for vh in &t.virtual_hosts {
+                for (i, r) in vh.routes.iter().enumerate() {
+                    let user = format!("route {i} of virtual host {} in {}", vh.name, t.name);
+                    if let RouteAction::Forward(f) = &r.action {
+                        for wc in &f.clusters {
+                            need_cluster(&mut errors, user.clone(), &wc.name);
+                        }
+                        for m in &f.mirrors {
+                            need_cluster(&mut errors, user.clone(), &m.cluster);
+                        }
+                    }
+                }
+            }
+        }
+        for c in &self.clusters {
+            if let Some(tls) = &c.tls {
+                let user = format!("cluster {}", c.name);
+                if let Some(cert) = &tls.certificate {
+                    need_secret(&mut errors, user.clone(), cert);
+                }
+                if let Some(ca) = &tls.validation {
+                    need_secret(&mut errors, user.clone(), ca);
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// A stable content hash of any IR value, used to derive xDS versions.
+    pub fn hash_of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
+        use std::hash::Hasher;
+        // DefaultHasher::new() uses fixed keys, so equal values give equal hashes within one
+        // build; versions are additionally prefixed by a boot id in `xds`.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        value.hash(&mut h);
+        h.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,166 @@
+//! Listeners, filter chains and what a chain does with a connection.
+
+use serde::Serialize;
+
+use super::WeightedCluster;
+
+/// A socket Envoy listens on. Listener protos are kept byte-stable unless ports, chains or TLS
+/// change, so route and cluster updates never drain listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Listener {
+    /// Unique name; also the LDS resource name.
+    pub name: String,
+    /// Bind address, e.g. `0.0.0.0` or `127.0.0.1`.
+    pub address: String,
+    pub port: u16,
+    /// `stat_prefix` of the listener itself (`listener.<prefix>.downstream_cx_active`), used by
+    /// the drain to count data-plane connections.
+    pub stat_prefix: String,
+    /// Expect a PROXY protocol header before anything else (runs before TLS inspection).
+    pub proxy_protocol: bool,
+    pub per_connection_buffer_limit_bytes: Option<u32>,
+    /// Chains in match order: Envoy picks the most specific match, these never overlap.
+    pub filter_chains: Vec<FilterChain>,
+}
+
+impl Listener {
+    /// Whether any chain needs the TLS inspector (SNI or transport-protocol matching).
+    pub fn needs_tls_inspector(&self) -> bool {
+        self.filter_chains
+            .iter()
+            .any(|fc| fc.tls.is_some() || !fc.server_names.is_empty() || fc.match_tls)
+    }
+}
+
+/// One filter chain of a listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct FilterChain {
+    /// Stable name, unique within the listener.
+    pub name: String,
+    /// SNI names this chain matches; empty matches any (or no) SNI.
+    pub server_names: Vec<String>,
+    /// Match only TLS connections (`transport_protocol: tls`) even without terminating them
+    /// (TLS passthrough). Implied when `tls` is set.
+    pub match_tls: bool,
+    /// Terminate TLS with this context.
+    pub tls: Option<DownstreamTls>,
+    pub action: ChainAction,
+}
+
+/// What a filter chain does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChainAction {
+    Http(HttpManager),
+    Tcp(TcpProxy),
+}
+
+/// An HTTP connection manager whose routes come by RDS.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct HttpManager {
+    pub stat_prefix: String,
+    /// Name of the [`RouteTable`](super::RouteTable) served by RDS.
+    pub route_table: String,
+    pub use_remote_address: bool,
+    pub xff_num_trusted_hops: u32,
+    /// `server` response header; `None` keeps Envoy's default.
+    pub server_name: Option<String>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_request_headers_kb: Option<u32>,
+    pub http2_max_concurrent_streams: Option<u32>,
+    pub merge_slashes: bool,
+    pub strip_matching_host_port: bool,
+    pub reject_escaped_slashes: bool,
+    pub accept_http_10: bool,
+    pub preserve_external_request_id: bool,
+    pub suppress_envoy_headers: bool,
+    /// Install the CORS filter (routes opt in with a policy).
+    pub cors: bool,
+    pub access_log: Option<AccessLog>,
+}
+
+impl HttpManager {
+    /// An HCM with Envoy's defaults for everything but the route table.
+    pub fn new(stat_prefix: impl Into<String>, route_table: impl Into<String>) -> Self {
+        HttpManager {
+            stat_prefix: stat_prefix.into(),
+            route_table: route_table.into(),
+            use_remote_address: true,
+            xff_num_trusted_hops: 0,
+            server_name: None,
+            idle_timeout_ms: None,
+            max_request_headers_kb: None,
+            http2_max_concurrent_streams: None,
+            merge_slashes: false,
+            strip_matching_host_port: false,
+            reject_escaped_slashes: false,
+            accept_http_10: false,
+            preserve_external_request_id: false,
+            suppress_envoy_headers: false,
+            cors: true,
+            access_log: None,
+        }
+    }
+}
+
+/// A file access log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct AccessLog {
+    pub path: String,
+    /// Text format; `None` means Envoy's default format.
+    pub text_format: Option<String>,
+    /// JSON format: ordered (key, command) pairs.
+    pub json_format: Vec<(String, String)>,
+}
+
+/// L4 proxying to one or more weighted clusters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    /// Weights are shares (not Emissary's cumulative thresholds).
+    pub clusters: Vec<WeightedCluster>,
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// Terminating TLS on a filter chain. Certificates are referenced by SDS name, so a rotation
+/// replaces the secret without touching (and draining) the listener.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct DownstreamTls {
+    /// SDS name of a [`SecretKind::TlsCertificate`](super::SecretKind).
+    pub certificate: String,
+    /// SDS name of a [`SecretKind::Validation`](super::SecretKind) to verify client certificates.
+    pub validation: Option<String>,
+    pub require_client_certificate: bool,
+    pub alpn_protocols: Vec<String>,
+    pub min_version: Option<TlsVersion>,
+    pub max_version: Option<TlsVersion>,
+    pub cipher_suites: Vec<String>,
+    pub ecdh_curves: Vec<String>,
+}
+
+impl DownstreamTls {
+    pub fn new(certificate: impl Into<String>) -> Self {
+        DownstreamTls {
+            certificate: certificate.into(),
+            validation: None,
+            require_client_certificate: false,
+            alpn_protocols: Vec::new(),
+            min_version: None,
+            max_version: None,
+            cipher_suites: Vec::new(),
+            ecdh_curves: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+pub enum TlsVersion {
+    #[serde(rename = "v1.0")]
+    V1_0,
+    #[serde(rename = "v1.1")]
+    V1_1,
+    #[serde(rename = "v1.2")]
+    V1_2,
+    #[serde(rename = "v1.3")]
+    V1_3,
+}

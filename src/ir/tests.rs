@@ -1,0 +1,97 @@
+use super::*;
+
+fn sample() -> Ir {
+    let table = RouteTable {
+        name: "l/http".into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "any".into(),
+            domains: vec!["*".into()],
+            routes: vec![Route::new(
+                RouteMatch::prefix("/"),
+                RouteAction::Forward(Forward::to("c1")),
+            )],
+        }],
+    };
+    Ir {
+        listeners: vec![Listener {
+            name: "l".into(),
+            address: "0.0.0.0".into(),
+            port: 8080,
+            stat_prefix: "l".into(),
+            proxy_protocol: false,
+            per_connection_buffer_limit_bytes: None,
+            filter_chains: vec![FilterChain {
+                name: "http".into(),
+                server_names: vec![],
+                match_tls: false,
+                tls: None,
+                action: ChainAction::Http(HttpManager::new("ingress_http", "l/http")),
+            }],
+        }],
+        route_tables: vec![table],
+        clusters: vec![Cluster::new(
+            "c1",
+            Discovery::StrictDns(vec![Endpoint::new("127.0.0.1", 9000)]),
+        )],
+        endpoints: vec![],
+        secrets: vec![],
+    }
+}
+
+#[test]
+fn valid_ir_passes() {
+    assert_eq!(sample().validate(), Ok(()));
+}
+
+#[test]
+fn dangling_cluster_and_table_are_reported() {
+    let mut ir = sample();
+    ir.clusters.clear();
+    ir.route_tables[0].name = "other".into();
+    let errs = ir.validate().unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| matches!(e, Dangling::RouteTable { table, .. } if table == "l/http"))
+    );
+    assert!(
+        !errs.iter().any(|e| matches!(e, Dangling::Cluster { .. })),
+        "table renamed, route unreferenced but still checked"
+    );
+}
+
+#[test]
+fn duplicate_names_are_reported() {
+    let mut ir = sample();
+    ir.clusters.push(ir.clusters[0].clone());
+    let errs = ir.validate().unwrap_err();
+    assert_eq!(
+        errs,
+        vec![Dangling::Duplicate {
+            kind: "cluster",
+            name: "c1".into()
+        }]
+    );
+}
+
+#[test]
+fn hash_is_content_derived() {
+    let a = sample();
+    let b = sample();
+    assert_eq!(Ir::hash_of(&a), Ir::hash_of(&b));
+    let mut c = sample();
+    c.clusters[0].connect_timeout_ms = 1000;
+    assert_ne!(Ir::hash_of(&a), Ir::hash_of(&c));
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_and_json() {
+    let s = Secret {
+        name: "s".into(),
+        kind: SecretKind::TlsCertificate {
+            certificate_chain: "CERT".into(),
+            private_key: Sensitive::new("TOPSECRETKEY"),
+        },
+    };
+    assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
+    assert!(!serde_json::to_string(&s).unwrap().contains("TOPSECRETKEY"));
+}

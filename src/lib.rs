@@ -1,0 +1,7 @@
+//! legate: PID 1 for an Envoy edge container, and its ADS control plane.
+
+pub mod config;
+pub mod drain;
+pub mod ir;
+pub mod readiness;
+pub mod xds;
