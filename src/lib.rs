@@ -1,7 +1,9 @@
 //! legate: PID 1 for an Envoy edge container, and its ADS control plane.
 
+pub mod api;
 pub mod config;
 pub mod drain;
 pub mod ir;
+pub mod metrics;
 pub mod readiness;
 pub mod xds;

@@ -1,0 +1,118 @@
+//! The getambassador.io resources legate accepts, and the boundary every source feeds.
+//!
+//! A source (a directory of YAML, Kubernetes) produces [`RawObject`]s: one Kubernetes-style
+//! object each, with where it came from. The translation parses them into typed resources
+//! (module `api::*` types, owned by the translation work) and never cares which source they came
+//! from. Problems are [`ResourceError`]s: data attached to the object that caused them, never a
+//! process failure.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+/// Where an object came from, for error messages: a file and document, or a Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Document `doc` (1-based) of `file`.
+    File { file: PathBuf, doc: usize },
+    /// An object read from the Kubernetes API.
+    Kubernetes { namespace: String, name: String },
+    /// Built in code (tests, built-ins).
+    Builtin,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { file, doc } => write!(f, "{}#{doc}", file.display()),
+            Origin::Kubernetes { namespace, name } => write!(f, "{namespace}/{name}"),
+            Origin::Builtin => f.write_str("<builtin>"),
+        }
+    }
+}
+
+/// One Kubernetes-style object as read, before typing. `value` is the whole object
+/// (`apiVersion`, `kind`, `metadata`, `spec` or `data`/`type` for Secrets).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RawObject {
+    pub origin: Origin,
+    pub value: serde_json::Value,
+}
+
+impl RawObject {
+    pub fn api_version(&self) -> &str {
+        self.value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    pub fn kind(&self) -> &str {
+        self.value
+            .get("kind")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    pub fn name(&self) -> &str {
+        self.value
+            .pointer("/metadata/name")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    }
+
+    /// `metadata.namespace`, if set.
+    pub fn namespace(&self) -> Option<&str> {
+        self.value
+            .pointer("/metadata/namespace")
+            .and_then(|v| v.as_str())
+    }
+
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        self.value
+            .pointer("/metadata/labels")
+            .and_then(|v| v.as_object())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A problem with one resource. The resource is left out; everything else is translated as if
+/// it were absent.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ResourceError {
+    pub origin: Origin,
+    /// e.g. `Mapping`; empty when the document could not be parsed far enough to tell.
+    pub kind: String,
+    /// `namespace/name`, or empty.
+    pub name: String,
+    /// Dotted path of the offending field (`spec.retry_policy.retry_on`), if one.
+    pub field: Option<String>,
+    pub message: String,
+    /// Warnings (unknown fields, deprecated forms) do not leave the resource out.
+    pub warning: bool,
+}
+
+impl fmt::Display for ResourceError {
+    /// One line: `origin: Kind ns/name: field: message`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.origin)?;
+        if self.warning {
+            f.write_str("warning: ")?;
+        }
+        if !self.kind.is_empty() {
+            write!(f, "{} {}: ", self.kind, self.name)?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
