@@ -3,6 +3,7 @@
 pub mod api;
 pub mod config;
 pub mod drain;
+pub mod envoy;
 pub mod ir;
 pub mod metrics;
 pub mod readiness;
