@@ -1,0 +1,99 @@
+//! A real HTTP backend for behaviour tests: answers with JSON naming itself and echoing the
+//! request (method, path, headers), so a test can assert which backend answered and what it saw.
+//!
+//! Special paths: `/slow/<ms>` sleeps before answering; `/status/<code>` answers that status;
+//! `/flaky/...` fails with 503 every other request (counting per backend).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+pub struct Backend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Backend {
+    pub async fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let addr = listener.local_addr().expect("backend addr");
+        let hits = Arc::new(AtomicU64::new(0));
+        let name_owned = name.to_string();
+        let h = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let name = name_owned.clone();
+                let hits = h.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(name.clone(), hits.clone(), req));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Backend { name: name.to_string(), addr, hits, task }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+}
+
+async fn handle(
+    name: String,
+    hits: Arc<AtomicU64>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let n = hits.fetch_add(1, Ordering::Relaxed);
+    let path = req.uri().path().to_string();
+    let mut status = 200u16;
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.split('/').next()) {
+        let ms: u64 = ms.parse().unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/").and_then(|s| s.split('/').next()) {
+        status = code.parse().unwrap_or(500);
+    }
+    if path.starts_with("/flaky") && n % 2 == 0 {
+        status = 503;
+    }
+    let headers: BTreeMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = serde_json::json!({
+        "backend": name,
+        "method": req.method().as_str(),
+        "path": req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+        "headers": headers,
+    });
+    let resp = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("x-backend", name.as_str())
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("response");
+    Ok(resp)
+}
