@@ -20,9 +20,9 @@
 
 mod parse;
 mod scan;
-mod watch;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -108,10 +108,11 @@ pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<SourceState, Source
             dir: dir.to_path_buf(),
         }));
     }
+    let (objects, errors) = cache.into_parts();
     Ok(SourceState {
         generation: 1,
-        objects: cache.objects(),
-        errors: cache.errors(),
+        objects,
+        errors,
     })
 }
 
@@ -280,8 +281,7 @@ impl Runner {
                 reread_all: false,
             };
             let deadline = Instant::now() + self.timing.debounce;
-            while let Ok(Some(signal)) =
-                tokio::time::timeout_at(deadline, self.events.recv()).await
+            while let Ok(Some(signal)) = tokio::time::timeout_at(deadline, self.events.recv()).await
             {
                 pending.add(signal);
             }
@@ -292,7 +292,11 @@ impl Runner {
     async fn scan(&mut self, pending: &Pending) -> scan::Outcome {
         let mut cache = std::mem::take(&mut self.cache);
         let (dir, options) = (self.dir.clone(), self.options.clone());
-        let (forced, reread_all, settle) = (pending.forced.clone(), pending.reread_all, self.timing.settle);
+        let (forced, reread_all, settle) = (
+            pending.forced.clone(),
+            pending.reread_all,
+            self.timing.settle,
+        );
         let task = tokio::task::spawn_blocking(move || {
             let outcome = cache.refresh(&dir, &forced, reread_all, &options, settle);
             (cache, outcome)

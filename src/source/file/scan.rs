@@ -15,6 +15,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use super::LoadOptions;
@@ -105,13 +106,17 @@ impl Cache {
         let before = self.entries.len();
         self.entries.retain(|rel, _| walk.files.contains_key(rel));
         outcome.changed |= self.entries.len() != before;
-        for (rel, found) in walk.files {
+        let due: Vec<(PathBuf, Found)> = walk
+            .files
+            .into_iter()
+            .filter(|(rel, found)| {
+                let cached = self.entries.get(rel);
+                let stale = cached.is_none_or(|c| c.racy || c.stamp != found.stamp);
+                stale || reread_all || forced.contains(rel)
+            })
+            .collect();
+        for (rel, entry, unsettled) in read_all(due, options, settle) {
             let cached = self.entries.get(&rel);
-            let stale = cached.is_none_or(|c| c.racy || c.stamp != found.stamp);
-            if !(stale || reread_all || forced.contains(&rel)) {
-                continue;
-            }
-            let (entry, unsettled) = read(&rel, &found, options, settle);
             let same = cached.is_some_and(|c| c.hash.is_some() && c.hash == entry.hash);
             if unsettled {
                 outcome.unsettled.push(rel.clone());
@@ -134,7 +139,19 @@ impl Cache {
     /// Every object, files in path order, documents in order.
     pub fn objects(&self) -> Vec<RawObject> {
         let files = self.entries.values();
-        files.flat_map(|e| e.parsed.objects.iter().cloned()).collect()
+        files
+            .flat_map(|e| e.parsed.objects.iter().cloned())
+            .collect()
+    }
+
+    /// Objects and errors, without copying (for a one-shot load).
+    pub fn into_parts(self) -> (Vec<RawObject>, Vec<ResourceError>) {
+        let errors = self.errors();
+        let mut objects = Vec::new();
+        for entry in self.entries.into_values() {
+            objects.extend(entry.parsed.objects);
+        }
+        (objects, errors)
     }
 
     /// Every error: the directory's, unreadable subdirectories', then each file's.
@@ -143,6 +160,45 @@ impl Cache {
         let dirs = self.dir_error.iter().chain(&self.walk_errors);
         dirs.chain(files).cloned().collect()
     }
+}
+
+/// Reads and parses `files`, on every core when there are several (the first load of a large
+/// directory). Results are in the order given.
+fn read_all(
+    files: Vec<(PathBuf, Found)>,
+    options: &LoadOptions,
+    settle: Duration,
+) -> Vec<(PathBuf, Entry, bool)> {
+    let one = |(rel, found): &(PathBuf, Found)| {
+        let (entry, unsettled) = read(rel, found, options, settle);
+        (rel.clone(), entry, unsettled)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(files.len() / 2);
+    if threads < 2 {
+        return files.iter().map(one).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(file) = files.get(i) else {
+                return done;
+            };
+            done.push((i, one(file)));
+        }
+    };
+    let mut results: Vec<(usize, (PathBuf, Entry, bool))> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        let joined = workers.into_iter().map(|w| w.join());
+        // A panic while parsing is a bug; it propagates like it would without threads.
+        joined
+            .flat_map(|r| r.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Reads and parses one file. Returns the entry and whether it is unsettled.
@@ -167,7 +223,9 @@ fn read(rel: &Path, found: &Found, options: &LoadOptions, settle: Duration) -> (
     let bytes = match fs::read(&found.path) {
         Ok(bytes) => bytes,
         Err(e) => {
-            entry.parsed.file_error(rel, format!("cannot read file: {e}"));
+            entry
+                .parsed
+                .file_error(rel, format!("cannot read file: {e}"));
             return (entry, age < settle);
         }
     };
@@ -200,7 +258,10 @@ struct Walk {
 fn walk(dir: &Path) -> io::Result<Walk> {
     let meta = fs::metadata(dir)?;
     if !meta.is_dir() {
-        return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
     }
     let mut walk = Walk {
         identity: (meta.dev(), meta.ino()),

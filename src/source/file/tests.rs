@@ -73,7 +73,14 @@ fn reads_multi_document_yaml_json_and_lists_with_origins() {
     assert_eq!(state.generation, 1);
     assert_eq!(names(&state), ["y", "a", "b", "l1", "l2", "h"]);
     // Empty documents count (as YAML does) but yield nothing.
-    let expected = ["four.yml#1", "one.yaml#1", "one.yaml#4", "three.json#1", "three.json#1", "two.JSON#1"];
+    let expected = [
+        "four.yml#1",
+        "one.yaml#1",
+        "one.yaml#4",
+        "three.json#1",
+        "three.json#1",
+        "two.JSON#1",
+    ];
     assert_eq!(origins(&state), expected);
     assert_eq!(state.objects[5].kind(), "Host");
     assert_eq!(state.objects[1].value["spec"]["prefix"], "/a/");
@@ -82,14 +89,22 @@ fn reads_multi_document_yaml_json_and_lists_with_origins() {
 #[test]
 fn a_bad_document_is_an_error_and_everything_else_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let broken = "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: bad\nspec: [\n";
-    let text = format!("{}---\n{broken}---\n{}", mapping("a", "/a/"), mapping("c", "/c/"));
+    let broken =
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: bad\nspec: [\n";
+    let text = format!(
+        "{}---\n{broken}---\n{}",
+        mapping("a", "/a/"),
+        mapping("c", "/c/")
+    );
     write(dir.path(), "mixed.yaml", &text);
     write(dir.path(), "other.yaml", &mapping("d", "/d/"));
 
     let state = load(dir.path());
     assert_eq!(names(&state), ["a", "c", "d"]);
-    assert_eq!(origins(&state), ["mixed.yaml#1", "mixed.yaml#3", "other.yaml#1"]);
+    assert_eq!(
+        origins(&state),
+        ["mixed.yaml#1", "mixed.yaml#3", "other.yaml#1"]
+    );
     assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
     let error = &state.errors[0];
     assert_eq!(error.origin, origin("mixed.yaml", 2));
@@ -97,8 +112,16 @@ fn a_bad_document_is_an_error_and_everything_else_loads() {
     // The line number is the file's, not the document's (the broken flow mapping starts on
     // line 12 of the file).
     assert!(error.message.contains("line 1"), "{}", error.message);
-    let line: usize = error.message.split("line ").nth(1).unwrap()
-        .split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    let line: usize = error
+        .message
+        .split("line ")
+        .nth(1)
+        .unwrap()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(line >= 12, "{}", error.message);
 }
 
@@ -138,7 +161,11 @@ fn documents_without_api_version_or_kind_or_not_mappings_are_errors() {
     assert_eq!(state.errors[2].kind, "");
     assert_eq!(state.errors[1].kind, "Mapping");
     // Display is one line naming file and document.
-    assert!(state.errors[1].to_string().starts_with("e.yaml#1: Mapping ns/noversion: apiVersion: "));
+    assert!(
+        state.errors[1]
+            .to_string()
+            .starts_with("e.yaml#1: Mapping ns/noversion: apiVersion: ")
+    );
 }
 
 #[test]
@@ -182,14 +209,20 @@ fn environment_variables_are_substituted_when_enabled() {
 #[test]
 fn order_is_by_relative_path_then_document_and_other_files_are_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    for (rel, name) in [("b.yaml", "b"), ("a/z.yaml", "az"), ("a.yaml", "a"), ("c/d/e.yml", "cde")] {
+    for (rel, name) in [
+        ("b.yaml", "b"),
+        ("a/z.yaml", "az"),
+        ("a.yaml", "a"),
+        ("c/d/e.yml", "cde"),
+    ] {
         write(dir.path(), rel, &mapping(name, "/"));
     }
     write(dir.path(), "README.md", "not config");
     write(dir.path(), "x.yaml.bak", &mapping("bak", "/"));
     write(dir.path(), ".hidden.yaml", &mapping("hidden", "/"));
     write(dir.path(), ".git/config.yaml", &mapping("git", "/"));
-    std::os::unix::fs::symlink("/nonexistent/target.yaml", dir.path().join("dangling.yaml")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target.yaml", dir.path().join("dangling.yaml"))
+        .unwrap();
 
     let first = load(dir.path());
     assert_eq!(names(&first), ["az", "a", "b", "cde"]);
@@ -219,7 +252,11 @@ fn configmap(dir: &Path, version: &str, files: &[(&str, String)]) {
 #[test]
 fn configmap_volumes_are_read_once_through_their_visible_symlinks() {
     let dir = tempfile::tempdir().unwrap();
-    configmap(dir.path(), "..2024_01_01", &[("m.yaml", mapping("m", "/m/"))]);
+    configmap(
+        dir.path(),
+        "..2024_01_01",
+        &[("m.yaml", mapping("m", "/m/"))],
+    );
     let state = load(dir.path());
     assert_eq!(origins(&state), ["m.yaml#1"]);
 }
@@ -261,13 +298,20 @@ fn watch(dir: &Path, debounce_ms: u64) -> (Watched, Ready) {
 }
 
 impl Watched {
-    async fn until(&mut self, what: &str, pred: impl FnMut(&SourceState) -> bool) -> Arc<SourceState> {
+    async fn until(
+        &mut self,
+        what: &str,
+        pred: impl FnMut(&SourceState) -> bool,
+    ) -> Arc<SourceState> {
         let mut pred = pred;
         let found = tokio::time::timeout(WAIT, self.rx.wait_for(|s| pred(s))).await;
         let found = found.map(|r| r.map(|s| s.clone()));
         match found {
             Ok(Ok(state)) => state,
-            _ => panic!("timed out waiting for {what}; last state {:#?}", self.rx.borrow()),
+            _ => panic!(
+                "timed out waiting for {what}; last state {:#?}",
+                self.rx.borrow()
+            ),
         }
     }
 
@@ -303,10 +347,18 @@ async fn creating_modifying_and_deleting_files_is_published() {
     w.until("b created", |s| names(s) == ["a", "b"]).await;
 
     write(dir.path(), "a.yaml", &mapping("a", "/changed/"));
-    let state = w.until("a modified", |s| s.objects[0].value["spec"]["prefix"] == "/changed/").await;
+    let state = w
+        .until("a modified", |s| {
+            s.objects[0].value["spec"]["prefix"] == "/changed/"
+        })
+        .await;
     assert_eq!(names(&state), ["a", "b"]);
 
-    write(dir.path(), "a.yaml", "apiVersion: v1\nkind: Mapping\nmetadata: {name: a\n");
+    write(
+        dir.path(),
+        "a.yaml",
+        "apiVersion: v1\nkind: Mapping\nmetadata: {name: a\n",
+    );
     let state = w.until("a broken", |s| !s.errors.is_empty()).await;
     assert_eq!(names(&state), ["b"]);
     assert_eq!(state.errors[0].origin, origin("a.yaml", 1));
@@ -325,12 +377,19 @@ async fn a_burst_of_writes_is_coalesced() {
     let (mut w, _ready) = watch(dir.path(), 200);
     let start = w.until("first load", |s| s.is_synced()).await.generation;
     for i in 0..100 {
-        write(dir.path(), &format!("m{i:03}.yaml"), &mapping(&format!("m{i}"), "/"));
+        write(
+            dir.path(),
+            &format!("m{i:03}.yaml"),
+            &mapping(&format!("m{i}"), "/"),
+        );
     }
     let state = w.until("all 100", |s| s.objects.len() == 100).await;
     assert_eq!(state.errors, vec![]);
     let publications = state.generation - start;
-    assert!(publications <= 5, "{publications} publications for one burst");
+    assert!(
+        publications <= 5,
+        "{publications} publications for one burst"
+    );
 }
 
 #[tokio::test]
@@ -362,7 +421,10 @@ async fn a_file_caught_mid_write_is_retried_not_published() {
     assert_eq!(state.errors, vec![]);
     // Nothing else is pending: a later publication would only be an error.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!seen_error.load(std::sync::atomic::Ordering::SeqCst), "an error was published");
+    assert!(
+        !seen_error.load(std::sync::atomic::Ordering::SeqCst),
+        "an error was published"
+    );
     observer.abort();
 }
 
@@ -393,22 +455,40 @@ async fn an_unchanged_rewrite_is_not_republished() {
 
     // A real change after that is still seen, so the watch was alive.
     write(dir.path(), "a.yaml", &mapping("a", "/x/"));
-    let state = w.until("the change", |s| s.objects[0].value["spec"]["prefix"] == "/x/").await;
+    let state = w
+        .until("the change", |s| {
+            s.objects[0].value["spec"]["prefix"] == "/x/"
+        })
+        .await;
     assert_eq!(state.generation, before + 1);
 }
 
 #[tokio::test]
 async fn a_configmap_swap_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    configmap(dir.path(), "..2024_01_01", &[("m.yaml", mapping("m", "/one/"))]);
+    configmap(
+        dir.path(),
+        "..2024_01_01",
+        &[("m.yaml", mapping("m", "/one/"))],
+    );
     let (mut w, _ready) = watch(dir.path(), 50);
     w.until("first load", |s| names(s) == ["m"]).await;
 
     // The kubelet's update: a new timestamped directory, `..data` swapped atomically, the old
     // directory removed. The visible symlink itself never changes.
-    configmap(dir.path(), "..2024_01_02", &[("m.yaml", mapping("m", "/two/"))]);
+    configmap(
+        dir.path(),
+        "..2024_01_02",
+        &[("m.yaml", mapping("m", "/two/"))],
+    );
     fs::remove_dir_all(dir.path().join("..2024_01_01")).unwrap();
-    let state = w.until("the swap", |s| s.objects.first().is_some_and(|o| o.value["spec"]["prefix"] == "/two/")).await;
+    let state = w
+        .until("the swap", |s| {
+            s.objects
+                .first()
+                .is_some_and(|o| o.value["spec"]["prefix"] == "/two/")
+        })
+        .await;
     assert_eq!(origins(&state), ["m.yaml#1"]);
     assert_eq!(state.errors, vec![]);
 }
@@ -416,7 +496,11 @@ async fn a_configmap_swap_is_picked_up() {
 #[tokio::test]
 async fn a_replaced_directory_is_followed_and_a_missing_one_keeps_the_last_objects() {
     let root = tempfile::tempdir().unwrap();
-    let (v1, v2, link) = (root.path().join("v1"), root.path().join("v2"), root.path().join("current"));
+    let (v1, v2, link) = (
+        root.path().join("v1"),
+        root.path().join("v2"),
+        root.path().join("current"),
+    );
     write(&v1, "a.yaml", &mapping("a", "/"));
     write(&v2, "b.yaml", &mapping("b", "/"));
     std::os::unix::fs::symlink(&v1, &link).unwrap();
@@ -430,10 +514,13 @@ async fn a_replaced_directory_is_followed_and_a_missing_one_keeps_the_last_objec
     w.until("the new directory", |s| names(s) == ["b"]).await;
     // ... and the new one is watched.
     write(&v2, "c.yaml", &mapping("c", "/"));
-    w.until("a file in the new directory", |s| names(s) == ["b", "c"]).await;
+    w.until("a file in the new directory", |s| names(s) == ["b", "c"])
+        .await;
 
     fs::remove_file(&link).unwrap();
-    let state = w.until("the directory error", |s| !s.errors.is_empty()).await;
+    let state = w
+        .until("the directory error", |s| !s.errors.is_empty())
+        .await;
     assert_eq!(names(&state), ["b", "c"], "the last objects are kept");
     assert!(state.errors[0].message.contains("cannot read directory"));
 

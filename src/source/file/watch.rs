@@ -80,10 +80,10 @@ impl DirWatch {
         let (dir, tx) = (self.dir.clone(), self.tx.clone());
         let mut watcher = notify::recommended_watcher(move |event| handle(&dir, &tx, event))?;
         watcher.watch(&self.dir, RecursiveMode::Recursive)?;
-        if let Some(parent) = self.dir.parent() {
-            if let Err(error) = watcher.watch(parent, RecursiveMode::NonRecursive) {
-                tracing::debug!(%error, "cannot watch the config directory's parent");
-            }
+        if let Some(parent) = self.dir.parent()
+            && let Err(error) = watcher.watch(parent, RecursiveMode::NonRecursive)
+        {
+            tracing::debug!(%error, "cannot watch the config directory's parent");
         }
         Ok(watcher)
     }
@@ -103,10 +103,10 @@ fn handle(dir: &Path, tx: &UnboundedSender<Signal>, event: notify::Result<notify
         return;
     }
     // Our own reads open and close files: only a close after writing is a change.
-    if let EventKind::Access(kind) = event.kind {
-        if kind != AccessKind::Close(AccessMode::Write) {
-            return;
-        }
+    if let EventKind::Access(kind) = event.kind
+        && kind != AccessKind::Close(AccessMode::Write)
+    {
+        return;
     }
     for path in &event.paths {
         if let Some(signal) = classify(dir, path) {
@@ -139,11 +139,20 @@ mod tests {
     fn classifies_event_paths() {
         let dir = Path::new("/etc/legate");
         let changed = |p: &str| Some(Signal::Changed(PathBuf::from(p)));
-        assert_eq!(classify(dir, Path::new("/etc/legate/a/b.YAML")), changed("a/b.YAML"));
-        assert_eq!(classify(dir, Path::new("/etc/legate")), Some(Signal::Rescan));
+        assert_eq!(
+            classify(dir, Path::new("/etc/legate/a/b.YAML")),
+            changed("a/b.YAML")
+        );
+        assert_eq!(
+            classify(dir, Path::new("/etc/legate")),
+            Some(Signal::Rescan)
+        );
         let swap = Path::new("/etc/legate/..2024_01_01/b.yaml");
         assert_eq!(classify(dir, swap), Some(Signal::Rescan));
-        assert_eq!(classify(dir, Path::new("/etc/legate/sub")), Some(Signal::Rescan));
+        assert_eq!(
+            classify(dir, Path::new("/etc/legate/sub")),
+            Some(Signal::Rescan)
+        );
         assert_eq!(classify(dir, Path::new("/etc/other")), None);
         assert_eq!(classify(dir, Path::new("/etc/legate-old")), None);
     }
