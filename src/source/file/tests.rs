@@ -396,7 +396,7 @@ async fn a_burst_of_writes_is_coalesced() {
 async fn a_file_caught_mid_write_is_retried_not_published() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.yaml", &mapping("a", "/a/"));
-    let (mut w, _ready) = watch(dir.path(), 100);
+    let (mut w, _ready) = watch(dir.path(), 150);
     w.until("first load", |s| s.is_synced()).await;
 
     // Half a document whose flow mapping is not closed yet, left long enough for the
@@ -414,7 +414,7 @@ async fn a_file_caught_mid_write_is_retried_not_published() {
         }
     });
     write(dir.path(), "b.yaml", half);
-    tokio::time::sleep(Duration::from_millis(140)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     write(dir.path(), "b.yaml", full);
 
     let state = w.until("b complete", |s| names(s) == ["a", "b"]).await;
@@ -527,4 +527,27 @@ async fn a_replaced_directory_is_followed_and_a_missing_one_keeps_the_last_objec
     std::os::unix::fs::symlink(&v1, &link).unwrap();
     let state = w.until("the directory back", |s| s.errors.is_empty()).await;
     assert_eq!(names(&state), ["a"]);
+}
+
+#[test]
+fn the_quickstart_example_loads_cleanly() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart");
+    let state = load(&dir);
+    assert_eq!(state.errors, vec![]);
+    let kinds: Vec<(&str, &str)> = state.objects.iter().map(|o| (o.kind(), o.name())).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Listener", "http-8080"),
+            ("Host", "any"),
+            ("Mapping", "demo"),
+            ("Mapping", "demo-canary")
+        ]
+    );
+    assert!(
+        state
+            .objects
+            .iter()
+            .all(|o| o.api_version() == "getambassador.io/v3alpha1")
+    );
 }
