@@ -115,7 +115,12 @@ impl Cache {
                 stale || reread_all || forced.contains(rel)
             })
             .collect();
-        for (rel, entry, unsettled) in read_all(due, options, settle) {
+        for (rel, read) in read_all(due, options, settle) {
+            let Some((entry, unsettled)) = read else {
+                // Deleted since the walk.
+                outcome.changed |= self.entries.remove(&rel).is_some();
+                continue;
+            };
             let cached = self.entries.get(&rel);
             let same = cached.is_some_and(|c| c.hash.is_some() && c.hash == entry.hash);
             if unsettled {
@@ -168,11 +173,8 @@ fn read_all(
     files: Vec<(PathBuf, Found)>,
     options: &LoadOptions,
     settle: Duration,
-) -> Vec<(PathBuf, Entry, bool)> {
-    let one = |(rel, found): &(PathBuf, Found)| {
-        let (entry, unsettled) = read(rel, found, options, settle);
-        (rel.clone(), entry, unsettled)
-    };
+) -> Vec<(PathBuf, Option<(Entry, bool)>)> {
+    let one = |(rel, found): &(PathBuf, Found)| (rel.clone(), read(rel, found, options, settle));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(files.len() / 2);
     if threads < 2 {
@@ -189,7 +191,7 @@ fn read_all(
             done.push((i, one(file)));
         }
     };
-    let mut results: Vec<(usize, (PathBuf, Entry, bool))> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, (PathBuf, Option<(Entry, bool)>))> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
         let joined = workers.into_iter().map(|w| w.join());
         // A panic while parsing is a bug; it propagates like it would without threads.
@@ -201,8 +203,14 @@ fn read_all(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Reads and parses one file. Returns the entry and whether it is unsettled.
-fn read(rel: &Path, found: &Found, options: &LoadOptions, settle: Duration) -> (Entry, bool) {
+/// Reads and parses one file. Returns the entry and whether it is unsettled, or `None` if the
+/// file is gone.
+fn read(
+    rel: &Path,
+    found: &Found,
+    options: &LoadOptions,
+    settle: Duration,
+) -> Option<(Entry, bool)> {
     let read_at = SystemTime::now();
     let age = found
         .stamp
@@ -218,15 +226,15 @@ fn read(rel: &Path, found: &Found, options: &LoadOptions, settle: Duration) -> (
     if found.stamp.size > MAX_FILE_BYTES {
         let message = format!("file is larger than {MAX_FILE_BYTES} bytes; not read");
         entry.parsed.file_error(rel, message);
-        return (entry, false);
+        return Some((entry, false));
     }
     let bytes = match fs::read(&found.path) {
         Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
         Err(e) => {
-            entry
-                .parsed
-                .file_error(rel, format!("cannot read file: {e}"));
-            return (entry, age < settle);
+            let message = format!("cannot read file: {e}");
+            entry.parsed.file_error(rel, message);
+            return Some((entry, age < settle));
         }
     };
     let after = fs::metadata(&found.path).map(|m| Stamp::of(&m)).ok();
@@ -236,7 +244,7 @@ fn read(rel: &Path, found: &Found, options: &LoadOptions, settle: Duration) -> (
     let suspect = !entry.parsed.errors.is_empty() || bytes.is_empty();
     let moving = after != Some(found.stamp) || age < settle;
     let unsettled = suspect && moving;
-    (entry, unsettled)
+    Some((entry, unsettled))
 }
 
 /// A file found by the walk.
