@@ -167,13 +167,16 @@ impl Cache {
     }
 }
 
+/// A file's path and its reading: the entry and whether it is unsettled, `None` if it is gone.
+type FileRead = (PathBuf, Option<(Entry, bool)>);
+
 /// Reads and parses `files`, on every core when there are several (the first load of a large
 /// directory). Results are in the order given.
 fn read_all(
     files: Vec<(PathBuf, Found)>,
     options: &LoadOptions,
     settle: Duration,
-) -> Vec<(PathBuf, Option<(Entry, bool)>)> {
+) -> Vec<FileRead> {
     let one = |(rel, found): &(PathBuf, Found)| (rel.clone(), read(rel, found, options, settle));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(files.len() / 2);
@@ -191,7 +194,7 @@ fn read_all(
             done.push((i, one(file)));
         }
     };
-    let mut results: Vec<(usize, (PathBuf, Option<(Entry, bool)>))> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, FileRead)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
         let joined = workers.into_iter().map(|w| w.join());
         // A panic while parsing is a bug; it propagates like it would without threads.
