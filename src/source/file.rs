@@ -1,0 +1,339 @@
+//! The file source: a directory of `getambassador.io` YAML/JSON, read once ([`load_dir`], for
+//! `legate translate` and `legate check`) or watched ([`FileSource`], for `legate run`).
+//!
+//! The directory is read recursively: `*.yaml`, `*.yml`, `*.json` (any case), multi-document,
+//! hidden entries skipped (see [`scan`]). Every document becomes a [`RawObject`] with origin
+//! `file#doc` (`file` relative to the directory, `doc` 1-based; `doc` 0 means the file as a
+//! whole), or a [`ResourceError`] saying why not. Errors never stop the source.
+//!
+//! Watching: changes announced by `notify` are coalesced until the directory has been quiet for
+//! the debounce window (at most ten windows under a steady stream), then the directory is
+//! re-walked and only changed files re-read. A whole new [`SourceState`] is published only if
+//! objects or errors differ.
+//!
+//! Mid-write rule (issue 3: never publish a half-written file): a file that fails to parse and
+//! either changed while it was read or was modified less than two debounce windows ago is
+//! *unsettled* (so is an empty file, which may have just been truncated by its writer). The
+//! source then waits one more window and reads it again, up to five times,
+//! and publishes nothing meanwhile; if the file is still broken after that, its error is
+//! published (and the rest of the directory with it).
+
+mod parse;
+mod scan;
+#[cfg(test)]
+mod tests;
+mod watch;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use self::scan::Cache;
+use self::watch::{DirWatch, Signal};
+use super::{Publisher, SourceState, Subscription};
+use crate::readiness::Guard;
+
+#[cfg(doc)]
+use crate::api::{RawObject, ResourceError};
+
+/// How documents are completed before they leave the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Given to documents without `metadata.namespace`: `AMBASSADOR_NAMESPACE`, default
+    /// `default`. (Emissary aborts the whole load instead, reference §1.3.)
+    pub default_namespace: String,
+    /// Values for `$VAR` / `${VAR}` substitution in file text before parsing (reference §1.4);
+    /// `None` disables it. Unset variables stay literal.
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+impl Default for LoadOptions {
+    /// Namespace `default`, no substitution.
+    fn default() -> Self {
+        LoadOptions {
+            default_namespace: "default".into(),
+            env: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Emissary's file-mode behaviour: the namespace from `AMBASSADOR_NAMESPACE` and
+    /// substitution from the process environment (variables that are not UTF-8 are left out).
+    pub fn from_env() -> Self {
+        let env: BTreeMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let default_namespace = env
+            .get("AMBASSADOR_NAMESPACE")
+            .filter(|ns| !ns.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "default".into());
+        LoadOptions {
+            default_namespace,
+            env: Some(env),
+        }
+    }
+}
+
+/// Why the config directory cannot be used at all. Problems with individual files are
+/// [`ResourceError`]s in the state instead.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("config directory {} does not exist", dir.display())]
+    Missing { dir: PathBuf },
+    #[error("config path {} is not a directory", dir.display())]
+    NotADirectory { dir: PathBuf },
+    #[error("config directory {} cannot be read", dir.display())]
+    Unreadable {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reads `dir` once. The state has generation 1. Files caught mid-write are not retried.
+pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<SourceState, SourceError> {
+    check_dir(dir)?;
+    let mut cache = Cache::default();
+    let outcome = cache.refresh(dir, &BTreeSet::new(), true, options, Duration::ZERO);
+    if outcome.dir_identity.is_none() {
+        // It vanished between the check and the walk.
+        return Err(check_dir(dir).err().unwrap_or(SourceError::Missing {
+            dir: dir.to_path_buf(),
+        }));
+    }
+    let (objects, errors) = cache.into_parts();
+    Ok(SourceState {
+        generation: 1,
+        objects,
+        errors,
+    })
+}
+
+fn check_dir(dir: &Path) -> Result<(), SourceError> {
+    let unreadable = |source| SourceError::Unreadable {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SourceError::Missing {
+            dir: dir.to_path_buf(),
+        }),
+        Err(e) => Err(unreadable(e)),
+        Ok(meta) if !meta.is_dir() => Err(SourceError::NotADirectory {
+            dir: dir.to_path_buf(),
+        }),
+        Ok(_) => std::fs::read_dir(dir).map(drop).map_err(unreadable),
+    }
+}
+
+/// Timing of the watch loop.
+#[derive(Debug, Clone)]
+struct Timing {
+    /// Quiet period that ends a burst of changes.
+    debounce: Duration,
+    /// A burst is cut off after this long even if changes keep coming.
+    max_delay: Duration,
+    /// A broken file modified more recently than this may still be being written.
+    settle: Duration,
+    /// How many times an unsettled file is read again before its error is published.
+    retries: u32,
+    /// Full rescan interval while the watch works (belt and braces) ...
+    resync: Duration,
+    /// ... and while it does not (directory missing, watch failed).
+    poll: Duration,
+}
+
+impl Timing {
+    fn new(debounce: Duration) -> Timing {
+        Timing {
+            debounce,
+            max_delay: (debounce * 10).max(Duration::from_millis(500)),
+            settle: debounce * 2,
+            retries: 5,
+            resync: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Watches a config directory and publishes its objects on every change.
+#[derive(Debug)]
+pub struct FileSource {
+    dir: PathBuf,
+    options: LoadOptions,
+    timing: Timing,
+    guard: Guard,
+}
+
+impl FileSource {
+    /// `debounce` is the `source.debounce_ms` setting; `guard` is released after the first
+    /// complete load (name it with `source::guard_name("file")`).
+    pub fn new(dir: impl Into<PathBuf>, debounce: Duration, guard: Guard) -> Self {
+        FileSource {
+            dir: dir.into(),
+            options: LoadOptions::default(),
+            timing: Timing::new(debounce),
+            guard,
+        }
+    }
+
+    pub fn with_options(mut self, options: LoadOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Checks the directory, starts watching it on a new task (the current Tokio runtime) and
+    /// returns the subscription. The task ends when every subscription is dropped.
+    pub fn spawn(self) -> Result<Subscription, SourceError> {
+        check_dir(&self.dir)?;
+        let dir = std::path::absolute(&self.dir).map_err(|source| SourceError::Unreadable {
+            dir: self.dir.clone(),
+            source,
+        })?;
+        let (publisher, rx) = Publisher::new(self.guard);
+        let (tx, events) = mpsc::unbounded_channel();
+        let span = tracing::info_span!("source", kind = "file", dir = %dir.display());
+        let runner = Runner {
+            watch: DirWatch::new(dir.clone(), tx),
+            dir,
+            options: self.options,
+            timing: self.timing,
+            cache: Cache::default(),
+            publisher,
+            events,
+        };
+        tokio::spawn(runner.run().instrument(span));
+        Ok(rx)
+    }
+}
+
+/// Changes announced since the last scan.
+#[derive(Debug, Default)]
+struct Pending {
+    forced: BTreeSet<PathBuf>,
+    reread_all: bool,
+}
+
+impl Pending {
+    fn add(&mut self, signal: Signal) {
+        match signal {
+            Signal::Changed(rel) => {
+                self.forced.insert(rel);
+            }
+            Signal::Rescan => {}
+            Signal::Reread => self.reread_all = true,
+        }
+    }
+}
+
+struct Runner {
+    dir: PathBuf,
+    options: LoadOptions,
+    timing: Timing,
+    cache: Cache,
+    publisher: Publisher,
+    events: UnboundedReceiver<Signal>,
+    watch: DirWatch,
+}
+
+impl Runner {
+    async fn run(mut self) {
+        let mut pending = Pending {
+            forced: BTreeSet::new(),
+            reread_all: true,
+        };
+        loop {
+            let changed = self.load(pending).await;
+            if changed || !self.publisher.current().is_synced() {
+                self.publisher
+                    .publish(self.cache.objects(), self.cache.errors());
+            }
+            pending = match self.next_change().await {
+                Some(pending) => pending,
+                None => break,
+            };
+        }
+        tracing::debug!("file source stopped: no subscribers");
+    }
+
+    /// Scans until no file is unsettled (or retries run out). Returns whether anything changed.
+    async fn load(&mut self, mut pending: Pending) -> bool {
+        let mut changed = false;
+        let mut attempt = 0;
+        loop {
+            let outcome = self.scan(&pending).await;
+            changed |= outcome.changed;
+            self.watch.ensure(outcome.dir_identity);
+            if outcome.unsettled.is_empty() || attempt >= self.timing.retries {
+                return changed;
+            }
+            attempt += 1;
+            tracing::debug!(files = ?outcome.unsettled, attempt, "file may be mid-write; reading it again");
+            pending = Pending {
+                forced: outcome.unsettled.into_iter().collect(),
+                reread_all: false,
+            };
+            let deadline = Instant::now() + self.timing.debounce;
+            while let Ok(Some(signal)) = tokio::time::timeout_at(deadline, self.events.recv()).await
+            {
+                pending.add(signal);
+            }
+        }
+    }
+
+    /// One refresh of the cache, off the async threads.
+    async fn scan(&mut self, pending: &Pending) -> scan::Outcome {
+        let mut cache = std::mem::take(&mut self.cache);
+        let (dir, options) = (self.dir.clone(), self.options.clone());
+        let (forced, reread_all, settle) = (
+            pending.forced.clone(),
+            pending.reread_all,
+            self.timing.settle,
+        );
+        let task = tokio::task::spawn_blocking(move || {
+            let outcome = cache.refresh(&dir, &forced, reread_all, &options, settle);
+            (cache, outcome)
+        });
+        match task.await {
+            Ok((cache, outcome)) => {
+                self.cache = cache;
+                outcome
+            }
+            Err(error) => {
+                // The cache is lost with the task: the next scan reads everything again. Until
+                // then the published state stays as it was.
+                tracing::error!(%error, "config directory scan failed");
+                scan::Outcome::default()
+            }
+        }
+    }
+
+    /// Waits for a change and the end of its burst. `None` when nobody listens any more.
+    async fn next_change(&mut self) -> Option<Pending> {
+        let mut pending = Pending::default();
+        let idle = match self.watch.healthy() {
+            true => self.timing.resync,
+            false => self.timing.poll,
+        };
+        tokio::select! {
+            _ = self.publisher.closed() => return None,
+            _ = tokio::time::sleep(idle) => return Some(pending),
+            signal = self.events.recv() => pending.add(signal?),
+        }
+        let cutoff = Instant::now() + self.timing.max_delay;
+        loop {
+            let quiet = (Instant::now() + self.timing.debounce).min(cutoff);
+            match tokio::time::timeout_at(quiet, self.events.recv()).await {
+                Ok(Some(signal)) => pending.add(signal),
+                Ok(None) | Err(_) => return Some(pending),
+            }
+        }
+    }
+}
