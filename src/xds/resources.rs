@@ -11,6 +11,7 @@
 
 mod cluster;
 mod endpoint;
+mod json;
 mod listener;
 mod route;
 mod secret;
@@ -18,6 +19,7 @@ mod static_config;
 
 pub use cluster::cluster;
 pub use endpoint::load_assignment;
+pub use json::to_json;
 pub use listener::listener;
 pub use route::route_configuration;
 pub use secret::secret;
@@ -58,6 +60,8 @@ pub enum Error {
         found: String,
         expected: String,
     },
+    #[error("cannot render Envoy JSON: {0}")]
+    Json(String),
     #[error("listener {listener} uses route configuration {route}, which the snapshot lacks")]
     MissingRoute { listener: String, route: String },
 }

@@ -2,6 +2,8 @@
 //! runs. Routes come by RDS and certificates by SDS, so this proto changes only when ports,
 //! chains or TLS settings change.
 
+use std::collections::HashMap;
+
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, DataSource, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions,
@@ -11,9 +13,7 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
 };
-use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
-    FileAccessLog, file_access_log,
-};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::FileAccessLog;
 use envoy_types::pb::envoy::extensions::filters::http::cors::v3::Cors;
 use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
@@ -26,9 +26,13 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, common_tls_context,
 };
 use envoy_types::pb::google::protobuf::{Any, Struct, Value, value};
+use prost::{Message, Name};
 
 use super::{ads, boolv, duration_ms, pack, sds, tls_params, tls_transport_socket, u32v};
 use crate::ir;
+
+#[cfg(test)]
+mod tests;
 
 pub(super) const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
@@ -198,42 +202,66 @@ fn http_filter(name: &str, config: Any) -> HttpFilter {
 }
 
 fn file_access_log(log: &ir::AccessLog) -> AccessLog {
-    let format = if !log.json_format.is_empty() {
-        let fields = log
-            .json_format
-            .iter()
-            .map(|(k, v)| {
-                let v = Value {
-                    kind: Some(value::Kind::StringValue(v.clone())),
-                };
-                (k.clone(), v)
-            })
-            .collect();
-        Some(substitution_format_string::Format::JsonFormat(Struct {
-            fields,
-        }))
-    } else {
-        log.text_format.as_ref().map(|text| {
-            substitution_format_string::Format::TextFormatSource(DataSource {
-                specifier: Some(data_source::Specifier::InlineString(text.clone())),
-                ..Default::default()
-            })
-        })
-    };
-    let config = FileAccessLog {
-        path: log.path.clone(),
-        access_log_format: format.map(|f| {
-            file_access_log::AccessLogFormat::LogFormat(SubstitutionFormatString {
-                format: Some(f),
-                ..Default::default()
-            })
-        }),
-    };
     AccessLog {
         name: "envoy.access_loggers.file".to_string(),
-        config_type: Some(access_log::ConfigType::TypedConfig(pack(config))),
+        config_type: Some(access_log::ConfigType::TypedConfig(file_access_log_config(
+            log,
+        ))),
         ..Default::default()
     }
+}
+
+/// `FileAccessLog.log_format` and `SubstitutionFormatString.json_format` field numbers.
+const LOG_FORMAT_TAG: u32 = 5;
+const JSON_FORMAT_TAG: u32 = 2;
+
+/// The file access log's config, encoded deterministically. A JSON format is a
+/// `google.protobuf.Struct`, whose `HashMap` prost encodes in a random order per instance: the
+/// listener's bytes would differ between two builds of the same IR, and Envoy could take an
+/// unchanged listener for a changed one. Map entries are independent records on the wire, so
+/// the Struct is written entry by entry, in the IR's order, and spliced into its parents.
+fn file_access_log_config(log: &ir::AccessLog) -> Any {
+    let mut value = FileAccessLog {
+        path: log.path.clone(),
+        access_log_format: None,
+    }
+    .encode_to_vec();
+    if let Some(format) = log_format(log) {
+        prost::encoding::bytes::encode(LOG_FORMAT_TAG, &format, &mut value);
+    }
+    Any {
+        type_url: FileAccessLog::type_url(),
+        value,
+    }
+}
+
+/// The encoded `SubstitutionFormatString`, or `None` for Envoy's default format.
+fn log_format(log: &ir::AccessLog) -> Option<Vec<u8>> {
+    if log.json_format.is_empty() {
+        let text = log.text_format.as_ref()?;
+        let format = substitution_format_string::Format::TextFormatSource(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(text.clone())),
+            ..Default::default()
+        });
+        let sfs = SubstitutionFormatString {
+            format: Some(format),
+            ..Default::default()
+        };
+        return Some(sfs.encode_to_vec());
+    }
+    let mut fields = Vec::new();
+    for (key, command) in &log.json_format {
+        let value = Value {
+            kind: Some(value::Kind::StringValue(command.clone())),
+        };
+        let entry = Struct {
+            fields: HashMap::from([(key.clone(), value)]),
+        };
+        fields.extend(entry.encode_to_vec());
+    }
+    let mut sfs = SubstitutionFormatString::default().encode_to_vec();
+    prost::encoding::bytes::encode(JSON_FORMAT_TAG, &fields, &mut sfs);
+    Some(sfs)
 }
 
 fn tcp_proxy(t: &ir::TcpProxy) -> TcpProxy {

@@ -2,8 +2,8 @@
 
 use crate::ir::{self, *};
 
-pub(super) const CERT: &str = include_str!("../testdata/server.pem");
-pub(super) const KEY: &str = include_str!("../testdata/server.key");
+pub(in crate::xds::resources) const CERT: &str = include_str!("../testdata/server.pem");
+pub(in crate::xds::resources) const KEY: &str = include_str!("../testdata/server.key");
 const CA: &str = include_str!("../testdata/ca.pem");
 const CRL: &str = include_str!("../testdata/ca.crl.pem");
 

@@ -9,7 +9,7 @@ use prost::Message;
 
 use super::{build, fixture::rich_ir};
 use crate::ir::PathMatch;
-use crate::xds::resources::static_bootstrap;
+use crate::xds::resources::{json, static_bootstrap};
 
 /// Kills the child if the test ends early, so no Envoy outlives its test.
 struct KillOnDrop(Child);
@@ -88,4 +88,20 @@ fn a_bad_regex_fails_envoy_validate() {
         output.contains("missing )"),
         "rejected for another reason:\n{output}"
     );
+}
+
+/// Envoy reads the JSON form too: the proto3 JSON of the static bootstrap (field names, `@type`,
+/// durations, enums) is what `legate translate --format json` prints.
+#[test]
+fn the_json_form_passes_envoy_validate() {
+    let Some(envoy) = crate::envoy::locate::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("x.json");
+    let bootstrap = static_bootstrap(&build(&rich_ir())).unwrap();
+    let json = json::any_to_json(&envoy_types::util::pack_any(bootstrap)).unwrap();
+    std::fs::write(&config, serde_json::to_vec(&json).unwrap()).unwrap();
+    let (ok, output) = run(&envoy, &config, dir.path());
+    assert!(ok, "envoy rejected the JSON form:\n{output}");
 }
