@@ -74,7 +74,8 @@ fn join_errors(errors: &[Dangling]) -> String {
         .join("; ")
 }
 
-/// Builds every resource type (empty types included) from a validated IR.
+/// Builds every resource type (empty types included) from an IR, after checking it with
+/// [`Ir::validate`]: an IR with dangling references or duplicate names is refused whole.
 pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Error> {
     ir.validate().map_err(Error::Dangling)?;
     let v = Versioner { boot_id };

@@ -103,7 +103,7 @@ fn static_cluster(
     assignments: &BTreeMap<String, ClusterLoadAssignment>,
 ) -> Result<Cluster, Error> {
     if let Some(ts) = &mut c.transport_socket {
-        static_transport_socket(ts, TypeKind::Cluster, &c.name.clone())?;
+        static_transport_socket(ts, TypeKind::Cluster, &c.name)?;
     }
     let eds = cluster::ClusterDiscoveryType::Type(cluster::DiscoveryType::Eds as i32);
     if c.cluster_discovery_type.as_ref() != Some(&eds) {
