@@ -1,1 +1,248 @@
+//! IR → Envoy resources: one function per resource type (listener, route, cluster, endpoint,
+//! secret), and [`snapshot`], which packs them into a versioned [`Snapshot`].
+//!
+//! Versions come from the IR fragment that produced each resource (`Ir::hash_of`), never from
+//! prost bytes: envoy-types encodes protobuf maps from a `HashMap`, so equal messages encode
+//! differently (xds-protocol.md §5.4). Every version is prefixed by the boot id so a restarted
+//! legate never reuses a version string an Envoy already holds (xds-protocol.md §1.3).
+//!
+//! Routes, endpoints and certificates are referenced by name (RDS, EDS, SDS), so a route or
+//! certificate change leaves the listener resource byte-stable and never drains it.
 
+mod cluster;
+mod endpoint;
+mod json;
+mod listener;
+mod route;
+mod secret;
+mod static_config;
+
+pub use cluster::cluster;
+pub use endpoint::load_assignment;
+pub use json::to_json;
+pub use listener::listener;
+pub use route::route_configuration;
+pub use secret::secret;
+pub use static_config::static_bootstrap;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::core::v3::{
+    AggregatedConfigSource, ApiVersion, ConfigSource, TransportSocket, config_source,
+    transport_socket,
+};
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
+    SdsSecretConfig, TlsParameters, tls_parameters::TlsProtocol,
+};
+use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, UInt32Value};
+use prost::{Message, Name};
+
+use super::{Resource, Snapshot, TypeKind, TypeSnapshot};
+use crate::ir::{self, Dangling, Ir};
+
+/// Why a snapshot (or a static bootstrap built from one) could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the IR is inconsistent: {}", join_errors(.0))]
+    Dangling(Vec<Dangling>),
+    #[error("{kind:?} resource {name} does not decode as {type_url}")]
+    Decode {
+        kind: TypeKind,
+        name: String,
+        type_url: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("{kind:?} resource {name} is a {found}, expected {expected}")]
+    UnexpectedType {
+        kind: TypeKind,
+        name: String,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot render Envoy JSON: {0}")]
+    Json(String),
+    #[error("listener {listener} uses route configuration {route}, which the snapshot lacks")]
+    MissingRoute { listener: String, route: String },
+}
+
+fn join_errors(errors: &[Dangling]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Builds every resource type (empty types included) from an IR, after checking it with
+/// [`Ir::validate`]: an IR with dangling references or duplicate names is refused whole.
+pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Error> {
+    ir.validate().map_err(Error::Dangling)?;
+    let v = Versioner { boot_id };
+    let mut types = BTreeMap::new();
+    types.insert(
+        TypeKind::Listener,
+        v.collect(
+            ir.listeners
+                .iter()
+                .map(|l| (&l.name, Ir::hash_of(l), pack(listener(l)))),
+        ),
+    );
+    types.insert(
+        TypeKind::Route,
+        v.collect(
+            ir.route_tables
+                .iter()
+                .map(|t| (&t.name, Ir::hash_of(t), pack(route_configuration(t)))),
+        ),
+    );
+    types.insert(
+        TypeKind::Cluster,
+        v.collect(
+            ir.clusters
+                .iter()
+                .map(|c| (&c.name, Ir::hash_of(c), pack(cluster(c)))),
+        ),
+    );
+    types.insert(TypeKind::Endpoint, v.collect(endpoint::all(ir)));
+    types.insert(
+        TypeKind::Secret,
+        v.collect(
+            ir.secrets
+                .iter()
+                .map(|s| (&s.name, Ir::hash_of(s), pack(secret(s)))),
+        ),
+    );
+    Ok(Snapshot { generation, types })
+}
+
+/// Turns content hashes into version strings.
+struct Versioner<'a> {
+    boot_id: &'a str,
+}
+
+impl Versioner<'_> {
+    fn version(&self, hash: u64) -> String {
+        format!("{}-{hash:016x}", self.boot_id)
+    }
+
+    /// One type's resources; the type version hashes the sorted (name, version) pairs, so it
+    /// changes exactly when some resource of the type is added, removed or changed.
+    fn collect<'n>(&self, items: impl IntoIterator<Item = (&'n String, u64, Any)>) -> TypeSnapshot {
+        let resources: BTreeMap<String, Resource> = items
+            .into_iter()
+            .map(|(name, hash, body)| {
+                let resource = Resource {
+                    name: name.clone(),
+                    version: self.version(hash),
+                    body,
+                };
+                (name.clone(), resource)
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = resources
+            .values()
+            .map(|r| (r.name.as_str(), r.version.as_str()))
+            .collect();
+        TypeSnapshot {
+            version: self.version(Ir::hash_of(&pairs)),
+            resources,
+        }
+    }
+}
+
+/// Packs a message into an `Any` with its `type.googleapis.com/` URL.
+fn pack<T: Message + Name>(message: T) -> Any {
+    envoy_types::util::pack_any(message)
+}
+
+/// Decodes a packed resource, checking its type URL.
+fn unpack<T: Message + Name + Default>(kind: TypeKind, name: &str, any: &Any) -> Result<T, Error> {
+    if any.type_url != T::type_url() {
+        return Err(Error::UnexpectedType {
+            kind,
+            name: name.to_string(),
+            found: any.type_url.clone(),
+            expected: T::type_url(),
+        });
+    }
+    T::decode(any.value.as_slice()).map_err(|source| Error::Decode {
+        kind,
+        name: name.to_string(),
+        type_url: T::type_url(),
+        source,
+    })
+}
+
+/// The ADS config source every dynamic reference (RDS, EDS, SDS) points at.
+fn ads() -> ConfigSource {
+    ConfigSource {
+        resource_api_version: ApiVersion::V3 as i32,
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        ..Default::default()
+    }
+}
+
+/// A reference to a secret served over ADS.
+fn sds(name: &str) -> SdsSecretConfig {
+    SdsSecretConfig {
+        name: name.to_string(),
+        sds_config: Some(ads()),
+    }
+}
+
+fn duration_ms(ms: u64) -> Duration {
+    Duration {
+        seconds: i64::try_from(ms / 1000).unwrap_or(i64::MAX),
+        // Below 1e9, so the cast is lossless.
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+fn u32v(value: u32) -> UInt32Value {
+    UInt32Value { value }
+}
+
+fn boolv(value: bool) -> BoolValue {
+    BoolValue { value }
+}
+
+fn tls_transport_socket(typed_config: Any) -> TransportSocket {
+    TransportSocket {
+        name: "envoy.transport_sockets.tls".to_string(),
+        config_type: Some(transport_socket::ConfigType::TypedConfig(typed_config)),
+    }
+}
+
+/// TLS parameters, or `None` when everything is Envoy's default.
+fn tls_params(
+    min: Option<ir::TlsVersion>,
+    max: Option<ir::TlsVersion>,
+    cipher_suites: &[String],
+    ecdh_curves: &[String],
+) -> Option<TlsParameters> {
+    if min.is_none() && max.is_none() && cipher_suites.is_empty() && ecdh_curves.is_empty() {
+        return None;
+    }
+    let version = |v: Option<ir::TlsVersion>| {
+        (match v {
+            None => TlsProtocol::TlsAuto,
+            Some(ir::TlsVersion::V1_0) => TlsProtocol::TlSv10,
+            Some(ir::TlsVersion::V1_1) => TlsProtocol::TlSv11,
+            Some(ir::TlsVersion::V1_2) => TlsProtocol::TlSv12,
+            Some(ir::TlsVersion::V1_3) => TlsProtocol::TlSv13,
+        }) as i32
+    };
+    Some(TlsParameters {
+        tls_minimum_protocol_version: version(min),
+        tls_maximum_protocol_version: version(max),
+        cipher_suites: cipher_suites.to_vec(),
+        ecdh_curves: ecdh_curves.to_vec(),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! RDS: route configurations, virtual hosts and ordered routes, in Envoy 1.40's modern forms
+//! (ambassador-api.md §12): `string_match` header matchers, `append_action`, CORS as the CORS
+//! filter's per-route config, regexes without `max_program_size`.
+
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent, data_source,
+    header_value_option::HeaderAppendAction,
+};
+use envoy_types::pb::envoy::config::route::v3::{
+    DirectResponseAction, HeaderMatcher, QueryParameterMatcher, RedirectAction, RetryPolicy, Route,
+    RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster, header_matcher,
+    query_parameter_matcher, redirect_action, route, route_action, route_match, weighted_cluster,
+};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    RegexMatchAndSubstitute, RegexMatcher, StringMatcher, string_matcher,
+};
+use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
+
+use super::listener::CORS;
+use super::{boolv, duration_ms, pack, u32v};
+use crate::ir;
+
+/// The RDS resource for one IR route table; its name is the table's stable name.
+pub fn route_configuration(t: &ir::RouteTable) -> RouteConfiguration {
+    RouteConfiguration {
+        name: t.name.clone(),
+        virtual_hosts: t.virtual_hosts.iter().map(virtual_host).collect(),
+        ..Default::default()
+    }
+}
+
+fn virtual_host(vh: &ir::VirtualHost) -> VirtualHost {
+    VirtualHost {
+        name: vh.name.clone(),
+        domains: vh.domains.clone(),
+        routes: vh.routes.iter().map(route).collect(),
+        ..Default::default()
+    }
+}
+
+fn route(r: &ir::Route) -> Route {
+    let mut out = Route {
+        name: r.name.clone().unwrap_or_default(),
+        r#match: Some(route_match(&r.matcher)),
+        action: Some(action(&r.action)),
+        request_headers_to_add: r.request_headers_to_add.iter().map(header_value).collect(),
+        request_headers_to_remove: r.request_headers_to_remove.clone(),
+        response_headers_to_add: r.response_headers_to_add.iter().map(header_value).collect(),
+        response_headers_to_remove: r.response_headers_to_remove.clone(),
+        ..Default::default()
+    };
+    if let Some(cors) = &r.cors {
+        out.typed_per_filter_config
+            .insert(CORS.to_string(), pack(cors_policy(cors)));
+    }
+    out
+}
+
+fn route_match(m: &ir::RouteMatch) -> RouteMatch {
+    let path = match &m.path {
+        ir::PathMatch::Prefix(p) => route_match::PathSpecifier::Prefix(p.clone()),
+        ir::PathMatch::Exact(p) => route_match::PathSpecifier::Path(p.clone()),
+        ir::PathMatch::Regex(re) => route_match::PathSpecifier::SafeRegex(regex(re)),
+    };
+    RouteMatch {
+        path_specifier: Some(path),
+        // Envoy's default is case sensitive; only the exception is written out.
+        case_sensitive: (!m.case_sensitive).then(|| boolv(false)),
+        headers: m.headers.iter().map(header_matcher).collect(),
+        query_parameters: m.query_parameters.iter().map(query_matcher).collect(),
+        runtime_fraction: m
+            .runtime_fraction
+            .as_ref()
+            .map(|rf| percent(rf.percent, &rf.runtime_key)),
+        ..Default::default()
+    }
+}
+
+fn header_matcher(h: &ir::HeaderMatch) -> HeaderMatcher {
+    let specifier = match string_matcher(&h.matcher) {
+        Some(sm) => header_matcher::HeaderMatchSpecifier::StringMatch(sm),
+        None => header_matcher::HeaderMatchSpecifier::PresentMatch(true),
+    };
+    HeaderMatcher {
+        name: h.name.clone(),
+        invert_match: h.invert,
+        header_match_specifier: Some(specifier),
+        ..Default::default()
+    }
+}
+
+fn query_matcher(q: &ir::QueryMatch) -> QueryParameterMatcher {
+    let specifier = match string_matcher(&q.matcher) {
+        Some(sm) => query_parameter_matcher::QueryParameterMatchSpecifier::StringMatch(sm),
+        None => query_parameter_matcher::QueryParameterMatchSpecifier::PresentMatch(true),
+    };
+    QueryParameterMatcher {
+        name: q.name.clone(),
+        query_parameter_match_specifier: Some(specifier),
+    }
+}
+
+/// A string matcher, or `None` for [`ir::StringMatch::Present`], which is not one.
+fn string_matcher(m: &ir::StringMatch) -> Option<StringMatcher> {
+    use string_matcher::MatchPattern;
+    let pattern = match m {
+        ir::StringMatch::Exact(s) => MatchPattern::Exact(s.clone()),
+        ir::StringMatch::Prefix(s) => MatchPattern::Prefix(s.clone()),
+        ir::StringMatch::Suffix(s) => MatchPattern::Suffix(s.clone()),
+        ir::StringMatch::Regex(re) => MatchPattern::SafeRegex(regex(re)),
+        ir::StringMatch::Present => return None,
+    };
+    Some(StringMatcher {
+        match_pattern: Some(pattern),
+        ..Default::default()
+    })
+}
+
+/// RE2 with Envoy's default program-size limit (set by runtime, not per regex).
+fn regex(re: &str) -> RegexMatcher {
+    RegexMatcher {
+        regex: re.to_string(),
+        engine_type: None,
+    }
+}
+
+fn regex_rewrite(r: &ir::RegexRewrite) -> RegexMatchAndSubstitute {
+    RegexMatchAndSubstitute {
+        pattern: Some(regex(&r.pattern)),
+        substitution: r.substitution.clone(),
+    }
+}
+
+fn percent(numerator: u32, runtime_key: &str) -> RuntimeFractionalPercent {
+    RuntimeFractionalPercent {
+        default_value: Some(FractionalPercent {
+            numerator,
+            denominator: fractional_percent::DenominatorType::Hundred as i32,
+        }),
+        runtime_key: runtime_key.to_string(),
+    }
+}
+
+fn action(a: &ir::RouteAction) -> route::Action {
+    match a {
+        ir::RouteAction::Forward(f) => route::Action::Route(forward(f)),
+        ir::RouteAction::Redirect(r) => route::Action::Redirect(redirect(r)),
+        ir::RouteAction::DirectResponse { status, body } => {
+            route::Action::DirectResponse(DirectResponseAction {
+                status: *status,
+                body: body.as_ref().map(|b| DataSource {
+                    specifier: Some(data_source::Specifier::InlineString(b.clone())),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        }
+    }
+}
+
+fn forward(f: &ir::Forward) -> RouteAction {
+    let cluster_specifier = match f.clusters.as_slice() {
+        [one] => route_action::ClusterSpecifier::Cluster(one.name.clone()),
+        many => route_action::ClusterSpecifier::WeightedClusters(WeightedCluster {
+            clusters: many
+                .iter()
+                .map(|wc| weighted_cluster::ClusterWeight {
+                    name: wc.name.clone(),
+                    weight: Some(u32v(wc.weight)),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    RouteAction {
+        cluster_specifier: Some(cluster_specifier),
+        prefix_rewrite: f.prefix_rewrite.clone().unwrap_or_default(),
+        regex_rewrite: f.regex_rewrite.as_ref().map(regex_rewrite),
+        host_rewrite_specifier: f.host_rewrite.as_ref().map(|h| match h {
+            ir::HostRewrite::Literal(host) => {
+                route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone())
+            }
+            ir::HostRewrite::Auto => {
+                route_action::HostRewriteSpecifier::AutoHostRewrite(boolv(true))
+            }
+        }),
+        // `Some(0)` becomes an explicit 0 s, which disables Envoy's 15 s default.
+        timeout: f.timeout_ms.map(duration_ms),
+        idle_timeout: f.idle_timeout_ms.map(duration_ms),
+        retry_policy: f.retry.as_ref().map(retry_policy),
+        upgrade_configs: f
+            .upgrades
+            .iter()
+            .map(|u| route_action::UpgradeConfig {
+                upgrade_type: u.clone(),
+                enabled: Some(boolv(true)),
+                ..Default::default()
+            })
+            .collect(),
+        request_mirror_policies: f
+            .mirrors
+            .iter()
+            .map(|m| route_action::RequestMirrorPolicy {
+                cluster: m.cluster.clone(),
+                runtime_fraction: Some(percent(m.percent, "")),
+                ..Default::default()
+            })
+            .collect(),
+        hash_policy: f.hash_policy.iter().map(hash_policy).collect(),
+        ..Default::default()
+    }
+}
+
+fn retry_policy(r: &ir::RetryPolicy) -> RetryPolicy {
+    RetryPolicy {
+        retry_on: r.retry_on.join(","),
+        num_retries: r.num_retries.map(u32v),
+        per_try_timeout: r.per_try_timeout_ms.map(duration_ms),
+        retriable_status_codes: r.retriable_status_codes.clone(),
+        ..Default::default()
+    }
+}
+
+fn hash_policy(h: &ir::HashPolicy) -> route_action::HashPolicy {
+    use route_action::hash_policy::{self, PolicySpecifier};
+    let specifier = match h {
+        ir::HashPolicy::Header(name) => PolicySpecifier::Header(hash_policy::Header {
+            header_name: name.clone(),
+            regex_rewrite: None,
+        }),
+        ir::HashPolicy::Cookie { name, path, ttl_ms } => {
+            PolicySpecifier::Cookie(hash_policy::Cookie {
+                name: name.clone(),
+                path: path.clone().unwrap_or_default(),
+                ttl: ttl_ms.map(duration_ms),
+                ..Default::default()
+            })
+        }
+        ir::HashPolicy::SourceIp => {
+            PolicySpecifier::ConnectionProperties(hash_policy::ConnectionProperties {
+                source_ip: true,
+            })
+        }
+    };
+    route_action::HashPolicy {
+        terminal: false,
+        policy_specifier: Some(specifier),
+    }
+}
+
+fn redirect(r: &ir::Redirect) -> RedirectAction {
+    use redirect_action::{PathRewriteSpecifier, RedirectResponseCode, SchemeRewriteSpecifier};
+    let response_code = match r.code {
+        ir::RedirectCode::MovedPermanently => RedirectResponseCode::MovedPermanently,
+        ir::RedirectCode::Found => RedirectResponseCode::Found,
+        ir::RedirectCode::SeeOther => RedirectResponseCode::SeeOther,
+        ir::RedirectCode::TemporaryRedirect => RedirectResponseCode::TemporaryRedirect,
+        ir::RedirectCode::PermanentRedirect => RedirectResponseCode::PermanentRedirect,
+    };
+    RedirectAction {
+        host_redirect: r.host.clone().unwrap_or_default(),
+        port_redirect: r.port.map(u32::from).unwrap_or_default(),
+        response_code: response_code as i32,
+        strip_query: r.strip_query,
+        scheme_rewrite_specifier: r
+            .https
+            .then_some(SchemeRewriteSpecifier::HttpsRedirect(true)),
+        path_rewrite_specifier: r.path.as_ref().map(|p| match p {
+            ir::RedirectPath::Path(path) => PathRewriteSpecifier::PathRedirect(path.clone()),
+            ir::RedirectPath::Prefix(prefix) => PathRewriteSpecifier::PrefixRewrite(prefix.clone()),
+            ir::RedirectPath::Regex(re) => PathRewriteSpecifier::RegexRewrite(regex_rewrite(re)),
+        }),
+    }
+}
+
+fn header_value(h: &ir::HeaderValue) -> HeaderValueOption {
+    let action = if h.append {
+        HeaderAppendAction::AppendIfExistsOrAdd
+    } else {
+        HeaderAppendAction::OverwriteIfExistsOrAdd
+    };
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: h.name.clone(),
+            value: h.value.clone(),
+            ..Default::default()
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    }
+}
+
+fn cors_policy(c: &ir::Cors) -> CorsPolicy {
+    let origin = |m: &ir::StringMatch| {
+        // "Present" is not a string match; for an origin it means any origin, which Envoy's
+        // CORS filter spells as an exact `*`.
+        string_matcher(m).unwrap_or_else(|| StringMatcher {
+            match_pattern: Some(string_matcher::MatchPattern::Exact("*".into())),
+            ..Default::default()
+        })
+    };
+    CorsPolicy {
+        allow_origin_string_match: c.origins.iter().map(origin).collect(),
+        allow_methods: c.methods.join(","),
+        allow_headers: c.headers.join(","),
+        expose_headers: c.exposed_headers.join(","),
+        max_age: c.max_age.clone().unwrap_or_default(),
+        allow_credentials: c.credentials.then(|| boolv(true)),
+        ..Default::default()
+    }
+}

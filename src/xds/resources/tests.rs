@@ -1,0 +1,386 @@
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
+use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter, listener_filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    RouteConfiguration, header_matcher, route, route_action,
+};
+use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, http_connection_manager::RouteSpecifier, http_filter,
+};
+use envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern;
+use envoy_types::pb::google::protobuf::Any;
+use prost::{Message, Name};
+
+use super::*;
+use crate::ir::*;
+
+pub(super) mod fixture;
+mod validate;
+
+use fixture::{CERT, KEY, rich_ir};
+
+// ---- helpers ----
+
+pub(super) fn build(ir: &Ir) -> Snapshot {
+    snapshot(ir, 1, "boot").expect("snapshot builds")
+}
+
+fn decode<T: Message + Name + Default>(snap: &Snapshot, kind: TypeKind, name: &str) -> T {
+    let r = &snap.get(kind).expect("type present").resources[name];
+    assert_eq!(r.body.type_url, T::type_url());
+    T::decode(r.body.value.as_slice()).expect("decodes")
+}
+
+fn any_as<T: Message + Name + Default>(any: &Any) -> T {
+    assert_eq!(any.type_url, T::type_url());
+    T::decode(any.value.as_slice()).expect("decodes")
+}
+
+fn hcm_of(l: &Listener, chain: &str) -> HttpConnectionManager {
+    let fc = l
+        .filter_chains
+        .iter()
+        .find(|fc| fc.name == chain)
+        .expect("chain exists");
+    match &fc.filters[0].config_type {
+        Some(filter::ConfigType::TypedConfig(any)) => any_as(any),
+        other => panic!("untyped filter: {other:?}"),
+    }
+}
+
+fn versions(snap: &Snapshot, kind: TypeKind) -> Vec<(String, String)> {
+    snap.get(kind)
+        .unwrap()
+        .resources
+        .values()
+        .map(|r| (r.name.clone(), r.version.clone()))
+        .collect()
+}
+
+// ---- versions ----
+
+#[test]
+fn every_type_is_present_even_when_empty() {
+    let snap = build(&Ir::default());
+    for kind in TypeKind::ORDER {
+        let t = snap.get(kind).expect("type present");
+        assert!(t.resources.is_empty());
+        assert!(t.version.starts_with("boot-"), "{}", t.version);
+        assert_eq!(t.version.len(), "boot-".len() + 16);
+    }
+    assert_eq!(snap.generation, 1);
+}
+
+#[test]
+fn versions_are_stable_for_equal_ir_and_prefixed_by_boot_id() {
+    let a = build(&rich_ir());
+    let b = build(&rich_ir());
+    assert_eq!(a.versions(), b.versions());
+    // Byte-identical bodies as well: no HashMap order leaks into the encoding.
+    assert_eq!(a.types, b.types);
+    for kind in TypeKind::ORDER {
+        assert_eq!(versions(&a, kind), versions(&b, kind));
+        for (_, v) in versions(&a, kind) {
+            assert!(v.starts_with("boot-"));
+        }
+    }
+    let other_boot = snapshot(&rich_ir(), 1, "other").unwrap();
+    assert_ne!(a.versions(), other_boot.versions());
+}
+
+#[test]
+fn a_route_change_moves_only_the_route_versions() {
+    let before = build(&rich_ir());
+    let mut ir = rich_ir();
+    ir.route_tables[1].virtual_hosts[0].routes[0].matcher = RouteMatch::prefix("/v2");
+    let after = build(&ir);
+
+    for kind in [
+        TypeKind::Listener,
+        TypeKind::Cluster,
+        TypeKind::Endpoint,
+        TypeKind::Secret,
+    ] {
+        assert_eq!(before.versions()[&kind], after.versions()[&kind]);
+        assert_eq!(versions(&before, kind), versions(&after, kind));
+    }
+    // The listener resources are byte-identical too, so Envoy never drains them for a route
+    // change (prost's random map order must not leak into them).
+    assert_eq!(
+        before.get(TypeKind::Listener).unwrap().resources,
+        after.get(TypeKind::Listener).unwrap().resources
+    );
+    assert_ne!(
+        before.versions()[&TypeKind::Route],
+        after.versions()[&TypeKind::Route]
+    );
+    let (rb, ra) = (
+        versions(&before, TypeKind::Route),
+        versions(&after, TypeKind::Route),
+    );
+    assert_eq!(rb[1], ra[1], "edge/plain is unchanged");
+    assert_eq!(rb[0].0, "edge/https");
+    assert_ne!(rb[0].1, ra[0].1, "edge/https changed");
+}
+
+#[test]
+fn an_eds_cluster_change_moves_its_endpoint_version() {
+    // Envoy re-requests EDS with the version it holds after such a CDS change and keeps the
+    // cluster warming until answered (xds-protocol.md §2.2).
+    let before = build(&rich_ir());
+    let mut ir = rich_ir();
+    ir.clusters[3].connect_timeout_ms = 999;
+    let after = build(&ir);
+    let (eb, ea) = (
+        versions(&before, TypeKind::Endpoint),
+        versions(&after, TypeKind::Endpoint),
+    );
+    assert_eq!(eb[0], ea[0], "ns/none untouched");
+    assert_eq!(eb[1].0, "ns/svc");
+    assert_ne!(eb[1].1, ea[1].1);
+    assert_eq!(
+        versions(&before, TypeKind::Listener),
+        versions(&after, TypeKind::Listener)
+    );
+}
+
+#[test]
+fn a_secret_rotation_moves_only_the_secret() {
+    let before = build(&rich_ir());
+    let mut ir = rich_ir();
+    ir.secrets[0].kind = SecretKind::TlsCertificate {
+        certificate_chain: CERT.into(),
+        private_key: Sensitive::new(format!("{KEY}\n")),
+    };
+    let after = build(&ir);
+    assert_ne!(
+        before.versions()[&TypeKind::Secret],
+        after.versions()[&TypeKind::Secret]
+    );
+    for kind in [TypeKind::Listener, TypeKind::Cluster, TypeKind::Route] {
+        assert_eq!(before.versions()[&kind], after.versions()[&kind]);
+    }
+}
+
+#[test]
+fn dangling_ir_is_refused() {
+    let mut ir = rich_ir();
+    ir.clusters.retain(|c| c.name != "grpc");
+    match snapshot(&ir, 1, "boot") {
+        Err(Error::Dangling(errors)) => assert!(!errors.is_empty()),
+        other => panic!("expected a dangling error, got {other:?}"),
+    }
+}
+
+// ---- listeners ----
+
+#[test]
+fn listener_has_stat_prefix_and_filters_in_order() {
+    let snap = build(&rich_ir());
+    let l: Listener = decode(&snap, TypeKind::Listener, "edge");
+    assert_eq!(l.stat_prefix, "edge");
+    let names: Vec<&str> = l.listener_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "envoy.filters.listener.proxy_protocol",
+            "envoy.filters.listener.tls_inspector"
+        ]
+    );
+    for f in &l.listener_filters {
+        assert!(matches!(
+            f.config_type,
+            Some(listener_filter::ConfigType::TypedConfig(_))
+        ));
+    }
+    assert_eq!(l.per_connection_buffer_limit_bytes.unwrap().value, 32768);
+
+    let tcp: Listener = decode(&snap, TypeKind::Listener, "tcp");
+    assert!(tcp.listener_filters.is_empty(), "no TLS inspector needed");
+}
+
+#[test]
+fn filter_chains_match_by_sni_and_transport() {
+    let l: Listener = decode(&build(&rich_ir()), TypeKind::Listener, "edge");
+    let https = &l.filter_chains[0];
+    assert_eq!(https.name, "https");
+    let m = https.filter_chain_match.as_ref().unwrap();
+    assert_eq!(m.server_names, ["example.com", "*.example.com"]);
+    assert_eq!(m.transport_protocol, "tls");
+    assert!(https.transport_socket.is_some());
+    let pass = l.filter_chains[1].filter_chain_match.as_ref().unwrap();
+    assert_eq!(pass.transport_protocol, "tls");
+    assert!(l.filter_chains[1].transport_socket.is_none());
+    assert!(l.filter_chains[2].filter_chain_match.is_none());
+}
+
+#[test]
+fn hcm_uses_rds_over_ads_and_typed_filters() {
+    let l: Listener = decode(&build(&rich_ir()), TypeKind::Listener, "edge");
+    let hcm = hcm_of(&l, "https");
+    let Some(RouteSpecifier::Rds(rds)) = &hcm.route_specifier else {
+        panic!("expected RDS");
+    };
+    assert_eq!(rds.route_config_name, "edge/https");
+    let source = rds.config_source.as_ref().unwrap();
+    assert_eq!(source, &ads());
+    let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        filters,
+        ["envoy.filters.http.cors", "envoy.filters.http.router"]
+    );
+    for f in &hcm.http_filters {
+        assert!(matches!(
+            f.config_type,
+            Some(http_filter::ConfigType::TypedConfig(_))
+        ));
+    }
+    assert_eq!(hcm.stat_prefix, "ingress_https");
+    assert_eq!(hcm.path_with_escaped_slashes_action, 2, "REJECT_REQUEST");
+    assert!(hcm.http_protocol_options.unwrap().accept_http_10);
+    assert_eq!(hcm.access_log.len(), 1);
+}
+
+// ---- routes ----
+
+fn canary(snap: &Snapshot) -> envoy_types::pb::envoy::config::route::v3::Route {
+    let rc: RouteConfiguration = decode(snap, TypeKind::Route, "edge/plain");
+    rc.virtual_hosts[0].routes[0].clone()
+}
+
+#[test]
+fn header_matchers_use_string_match() {
+    let r = canary(&build(&rich_ir()));
+    let m = r.r#match.unwrap();
+    let specs: Vec<_> = m
+        .headers
+        .iter()
+        .map(|h| h.header_match_specifier.clone().unwrap())
+        .collect();
+    use header_matcher::HeaderMatchSpecifier as H;
+    let pattern = |s: &H| match s {
+        H::StringMatch(sm) => sm.match_pattern.clone(),
+        other => panic!("not a string_match: {other:?}"),
+    };
+    assert_eq!(pattern(&specs[0]), Some(MatchPattern::Exact("GET".into())));
+    assert_eq!(pattern(&specs[1]), Some(MatchPattern::Prefix("pre".into())));
+    assert_eq!(pattern(&specs[2]), Some(MatchPattern::Suffix("fix".into())));
+    assert!(m.headers[2].invert_match);
+    match pattern(&specs[3]) {
+        Some(MatchPattern::SafeRegex(re)) => {
+            assert_eq!(re.regex, "v[0-9]+");
+            assert!(re.engine_type.is_none(), "no max_program_size");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(specs[4], H::PresentMatch(true));
+    assert!(!m.case_sensitive.unwrap().value);
+    assert_eq!(m.query_parameters.len(), 2);
+    let rf = m.runtime_fraction.unwrap();
+    assert_eq!(rf.default_value.unwrap().numerator, 30);
+    assert_eq!(rf.runtime_key, "routing.traffic_shift.api");
+}
+
+#[test]
+fn forward_uses_weighted_clusters_and_cors_per_filter_config() {
+    let r = canary(&build(&rich_ir()));
+    let Some(route::Action::Route(action)) = &r.action else {
+        panic!("expected a route action");
+    };
+    let Some(route_action::ClusterSpecifier::WeightedClusters(wc)) = &action.cluster_specifier
+    else {
+        panic!("expected weighted clusters");
+    };
+    let split: Vec<(&str, u32)> = wc
+        .clusters
+        .iter()
+        .map(|c| (c.name.as_str(), c.weight.unwrap().value))
+        .collect();
+    assert_eq!(split, [("web", 60), ("eds-svc", 40)]);
+    let timeout = action.timeout.unwrap();
+    assert_eq!((timeout.seconds, timeout.nanos), (0, 0));
+    let idle = action.idle_timeout.unwrap();
+    assert_eq!((idle.seconds, idle.nanos), (120, 500_000_000));
+    assert_eq!(
+        action.retry_policy.as_ref().unwrap().retry_on,
+        "5xx,retriable-status-codes"
+    );
+    assert_eq!(action.request_mirror_policies[0].cluster, "grpc");
+    assert_eq!(action.hash_policy.len(), 3);
+
+    let cors: CorsPolicy = any_as(&r.typed_per_filter_config["envoy.filters.http.cors"]);
+    assert_eq!(cors.allow_methods, "GET,POST");
+    assert_eq!(cors.allow_origin_string_match.len(), 2);
+    assert!(cors.allow_credentials.unwrap().value);
+
+    let actions: Vec<i32> = r
+        .request_headers_to_add
+        .iter()
+        .chain(&r.response_headers_to_add)
+        .map(|h| h.append_action)
+        .collect();
+    assert_eq!(
+        actions,
+        [0, 2],
+        "APPEND_IF_EXISTS_OR_ADD, OVERWRITE_IF_EXISTS_OR_ADD"
+    );
+}
+
+// ---- clusters and endpoints ----
+
+#[test]
+fn eds_cluster_points_at_ads_and_every_service_has_an_assignment() {
+    let snap = build(&rich_ir());
+    let c: Cluster = decode(&snap, TypeKind::Cluster, "eds-svc");
+    assert_eq!(
+        c.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Eds as i32
+        ))
+    );
+    let eds = c.eds_cluster_config.unwrap();
+    assert_eq!(eds.service_name, "ns/svc");
+    assert_eq!(eds.eds_config.unwrap(), ads());
+    assert!(c.load_assignment.is_none());
+    assert!(
+        c.typed_extension_protocol_options
+            .contains_key("envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+    );
+
+    let cla: ClusterLoadAssignment = decode(&snap, TypeKind::Endpoint, "ns/svc");
+    assert_eq!(cla.cluster_name, "ns/svc");
+    let weights: Vec<Option<u32>> = cla.endpoints[0]
+        .lb_endpoints
+        .iter()
+        .map(|e| e.load_balancing_weight.map(|w| w.value))
+        .collect();
+    assert_eq!(weights, [Some(3), None]);
+    let empty: ClusterLoadAssignment = decode(&snap, TypeKind::Endpoint, "ns/none");
+    assert!(empty.endpoints[0].lb_endpoints.is_empty());
+}
+
+#[test]
+fn static_bootstrap_inlines_routes_endpoints_and_secrets() {
+    let b = static_bootstrap(&build(&rich_ir())).unwrap();
+    let sr = b.static_resources.unwrap();
+    assert_eq!(sr.listeners.len(), 2);
+    assert_eq!(sr.secrets.len(), 3);
+    let edge = sr.listeners.iter().find(|l| l.name == "edge").unwrap();
+    let Some(RouteSpecifier::RouteConfig(rc)) = hcm_of(edge, "plain").route_specifier else {
+        panic!("expected an inline route config");
+    };
+    assert_eq!(rc.name, "edge/plain");
+    let eds = sr.clusters.iter().find(|c| c.name == "eds-svc").unwrap();
+    assert!(eds.eds_cluster_config.is_none());
+    assert_eq!(
+        eds.load_assignment.as_ref().unwrap().cluster_name,
+        "eds-svc"
+    );
+    assert_eq!(
+        eds.cluster_discovery_type,
+        Some(cluster::ClusterDiscoveryType::Type(
+            cluster::DiscoveryType::Static as i32
+        ))
+    );
+}

@@ -1,0 +1,107 @@
+//! The real Envoy judges the translation: every resource of a rich IR, as a static bootstrap,
+//! must pass `envoy --mode validate`; a broken value must fail it (so the test can fail).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+use super::{build, fixture::rich_ir};
+use crate::ir::PathMatch;
+use crate::xds::resources::{json, static_bootstrap};
+
+/// Kills the child if the test ends early, so no Envoy outlives its test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `envoy --mode validate` on the snapshot's static bootstrap; `None` when Envoy tests
+/// are explicitly skipped. Returns whether it passed and what Envoy printed.
+fn envoy_validate(ir: &crate::ir::Ir) -> Option<(bool, String)> {
+    let envoy = crate::envoy::locate::for_tests()?;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("x.pb");
+    let bootstrap = static_bootstrap(&build(ir)).unwrap();
+    std::fs::write(&config, bootstrap.encode_to_vec()).unwrap();
+    Some(run(&envoy, &config, dir.path()))
+}
+
+fn run(envoy: &Path, config: &Path, dir: &Path) -> (bool, String) {
+    let log = dir.join("envoy.log");
+    let child = Command::new(envoy)
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-l",
+            "warn",
+            "-c",
+        ])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("envoy.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "envoy --mode validate hangs");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("envoy.err")).unwrap_or_default();
+    (status.success(), output)
+}
+
+#[test]
+fn rich_ir_passes_envoy_validate() {
+    let Some((ok, output)) = envoy_validate(&rich_ir()) else {
+        return;
+    };
+    assert!(ok, "envoy rejected the translation:\n{output}");
+    // Envoy logs every deprecated field it meets at warning level.
+    assert!(
+        !output.contains("eprecated"),
+        "the translation uses deprecated fields:\n{output}"
+    );
+}
+
+#[test]
+fn a_bad_regex_fails_envoy_validate() {
+    let mut ir = rich_ir();
+    ir.route_tables[0].virtual_hosts[0].routes[0].matcher.path = PathMatch::Regex("(".into());
+    let Some((ok, output)) = envoy_validate(&ir) else {
+        return;
+    };
+    assert!(!ok, "envoy accepted an invalid regex:\n{output}");
+    assert!(
+        output.contains("missing )"),
+        "rejected for another reason:\n{output}"
+    );
+}
+
+/// Envoy reads the JSON form too: the proto3 JSON of the static bootstrap (field names, `@type`,
+/// durations, enums) is what `legate translate --format json` prints.
+#[test]
+fn the_json_form_passes_envoy_validate() {
+    let Some(envoy) = crate::envoy::locate::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("x.json");
+    let bootstrap = static_bootstrap(&build(&rich_ir())).unwrap();
+    let json = json::any_to_json(&envoy_types::util::pack_any(bootstrap)).unwrap();
+    std::fs::write(&config, serde_json::to_vec(&json).unwrap()).unwrap();
+    let (ok, output) = run(&envoy, &config, dir.path());
+    assert!(ok, "envoy rejected the JSON form:\n{output}");
+}
