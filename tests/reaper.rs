@@ -62,7 +62,7 @@ async fn orphan_storm_is_reaped_and_owned_status_survives() {
         assert!(storm_status.success());
         let status = child.wait().await.expect("owned child status delivered");
         drop(owned);
-        assert_eq!(status.code(), Some(code as i32), "round {round}");
+        assert_eq!(status.code(), Some(code), "round {round}");
     }
     // Every orphan ends up reaped: no zombie child is left.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -284,10 +284,19 @@ fn harden(parent: Pid) -> io::Result<()> {
     // SAFETY: sigaction/sigprocmask/prctl/getppid are async-signal-safe; nothing here allocates.
     unsafe {
         // Reset before unblocking, so a pending signal never runs a handler copied from legate.
+        // The raw syscall, because glibc's wrappers refuse its reserved signals (32, 33),
+        // which can arrive ignored too. An all-zero kernel `struct sigaction` is SIG_DFL with
+        // no flags and an empty mask; the last argument is the kernel sigset size.
+        let dfl = [0u64; 4];
         for signo in 1..=64 {
             if signo != libc::SIGKILL && signo != libc::SIGSTOP {
-                // EINVAL for numbers the kernel reserves is fine.
-                libc::signal(signo, libc::SIG_DFL);
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                );
             }
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
