@@ -316,3 +316,72 @@ async fn rendered_bootstraps_pass_envoy_validate() {
         "{err}"
     );
 }
+
+fn slow_drain() -> DrainSettings {
+    DrainSettings {
+        min_ms: 20_000,
+        ..drain_settings()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoy_dying_during_the_drain_ends_it_at_once() {
+    let Some(mut h) = start(settings()) else {
+        return;
+    };
+    let pid = pre_initializing(&h).await.pid.unwrap();
+    let handle = h.handle.clone();
+    let drain = tokio::spawn(async move {
+        handle
+            .drain(&slow_drain(), Instant::now() + Duration::from_secs(25))
+            .await
+    });
+    wait_status(&h, "DRAINING", |s| s.state == State::Draining).await;
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let outcome = timeout(WAIT, drain).await.unwrap().unwrap().unwrap();
+    assert!(outcome.envoy_died, "{outcome:?}");
+    assert!(!outcome.completed);
+    assert_eq!(outcome.envoy_exit.unwrap().signal, Some(9));
+    timeout(WAIT, &mut h.run).await.unwrap().unwrap().unwrap();
+    assert!(gone(pid));
+    assert_eq!(
+        h.metrics.envoy_restarts.get("signal"),
+        0.0,
+        "no restart while draining"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_now_cuts_a_drain_short() {
+    let Some(mut h) = start(settings()) else {
+        return;
+    };
+    let pid = pre_initializing(&h).await.pid.unwrap();
+    let handle = h.handle.clone();
+    let drain = tokio::spawn(async move {
+        handle
+            .drain(&slow_drain(), Instant::now() + Duration::from_secs(25))
+            .await
+    });
+    wait_status(&h, "DRAINING", |s| s.state == State::Draining).await;
+    let exit = timeout(WAIT, h.handle.stop_now()).await.unwrap().unwrap();
+    assert_eq!(exit.unwrap().code, Some(0));
+    let outcome = timeout(WAIT, drain).await.unwrap().unwrap().unwrap();
+    assert!(!outcome.completed && !outcome.envoy_died, "{outcome:?}");
+    timeout(WAIT, &mut h.run).await.unwrap().unwrap().unwrap();
+    assert!(gone(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_sigterm_exit_is_restarted_as_exited() {
+    let Some(h) = start(settings()) else { return };
+    let first = pre_initializing(&h).await.pid.unwrap();
+    h.handle.forward(Signal::SIGTERM).unwrap();
+    let after = wait_status(&h, "restarted envoy", |s| {
+        s.restarts == 1 && s.state == State::PreInitializing
+    })
+    .await;
+    assert_ne!(after.pid, Some(first));
+    assert_eq!(after.last_exit.unwrap().code, Some(0));
+    assert_eq!(h.metrics.envoy_restarts.get("exited"), 1.0);
+}

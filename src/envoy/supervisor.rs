@@ -168,7 +168,8 @@ impl Handle {
     }
 
     /// Stops Envoy at once (SIGTERM, then SIGKILL after the stop timeout) and reaps it; `run`
-    /// returns afterwards. Returns Envoy's exit, if one was running.
+    /// returns afterwards. Also cuts a running drain short (its outcome is then not
+    /// `completed`). Returns Envoy's exit, if one was running.
     pub async fn stop_now(&self) -> Result<Option<ExitInfo>, SupervisorError> {
         let (reply, rx) = oneshot::channel();
         self.requests
@@ -194,6 +195,8 @@ pub struct Supervisor {
     admin: watch::Sender<Option<admin::Client>>,
     requests: mpsc::Receiver<Request>,
     requests_open: bool,
+    /// Further drain requests that arrived during a drain; they get its outcome too.
+    drain_waiters: Vec<oneshot::Sender<DrainOutcome>>,
 }
 
 /// How one Envoy run ended.
@@ -272,6 +275,7 @@ impl Supervisor {
             admin,
             requests,
             requests_open: true,
+            drain_waiters: vec![],
         };
         let handle = Handle {
             status: status_rx,
@@ -416,6 +420,9 @@ impl Supervisor {
                         drop(poller);
                         let outcome = self.drain(envoy, &settings, deadline).await;
                         let exit = outcome.envoy_exit;
+                        for waiter in self.drain_waiters.drain(..) {
+                            let _ = waiter.send(outcome.clone());
+                        }
                         let _ = reply.send(outcome);
                         return Ended::Stopped(exit);
                     }
@@ -584,6 +591,76 @@ impl Drop for AbortOnDrop {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readiness::Ready;
+
+    fn info(state: State) -> ServerInfo {
+        ServerInfo {
+            state,
+            version: "test/1.40.0".into(),
+            uptime: Duration::from_secs(1),
+            concurrency: Some(1),
+            drain_time: None,
+            drain_strategy: None,
+        }
+    }
+
+    #[test]
+    fn guard_is_released_only_while_live() {
+        let ready = Ready::new();
+        let metrics = Arc::new(Metrics::default());
+        let paths = Paths {
+            binary: "/nonexistent/envoy".into(),
+            runtime_dir: "/nonexistent/run".into(),
+            xds: Address::Unix("/nonexistent/xds.sock".into()),
+        };
+        let (sup, handle) = Supervisor::new(
+            &EnvoySettings::default(),
+            &DrainSettings::default(),
+            paths,
+            metrics.clone(),
+            ready.guard("envoy live"),
+        )
+        .unwrap();
+        assert!(!ready.is_ready());
+        sup.observe(false, &info(State::PreInitializing));
+        assert!(!ready.is_ready());
+        assert_eq!(metrics.envoy_state.get(), 2);
+        sup.observe(true, &info(State::Live));
+        assert!(ready.is_ready());
+        assert_eq!(metrics.envoy_live.get(), 1);
+        assert_eq!(handle.status().borrow().state, State::Live);
+        // `/ready` 503 wins over a LIVE server_info read a moment earlier.
+        sup.observe(false, &info(State::Live));
+        assert!(!ready.is_ready());
+        sup.observe(true, &info(State::Live));
+        sup.set_down(None);
+        assert_eq!(ready.pending(), vec!["envoy live"]);
+        assert_eq!(metrics.envoy_state.get(), -1);
+        assert_eq!(handle.pid(), None);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let settings = EnvoySettings {
+            drain_strategy: "slow".into(),
+            ..EnvoySettings::default()
+        };
+        let paths = Paths {
+            binary: "/x".into(),
+            runtime_dir: "/x".into(),
+            xds: Address::Unix("/x/xds.sock".into()),
+        };
+        let err = Supervisor::new(
+            &settings,
+            &DrainSettings::default(),
+            paths,
+            Arc::new(Metrics::default()),
+            Ready::new().guard("envoy live"),
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("envoy.drain_strategy"), "{err}");
+    }
 
     #[test]
     fn backoff_doubles_to_the_cap_with_jitter() {

@@ -5,15 +5,15 @@
 //! In Envoy 1.40 `graceful&skip_exit` keeps the listeners accepting (so load balancers that
 //! are slow to deregister lose nothing) while every HTTP response carries `Connection: close`.
 //! At the deadline a plain `drain_listeners` stops accepting (a second `?graceful` would be a
-//! no-op), then `/quitquitquit`, SIGTERM and SIGKILL follow. If Envoy dies meanwhile, the drain
-//! ends at once.
+//! no-op), then `/quitquitquit`, SIGTERM and SIGKILL follow. If Envoy dies meanwhile, or a
+//! `stop_now` arrives (second signal), the drain ends at once.
 
 use std::future::Future;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Process, State, Supervisor};
+use super::{Process, Request, State, Supervisor};
 use crate::config::DrainSettings;
 use crate::envoy::admin::AdminError;
 use crate::envoy::process::ExitInfo;
@@ -42,6 +42,15 @@ impl DrainOutcome {
             active_connections: None,
             envoy_died: false,
             envoy_exit: None,
+        }
+    }
+
+    fn cut_short(exit: ExitInfo, active: Option<u64>) -> DrainOutcome {
+        DrainOutcome {
+            completed: false,
+            active_connections: active,
+            envoy_died: false,
+            envoy_exit: Some(exit),
         }
     }
 
@@ -86,8 +95,10 @@ impl Supervisor {
 
         // Step 4: at least the minimum, then until no data-plane connection is left.
         let min_until = (started + Duration::from_millis(d.min_ms)).min(deadline);
-        if let Some(exit) = exit_before(envoy, min_until).await {
-            return DrainOutcome::died(exit, None);
+        match self.pause(envoy, min_until).await {
+            Pause::Elapsed => {}
+            Pause::Died(exit) => return DrainOutcome::died(exit, None),
+            Pause::Stopped(exit) => return DrainOutcome::cut_short(exit, None),
         }
         let poll = Duration::from_millis(d.poll_ms.max(10));
         let mut active = None;
@@ -105,8 +116,10 @@ impl Supervisor {
                 break false;
             }
             tracing::debug!(active, "envoy still has connections");
-            if let Some(exit) = exit_before(envoy, (now + poll).min(deadline)).await {
-                return DrainOutcome::died(exit, active);
+            match self.pause(envoy, (now + poll).min(deadline)).await {
+                Pause::Elapsed => {}
+                Pause::Died(exit) => return DrainOutcome::died(exit, active),
+                Pause::Stopped(exit) => return DrainOutcome::cut_short(exit, active),
             }
         };
 
@@ -130,9 +143,37 @@ impl Supervisor {
     }
 }
 
-/// Envoy's exit if it happens before `until`.
-async fn exit_before(envoy: &Process, until: Instant) -> Option<ExitInfo> {
-    tokio::time::timeout_at(until, envoy.wait()).await.ok()
+/// How a wait inside the drain ended.
+enum Pause {
+    Elapsed,
+    /// Envoy died on its own.
+    Died(ExitInfo),
+    /// A `stop_now` arrived (second signal): Envoy was stopped at once.
+    Stopped(ExitInfo),
+}
+
+impl Supervisor {
+    /// Waits until `until` unless Envoy dies or a `stop_now` arrives first; forwards signals.
+    async fn pause(&mut self, envoy: &Process, until: Instant) -> Pause {
+        loop {
+            tokio::select! {
+                exit = envoy.wait() => return Pause::Died(exit),
+                _ = tokio::time::sleep_until(until) => return Pause::Elapsed,
+                req = self.requests.recv(), if self.requests_open => match req {
+                    None => self.requests_open = false,
+                    Some(Request::Signal(sig)) => envoy.signal(sig),
+                    Some(Request::StopNow { reply }) => {
+                        tracing::warn!("stop requested during the drain; stopping envoy now");
+                        let exit = self.stop(envoy, false).await;
+                        let _ = reply.send(Some(exit));
+                        return Pause::Stopped(exit);
+                    }
+                    // Already draining: that caller gets this drain's outcome too.
+                    Some(Request::Drain { reply, .. }) => self.drain_waiters.push(reply),
+                },
+            }
+        }
+    }
 }
 
 async fn retry<F, Fut>(f: F) -> Result<(), AdminError>
