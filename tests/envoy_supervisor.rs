@@ -62,7 +62,7 @@ fn drain_settings() -> DrainSettings {
 fn start(settings: EnvoySettings) -> Option<Harness> {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("debug")
+        .with_env_filter("legate=debug,envoy=info")
         .try_init();
     let binary = legate::envoy::locate::for_tests()?;
     let dir = tempfile::tempdir().unwrap();
