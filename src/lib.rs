@@ -7,5 +7,6 @@ pub mod envoy;
 pub mod ir;
 pub mod metrics;
 pub mod readiness;
+pub mod reaper;
 pub mod source;
 pub mod xds;
