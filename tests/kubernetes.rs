@@ -125,7 +125,12 @@ fn amb(kind: &str, ns: &str, name: &str, spec: Value) -> Value {
 }
 
 fn mapping(ns: &str, name: &str, prefix: &str) -> Value {
-    amb("Mapping", ns, name, json!({"prefix": prefix, "service": "backend:80"}))
+    amb(
+        "Mapping",
+        ns,
+        name,
+        json!({"prefix": prefix, "service": "backend:80"}),
+    )
 }
 
 fn service(ns: &str, name: &str) -> Value {
@@ -154,10 +159,20 @@ fn one_of_each(ns: &str) -> Vec<Value> {
     vec![
         mapping(ns, "m1", "/a/"),
         amb("Host", ns, "h1", json!({"hostname": "example.com"})),
-        amb("Listener", ns, "l1", json!({"port": 8080, "protocol": "HTTP"})),
+        amb(
+            "Listener",
+            ns,
+            "l1",
+            json!({"port": 8080, "protocol": "HTTP"}),
+        ),
         amb("TLSContext", ns, "t1", json!({"hosts": ["example.com"]})),
         amb("Module", ns, "ambassador", json!({"config": {}})),
-        amb("TCPMapping", ns, "tcp1", json!({"port": 9000, "service": "db:5432"})),
+        amb(
+            "TCPMapping",
+            ns,
+            "tcp1",
+            json!({"port": 9000, "service": "db:5432"}),
+        ),
         service(ns, "backend"),
         slice(ns, "backend-abc", &["10.1.0.1"]),
         secret(ns, "tls-cert", "kubernetes.io/tls"),
@@ -182,9 +197,23 @@ async fn initial_list_publishes_every_kind_with_origins() {
     let server = FakeApiServer::start().await;
     server.apply_all(one_of_each("apps"));
     let mut source = start(&server, &SourceSettings::default());
-    let names = ["m1", "h1", "l1", "t1", "ambassador", "tcp1", "backend", "backend-abc", "tls-cert"];
+    let names = [
+        "m1",
+        "h1",
+        "l1",
+        "t1",
+        "ambassador",
+        "tcp1",
+        "backend",
+        "backend-abc",
+        "tls-cert",
+    ];
     let state = source.until("every kind", |s| s.objects.len() >= 9).await;
-    let expected: BTreeSet<_> = KINDS.iter().zip(names).map(|(k, n)| key(k, "apps", n)).collect();
+    let expected: BTreeSet<_> = KINDS
+        .iter()
+        .zip(names)
+        .map(|(k, n)| key(k, "apps", n))
+        .collect();
     assert_eq!(keys(&state), expected);
     assert!(state.errors.is_empty(), "{:?}", state.errors);
     for object in &state.objects {
@@ -203,10 +232,16 @@ async fn initial_list_publishes_every_kind_with_origins() {
     assert_eq!(svc["spec"]["ports"][0]["port"], 80);
     let slice = find(&state, "EndpointSlice", "apps", "backend-abc").unwrap();
     assert_eq!(slice["apiVersion"], "discovery.k8s.io/v1");
-    assert_eq!(find(&state, "Secret", "apps", "tls-cert").unwrap()["type"], "kubernetes.io/tls");
+    assert_eq!(
+        find(&state, "Secret", "apps", "tls-cert").unwrap()["type"],
+        "kubernetes.io/tls"
+    );
     assert!(source.ready.is_ready(), "{:?}", source.ready.pending());
     let status = source.status.borrow().clone();
-    assert!(status.values().all(|s| *s == WatchStatus::Synced), "{status:?}");
+    assert!(
+        status.values().all(|s| *s == WatchStatus::Synced),
+        "{status:?}"
+    );
     // Secrets were asked for with the TLS field selector.
     let secret_lists: Vec<_> = server
         .requests()
@@ -214,36 +249,44 @@ async fn initial_list_publishes_every_kind_with_origins() {
         .filter(|r| r.plural.as_deref() == Some("secrets"))
         .collect();
     assert!(!secret_lists.is_empty());
-    assert!(
-        secret_lists
-            .iter()
-            .all(|r| r.query.get("fieldSelector").map(String::as_str) == Some("type=kubernetes.io/tls"))
-    );
+    assert!(secret_lists.iter().all(
+        |r| r.query.get("fieldSelector").map(String::as_str) == Some("type=kubernetes.io/tls")
+    ));
 }
 
 #[tokio::test]
 async fn apply_modify_and_delete_each_kind() {
     let server = FakeApiServer::start().await;
     let mut source = start(&server, &SourceSettings::default());
-    source.until("the empty initial sync", |s| s.objects.is_empty()).await;
-    for mut object in one_of_each("apps").into_iter().filter(|o| o["type"] != "Opaque") {
+    source
+        .until("the empty initial sync", |s| s.objects.is_empty())
+        .await;
+    for mut object in one_of_each("apps")
+        .into_iter()
+        .filter(|o| o["type"] != "Opaque")
+    {
         let kind = object["kind"].as_str().unwrap().to_string();
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
         server.apply(object.clone());
-        source.until(&format!("{kind} added"), |s| has(s, &kind, "apps", &name)).await;
+        source
+            .until(&format!("{kind} added"), |s| has(s, &kind, "apps", &name))
+            .await;
 
         object["metadata"]["annotations"] = json!({"changed": "yes"});
         server.apply(object);
         let state = source
             .until(&format!("{kind} modified"), |s| {
-                find(s, &kind, "apps", &name).is_some_and(|v| v["metadata"]["annotations"]["changed"] == "yes")
+                find(s, &kind, "apps", &name)
+                    .is_some_and(|v| v["metadata"]["annotations"]["changed"] == "yes")
             })
             .await;
         assert_eq!(keys(&state).len(), 1, "only the {kind} is there");
 
         let plural = server_plural(&kind);
         assert!(server.delete(plural, "apps", &name));
-        source.until(&format!("{kind} deleted"), |s| s.objects.is_empty()).await;
+        source
+            .until(&format!("{kind} deleted"), |s| s.objects.is_empty())
+            .await;
     }
 }
 
@@ -278,7 +321,10 @@ fn server_mappings(server: &FakeApiServer) -> BTreeSet<(String, String, String)>
 }
 
 fn published_mappings(state: &SourceState) -> BTreeSet<(String, String, String)> {
-    keys(state).into_iter().filter(|k| k.0 == "Mapping").collect()
+    keys(state)
+        .into_iter()
+        .filter(|k| k.0 == "Mapping")
+        .collect()
 }
 
 #[tokio::test]
@@ -288,7 +334,9 @@ async fn gone_410_relists_without_losing_or_duplicating() {
         server.apply(mapping("apps", &format!("m{i}"), "/x/"));
     }
     let mut source = start(&server, &SourceSettings::default());
-    source.until("20 mappings", |s| published_mappings(s).len() == 20).await;
+    source
+        .until("20 mappings", |s| published_mappings(s).len() == 20)
+        .await;
     let lists_before = server.count("mappings", false);
 
     // Changes, then the history expires (open watches get ERROR 410), then more changes.
@@ -313,7 +361,11 @@ async fn gone_410_relists_without_losing_or_duplicating() {
     );
     // Later changes still flow.
     server.apply(mapping("apps", "after", "/after/"));
-    source.until("a change after the relist", |s| has(s, "Mapping", "apps", "after")).await;
+    source
+        .until("a change after the relist", |s| {
+            has(s, "Mapping", "apps", "after")
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -322,7 +374,9 @@ async fn dropped_watch_resumes_without_losing_changes() {
     server.apply(mapping("apps", "keep", "/keep/"));
     server.apply(mapping("apps", "gone", "/gone/"));
     let mut source = start(&server, &SourceSettings::default());
-    source.until("initial", |s| published_mappings(s).len() == 2).await;
+    source
+        .until("initial", |s| published_mappings(s).len() == 2)
+        .await;
     server.bookmark();
 
     // Cut every watch mid-stream and change things before the client is back.
@@ -331,7 +385,9 @@ async fn dropped_watch_resumes_without_losing_changes() {
     server.delete("mappings", "apps", "gone");
     server.apply(mapping("apps", "keep", "/kept-changed/"));
     let want = server_mappings(&server);
-    let state = source.until("the gap's changes", |s| published_mappings(s) == want).await;
+    let state = source
+        .until("the gap's changes", |s| published_mappings(s) == want)
+        .await;
     assert_eq!(
         find(&state, "Mapping", "apps", "keep").unwrap()["spec"]["prefix"],
         "/kept-changed/"
@@ -354,10 +410,20 @@ async fn losing_the_api_server_keeps_the_last_state_then_catches_up() {
     server.delete("services", "apps", "backend");
     tokio::time::sleep(Duration::from_millis(600)).await;
     let during = source.state.borrow().clone();
-    assert_eq!(during.generation, before.generation, "nothing published while down");
+    assert_eq!(
+        during.generation, before.generation,
+        "nothing published while down"
+    );
     assert_eq!(keys(&during), keys(&before));
-    assert!(source.ready.is_ready(), "losing the API server does not unready");
-    let failing = source.status.borrow().values().any(|s| matches!(s, WatchStatus::Failing(_)));
+    assert!(
+        source.ready.is_ready(),
+        "losing the API server does not unready"
+    );
+    let failing = source
+        .status
+        .borrow()
+        .values()
+        .any(|s| matches!(s, WatchStatus::Failing(_)));
     assert!(failing, "{:?}", source.status.borrow());
 
     server.set_down(false);
@@ -411,13 +477,18 @@ async fn missing_crd_is_reported_once_skipped_and_picked_up_when_installed() {
     server.set_installed("tcpmappings", false);
     server.apply(mapping("apps", "m1", "/a/"));
     let mut source = start(&server, &SourceSettings::default());
-    let state = source.until("the others", |s| has(s, "Mapping", "apps", "m1")).await;
+    let state = source
+        .until("the others", |s| has(s, "Mapping", "apps", "m1"))
+        .await;
     assert!(source.ready.is_ready(), "a missing CRD counts as synced");
     assert_eq!(state.errors.len(), 1, "{:?}", state.errors);
     let error = &state.errors[0];
     assert!(error.warning);
     assert_eq!(error.kind, "TCPMapping");
-    assert!(error.message.contains("tcpmappings.getambassador.io"), "{error}");
+    assert!(
+        error.message.contains("tcpmappings.getambassador.io"),
+        "{error}"
+    );
     assert_eq!(
         source.status.borrow()["tcpmappings.getambassador.io"],
         WatchStatus::Missing
@@ -434,12 +505,23 @@ async fn missing_crd_is_reported_once_skipped_and_picked_up_when_installed() {
 
     // The others keep working meanwhile.
     server.apply(mapping("apps", "m2", "/b/"));
-    source.until("a mapping while the CRD is missing", |s| has(s, "Mapping", "apps", "m2")).await;
+    source
+        .until("a mapping while the CRD is missing", |s| {
+            has(s, "Mapping", "apps", "m2")
+        })
+        .await;
 
     server.set_installed("tcpmappings", true);
-    server.apply(amb("TCPMapping", "apps", "tcp1", json!({"port": 9000, "service": "db:5432"})));
+    server.apply(amb(
+        "TCPMapping",
+        "apps",
+        "tcp1",
+        json!({"port": 9000, "service": "db:5432"}),
+    ));
     let state = source
-        .until("the installed CRD's objects", |s| has(s, "TCPMapping", "apps", "tcp1"))
+        .until("the installed CRD's objects", |s| {
+            has(s, "TCPMapping", "apps", "tcp1")
+        })
         .await;
     assert!(state.errors.is_empty(), "{:?}", state.errors);
 }
@@ -452,7 +534,8 @@ async fn rbac_refusal_names_verb_and_resource_and_keeps_readiness_pending() {
     let mut source = start(&server, &SourceSettings::default());
     source
         .until_status("the 403", |s| {
-            s["secrets"] == WatchStatus::Forbidden("forbidden: cannot list secrets in all namespaces".into())
+            s["secrets"]
+                == WatchStatus::Forbidden("forbidden: cannot list secrets in all namespaces".into())
         })
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -460,7 +543,9 @@ async fn rbac_refusal_names_verb_and_resource_and_keeps_readiness_pending() {
     assert_eq!(source.ready.pending(), vec!["kubernetes synced"]);
 
     server.set_forbidden("secrets", false);
-    source.until("synced once allowed", |s| has(s, "Mapping", "apps", "m1")).await;
+    source
+        .until("synced once allowed", |s| has(s, "Mapping", "apps", "m1"))
+        .await;
     assert!(source.ready.is_ready());
 }
 
@@ -498,12 +583,16 @@ async fn slow_initial_list_publishes_nothing_until_complete() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(WAIT, others).await.expect("other watches started");
+    tokio::time::timeout(WAIT, others)
+        .await
+        .expect("other watches started");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(source.generation(), 0, "published from a half-synced state");
     assert!(!source.ready.is_ready());
 
-    let state = source.until("the full state", |s| s.objects.len() == 2).await;
+    let state = source
+        .until("the full state", |s| s.objects.len() == 2)
+        .await;
     assert_eq!(state.generation, 1, "one publication for the initial sync");
     assert!(has(&state, "EndpointSlice", "apps", "backend-1"));
     assert!(source.ready.is_ready());
@@ -518,16 +607,30 @@ async fn a_burst_of_1000_objects_is_coalesced() {
         ..fast_timing(settings.debounce_ms)
     };
     let mut source = start_with(server.client(), &settings, timing);
-    source.until("the empty initial sync", |s| s.objects.is_empty()).await;
+    source
+        .until("the empty initial sync", |s| s.objects.is_empty())
+        .await;
     let start_generation = source.generation();
 
     let burst: Vec<Value> = (0..1000)
-        .map(|i| mapping(&format!("ns{}", i % 7), &format!("m{i}"), &format!("/p{i}/")))
+        .map(|i| {
+            mapping(
+                &format!("ns{}", i % 7),
+                &format!("m{i}"),
+                &format!("/p{i}/"),
+            )
+        })
         .collect();
     server.apply_all(burst);
-    let state = source.until("all 1000", |s| published_mappings(s).len() == 1000).await;
+    let state = source
+        .until("all 1000", |s| published_mappings(s).len() == 1000)
+        .await;
     let publications = state.generation - start_generation;
-    assert!(publications <= 10, "{publications} publications for one burst");
+    eprintln!("burst publications: {publications}");
+    assert!(
+        publications <= 10,
+        "{publications} publications for one burst"
+    );
     assert_eq!(published_mappings(&state), server_mappings(&server));
 }
 
@@ -543,14 +646,20 @@ async fn single_namespace_scope_watches_only_that_namespace() {
     };
     let mut source = start(&server, &settings);
     let state = source.until("edge", |s| s.objects.len() >= 9).await;
-    assert!(keys(&state).iter().all(|(_, ns, _)| ns == "edge"), "{:?}", keys(&state));
+    assert!(
+        keys(&state).iter().all(|(_, ns, _)| ns == "edge"),
+        "{:?}",
+        keys(&state)
+    );
     assert_eq!(keys(&state).len(), 9);
     for r in server.requests().iter().filter(|r| r.plural.is_some()) {
         assert!(r.path.contains("/namespaces/edge/"), "{}", r.path);
     }
     server.apply(mapping("other", "late", "/late/"));
     server.apply(mapping("edge", "marker", "/m/"));
-    let state = source.until("the marker", |s| has(s, "Mapping", "edge", "marker")).await;
+    let state = source
+        .until("the marker", |s| has(s, "Mapping", "edge", "marker"))
+        .await;
     assert!(!has(&state, "Mapping", "other", "late"));
 }
 
@@ -567,10 +676,16 @@ async fn label_selector_filters_ambassador_resources_only() {
         ..SourceSettings::default()
     };
     let mut source = start(&server, &settings);
-    let state = source.until("initial", |s| has(s, "Mapping", "apps", "mine")).await;
+    let state = source
+        .until("initial", |s| has(s, "Mapping", "apps", "mine"))
+        .await;
     assert_eq!(
         keys(&state),
-        [key("Mapping", "apps", "mine"), key("Service", "apps", "backend")].into()
+        [
+            key("Mapping", "apps", "mine"),
+            key("Service", "apps", "backend")
+        ]
+        .into()
     );
 
     // Losing the label removes it; gaining one adds it.
@@ -602,7 +717,9 @@ async fn a_kubeconfig_file_selects_the_fake_server() {
         .unwrap()
         .expect("a kubeconfig selects kubernetes");
     let mut source = start_with(client, &settings, fast_timing(30));
-    source.until("the mapping", |s| has(s, "Mapping", "apps", "m1")).await;
+    source
+        .until("the mapping", |s| has(s, "Mapping", "apps", "m1"))
+        .await;
     let authorized = server.requests().len();
     assert!(authorized > 0);
 }

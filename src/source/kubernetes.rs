@@ -287,7 +287,11 @@ impl KubernetesSource {
             state_tx,
             tasks,
         );
-        tokio::spawn(publisher.run(rx).instrument(tracing::info_span!("kubernetes_source")));
+        tokio::spawn(
+            publisher
+                .run(rx)
+                .instrument(tracing::info_span!("kubernetes_source")),
+        );
         state_rx
     }
 }

@@ -324,7 +324,10 @@ impl Store {
     }
 
     fn apply(&mut self, mut object: Value) -> Arc<Change> {
-        let api_version = object["apiVersion"].as_str().unwrap_or_default().to_string();
+        let api_version = object["apiVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let kind = object["kind"].as_str().unwrap_or_default().to_string();
         let ty = self
             .types
@@ -526,32 +529,60 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         plural: target.as_ref().map(|t| t.plural.clone()),
     });
     if shared.store().down {
-        return status(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "down".into());
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "down".into(),
+        );
     }
     if req.method() != hyper::Method::GET {
-        return status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "read only".into());
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "read only".into(),
+        );
     }
     let Some(target) = target else {
-        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into());
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
     };
     let ty = {
         let store = shared.store();
         store
             .types
             .iter()
-            .find(|t| t.plural == target.plural && t.group == target.group && t.version == target.version)
+            .find(|t| {
+                t.plural == target.plural && t.group == target.group && t.version == target.version
+            })
             .cloned()
     };
     let Some(ty) = ty.filter(|t| t.installed) else {
-        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into());
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+        );
     };
     if ty.forbidden {
-        let verb = if watch { "watch" } else if target.name.is_some() { "get" } else { "list" };
+        let verb = if watch {
+            "watch"
+        } else if target.name.is_some() {
+            "get"
+        } else {
+            "list"
+        };
         let scope = match &target.namespace {
             Some(ns) => format!("in the namespace \"{ns}\""),
             None => "at the cluster scope".into(),
         };
-        let group = if ty.group.is_empty() { String::new() } else { format!(" in API group \"{}\"", ty.group) };
+        let group = if ty.group.is_empty() {
+            String::new()
+        } else {
+            format!(" in API group \"{}\"", ty.group)
+        };
         let message = format!(
             "{} is forbidden: User \"system:serviceaccount:default:legate\" cannot {verb} resource \"{}\"{group} {scope}",
             ty.plural, ty.plural
@@ -573,7 +604,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         let ns = target.namespace.clone().unwrap_or_default();
         return match store.objects.get(&(ty.plural, ns, name.clone())) {
             Some(object) => json_response(StatusCode::OK, object),
-            None => status(StatusCode::NOT_FOUND, "NotFound", format!("{} \"{name}\" not found", ty.plural)),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("{} \"{name}\" not found", ty.plural),
+            ),
         };
     }
     let items: Vec<Value> = store
@@ -632,7 +667,11 @@ fn start_watch(
             }
         }
     } else {
-        for change in store.history.iter().filter(|c| c.rv > from && c.plural == ty.plural) {
+        for change in store
+            .history
+            .iter()
+            .filter(|c| c.rv > from && c.plural == ty.plural)
+        {
             initial.extend(filter.event_for(change));
         }
     }
@@ -682,7 +721,10 @@ impl Watcher {
     async fn send(&self, event: Value) -> bool {
         let mut line = serde_json::to_vec(&event).unwrap_or_default();
         line.push(b'\n');
-        self.tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_ok()
+        self.tx
+            .send(Ok(Frame::data(Bytes::from(line))))
+            .await
+            .is_ok()
     }
 
     async fn stream(
@@ -729,12 +771,18 @@ impl Watcher {
                     });
                     let mut line = serde_json::to_vec(&bookmark).unwrap_or_default();
                     line.push(b'\n');
-                    self.tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_ok()
+                    self.tx
+                        .send(Ok(Frame::data(Bytes::from(line))))
+                        .await
+                        .is_ok()
                 }
                 Ok(Broadcast::Bookmark) => true,
                 Err(_) => {
                     // Lagged or closed: end; the client resumes from its last version.
-                    let _ = self.tx.send(Err(std::io::Error::other("watch lagged"))).await;
+                    let _ = self
+                        .tx
+                        .send(Err(std::io::Error::other("watch lagged")))
+                        .await;
                     return;
                 }
             };
@@ -780,7 +828,12 @@ impl Filter {
             None => Vec::new(),
         };
         let mut fields = Vec::new();
-        for term in query.get("fieldSelector").map(String::as_str).unwrap_or("").split(',') {
+        for term in query
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or("")
+            .split(',')
+        {
             let term = term.trim();
             if term.is_empty() {
                 continue;
@@ -822,7 +875,10 @@ impl Filter {
         labels_ok
             && self.fields.iter().all(|(path, neg, value)| {
                 let pointer = format!("/{}", path.replace('.', "/"));
-                let actual = object.pointer(&pointer).and_then(|v| v.as_str()).unwrap_or("");
+                let actual = object
+                    .pointer(&pointer)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
                 (actual == value) != *neg
             })
     }
@@ -882,7 +938,10 @@ fn parse_labels(selector: &str) -> Result<Vec<LabelReq>, String> {
             LabelReq::Eq(k.trim().into(), v.trim().into())
         } else if let Some(k) = term.strip_prefix('!') {
             LabelReq::Absent(k.trim().into())
-        } else if term.chars().all(|c| c.is_alphanumeric() || "-_./".contains(c)) {
+        } else if term
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./".contains(c))
+        {
             LabelReq::Exists(term.into())
         } else {
             return Err(format!("invalid label selector {term:?}"));

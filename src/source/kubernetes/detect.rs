@@ -141,7 +141,9 @@ mod tests {
             kubeconfig: Some(dir.path().join("missing")),
             ..SourceSettings::default()
         };
-        let error = detect(&settings, &Environment::empty()).await.unwrap_err();
+        let Err(error) = detect(&settings, &Environment::empty()).await else {
+            panic!("a missing kubeconfig must be an error");
+        };
         assert!(error.to_string().contains("missing"), "{error}");
     }
 

@@ -135,7 +135,10 @@ impl Publisher {
                 }
                 if slot.status != status {
                     if matches!(status, WatchStatus::Missing | WatchStatus::Forbidden(_))
-                        || matches!(slot.status, WatchStatus::Missing | WatchStatus::Forbidden(_))
+                        || matches!(
+                            slot.status,
+                            WatchStatus::Missing | WatchStatus::Forbidden(_)
+                        )
                     {
                         // These show in the published errors.
                         self.dirty = true;
@@ -161,8 +164,7 @@ impl Publisher {
             .iter()
             .flat_map(|s| s.objects.values().cloned())
             .collect();
-        let errors: Vec<ResourceError> =
-            self.slots.iter().filter_map(|s| self.error(s)).collect();
+        let errors: Vec<ResourceError> = self.slots.iter().filter_map(|s| self.error(s)).collect();
         tracing::info!(
             generation = self.generation,
             objects = objects.len(),

@@ -119,7 +119,11 @@ impl WatchTask {
                     tracing::info!(resource = %resource, "watch recovered");
                 }
                 status = WatchStatus::Synced;
-                if self.send(Change::Status(WatchStatus::Synced)).await.is_err() {
+                if self
+                    .send(Change::Status(WatchStatus::Synced))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
