@@ -26,6 +26,7 @@ fn fast_timing(debounce_ms: u64) -> Timing {
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(400),
         crd_retry: Duration::from_millis(200),
+        recovered_after: Duration::from_millis(500),
     }
 }
 
@@ -573,11 +574,11 @@ async fn rbac_refusal_in_one_namespace_names_it() {
 #[tokio::test]
 async fn slow_initial_list_publishes_nothing_until_complete() {
     let server = FakeApiServer::start().await;
-    server.set_list_delay("endpointslices", Duration::from_millis(1500));
+    server.hold_lists("endpointslices", true);
     server.apply(mapping("apps", "m1", "/a/"));
     server.apply(slice("apps", "backend-1", &["10.0.0.1"]));
     let mut source = start(&server, &SourceSettings::default());
-    // Every other watch has listed and is watching.
+    // Every other watch has listed and is watching; the EndpointSlice list is still held.
     let others = async {
         while server.count("mappings", true) == 0 || server.count("secrets", true) == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -588,8 +589,9 @@ async fn slow_initial_list_publishes_nothing_until_complete() {
         .expect("other watches started");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(source.generation(), 0, "published from a half-synced state");
-    assert!(!source.ready.is_ready());
+    assert_eq!(source.ready.pending(), vec!["kubernetes synced"]);
 
+    server.hold_lists("endpointslices", false);
     let state = source
         .until("the full state", |s| s.objects.len() == 2)
         .await;

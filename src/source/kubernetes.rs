@@ -185,6 +185,11 @@ pub struct Timing {
     pub backoff_max: Duration,
     /// How often a missing CRD is looked for again.
     pub crd_retry: Duration,
+    /// A watch that failed after its initial sync counts as recovered once its resumed
+    /// stream has run this long without error (kube's watcher reports no successful
+    /// re-watch); longer than kube's 30 s connect timeout, so a hanging connect is not taken
+    /// for a recovery.
+    pub recovered_after: Duration,
 }
 
 impl Timing {
@@ -194,6 +199,7 @@ impl Timing {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
             crd_retry: Duration::from_secs(15),
+            recovered_after: Duration::from_secs(35),
         }
     }
 }

@@ -1,9 +1,9 @@
 //! The publisher: merges every watch's objects into one [`SourceState`], coalescing bursts.
 //!
 //! Nothing is published until every watch has completed its initial list (or found its CRD
-//! missing); the readiness guard is released with that first publication. After that, each
-//! change opens a window of `debounce`; everything that arrives within it goes out as one
-//! publication, and only if something actually changed.
+//! missing); the readiness guard is released with that first publication. After that, changes
+//! are published once none has arrived for `debounce` (at most ten windows after the first),
+//! as one publication, and only if something actually changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ use super::{Scope, Statuses, WATCHED, WatchStatus, Watched};
 use crate::api::{Origin, RawObject, ResourceError};
 use crate::readiness;
 use crate::source::SourceState;
+
+/// A burst is published at most this many debounce windows after its first change.
+const MAX_WINDOWS: u32 = 10;
 
 struct Slot {
     watched: Watched,
@@ -88,8 +91,11 @@ impl Publisher {
             };
             let Some(msg) = first else { return };
             self.apply(msg);
-            let deadline = Instant::now() + self.debounce;
+            // Trailing window: publish once quiet for `debounce`, but no later than
+            // `MAX_WINDOWS` windows after the first change, so a steady trickle still flows.
+            let cap = Instant::now() + self.debounce * MAX_WINDOWS;
             loop {
+                let deadline = (Instant::now() + self.debounce).min(cap);
                 let next = tokio::select! {
                     () = tokio::time::sleep_until(deadline) => break,
                     msg = rx.recv() => msg,

@@ -73,7 +73,33 @@ impl WatchTask {
         let mut buffer: Option<BTreeMap<Key, RawObject>> = None;
         let mut status = WatchStatus::Pending;
         let mut delay = self.timing.backoff_min;
-        while let Some(event) = stream.next().await {
+        let mut synced_once = false;
+        loop {
+            // A resumed watch says nothing when it is back; once it has run quietly for
+            // `recovered_after` (longer than a connect attempt can take), the error is over.
+            let recovering = synced_once
+                && matches!(status, WatchStatus::Failing(_) | WatchStatus::Forbidden(_));
+            let next = if recovering {
+                match tokio::time::timeout(self.timing.recovered_after, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_elapsed) => {
+                        tracing::info!(resource = %resource, "watch recovered");
+                        status = WatchStatus::Synced;
+                        delay = self.timing.backoff_min;
+                        if self
+                            .send(Change::Status(WatchStatus::Synced))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                stream.next().await
+            };
+            let Some(event) = next else { return };
             let change = match event {
                 Ok(watcher::Event::Init) => {
                     buffer = Some(BTreeMap::new());
@@ -86,6 +112,7 @@ impl WatchTask {
                 }
                 Ok(watcher::Event::InitDone) => {
                     tracing::debug!(resource = %resource, "listed");
+                    synced_once = true;
                     Change::Replace(buffer.take().unwrap_or_default())
                 }
                 Ok(watcher::Event::Apply(obj)) => {
