@@ -1,7 +1,7 @@
 //! The Kubernetes source: watches the getambassador.io resources, Services, EndpointSlices and
 //! TLS Secrets through the API server and publishes them as [`SourceState`]s.
 //!
-//! One kube-runtime `watcher` per resource ([`WATCHED`]) runs on its own task (`watch`). Each
+//! One kube-runtime `watcher` per resource ([`WATCHED`]) runs on its own task (`watch_task`). Each
 //! keeps its objects keyed by namespace/name, buffers a (re)list until it is complete and sends
 //! changes to one publisher task (`publish`), which coalesces bursts within
 //! `source.debounce_ms` and publishes only once every watch has finished its initial list.
