@@ -112,6 +112,17 @@ pub struct SourceSettings {
     pub debounce_ms: u64,
     /// `AMBASSADOR_ID`.
     pub ambassador_id: String,
+    /// Kubeconfig to read the cluster from (`--kubeconfig`); when unset, `KUBECONFIG` or the
+    /// in-cluster service account is used if present.
+    pub kubeconfig: Option<PathBuf>,
+    /// `AMBASSADOR_NAMESPACE`: legate's own namespace, the one watched when
+    /// `single_namespace` is set. Default (`None`): `default`.
+    pub namespace: Option<String>,
+    /// `AMBASSADOR_SINGLE_NAMESPACE`: watch only `namespace` instead of all namespaces.
+    pub single_namespace: bool,
+    /// `AMBASSADOR_LABEL_SELECTOR`: only getambassador.io resources matching this Kubernetes
+    /// label selector are read (Services, EndpointSlices and Secrets are not filtered).
+    pub label_selector: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +206,10 @@ impl Default for SourceSettings {
             config_dir: None,
             debounce_ms: 75,
             ambassador_id: "default".into(),
+            kubeconfig: None,
+            namespace: None,
+            single_namespace: false,
+            label_selector: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Sources of configuration: where the `getambassador.io` objects come from.
 //!
-//! Every source (a directory of YAML in [`file`], later the Kubernetes API) publishes the whole
+//! Every source (a directory of YAML in [`file`], the Kubernetes API in [`kubernetes`]) publishes the whole
 //! set of objects it currently sees as one immutable [`SourceState`] through a
 //! `tokio::sync::watch` channel. Consumers (the translation) always see a complete, consistent
 //! state, never a half-applied update, and skip intermediate states they were too slow to see.
@@ -9,6 +9,7 @@
 //! first complete load, so `/ready` stays 503 until there is configuration to serve.
 
 pub mod file;
+pub mod kubernetes;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
