@@ -23,7 +23,7 @@ pub use listener::{
 pub use route::{
     Cors, Forward, HeaderMatch, HeaderValue, HostRewrite, Mirror, PathMatch, QueryMatch, Redirect,
     RedirectCode, RedirectPath, RegexRewrite, RetryPolicy, Route, RouteAction, RouteMatch,
-    RouteTable, StringMatch, VirtualHost, WeightedCluster,
+    RouteTable, RuntimeFraction, StringMatch, VirtualHost, WeightedCluster,
 };
 pub use secret::{Secret, SecretKind, Sensitive};
 

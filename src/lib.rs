@@ -7,4 +7,5 @@ pub mod envoy;
 pub mod ir;
 pub mod metrics;
 pub mod readiness;
+pub mod translate;
 pub mod xds;
