@@ -46,7 +46,11 @@ pub(crate) fn identity(
         let (v, regex) = value_of(&h.matcher);
         header_weight += h.name.len() + v.len() + usize::from(regex);
         headers.push(format!("{}-{v}", h.name));
-        id.push_str(&format!("\0h{}={v}{}", h.name, if regex { "~" } else { "" }));
+        id.push_str(&format!(
+            "\0h{}={v}{}",
+            h.name,
+            if regex { "~" } else { "" }
+        ));
     }
     let mut query_weight = 0;
     let mut query = Vec::new();
@@ -54,7 +58,11 @@ pub(crate) fn identity(
         let (v, regex) = value_of(&q.matcher);
         query_weight += q.name.len() + v.len() + usize::from(regex);
         query.push(format!("{}-{v}", q.name));
-        id.push_str(&format!("\0q{}={v}{}", q.name, if regex { "~" } else { "" }));
+        id.push_str(&format!(
+            "\0q{}={v}{}",
+            q.name,
+            if regex { "~" } else { "" }
+        ));
     }
     if precedence != 0 {
         id.push_str(&format!("\0p{precedence}"));
@@ -69,7 +77,10 @@ pub(crate) fn identity(
         headers,
         query,
     };
-    (sha1_smol::Sha1::from(id.as_bytes()).digest().to_string(), key)
+    (
+        sha1_smol::Sha1::from(id.as_bytes()).digest().to_string(),
+        key,
+    )
 }
 
 /// A group: Mappings with the same identity, forming a run of consecutive routes.
@@ -120,7 +131,10 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
             }
             if p.shadow {
                 if let Some(s) = shadow {
-                    errs.push(reject(format!("a group has one shadow; {} is already it", plans[s].meta.id())));
+                    errs.push(reject(format!(
+                        "a group has one shadow; {} is already it",
+                        plans[s].meta.id()
+                    )));
                     dropped[i] = true;
                 } else {
                     shadow = Some(i);
@@ -154,7 +168,11 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
         }
         if kept.is_empty() {
             if let Some(s) = shadow {
-                errs.push(plans[s].meta.warning("spec.shadow", "no Mapping in its group to mirror"));
+                errs.push(
+                    plans[s]
+                        .meta
+                        .warning("spec.shadow", "no Mapping in its group to mirror"),
+                );
             }
             continue;
         }
@@ -168,7 +186,9 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
     }
     groups.sort_by(|a, b| {
         let (pa, pb) = (&plans[a.members[0]], &plans[b.members[0]]);
-        pb.sort.cmp(&pa.sort).then_with(|| pa.group_key.cmp(&pb.group_key))
+        pb.sort
+            .cmp(&pa.sort)
+            .then_with(|| pa.group_key.cmp(&pb.group_key))
     });
     (groups, dropped)
 }
@@ -298,7 +318,9 @@ pub(crate) fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut 
             Some((existing, _)) if existing == &*c => {}
             Some((_, first)) => {
                 let settings = serde_json::to_string(&*c).unwrap_or_default();
-                let digest = sha1_smol::Sha1::from(settings.as_bytes()).digest().to_string();
+                let digest = sha1_smol::Sha1::from(settings.as_bytes())
+                    .digest()
+                    .to_string();
                 let base = std::mem::take(&mut c.name);
                 c.name = format!("{base}-{}", &digest[..8]);
                 errs.push(meta.warning(
@@ -322,7 +344,12 @@ mod tests {
 
     #[test]
     fn weights_follow_emissary_thresholds() {
-        let t = |w: &[Option<u32>]| cumulative(w).into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+        let t = |w: &[Option<u32>]| {
+            cumulative(w)
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(t(&[None, None, None]), [33, 66, 100]);
         assert_eq!(t(&[Some(10), None, None]), [10, 55, 100]);
         assert_eq!(t(&[None, Some(10)]), [10, 100]);

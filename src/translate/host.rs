@@ -93,10 +93,7 @@ fn plan(h: &Obj<HostSpec>, store: &Store, errs: &mut Errors) -> Option<HostPlan>
         .filter(|(_, p)| p.chars().all(|c| c.is_ascii_digit()))
         .map_or(hostname.as_str(), |(h, _)| h)
         .to_string();
-    let insecure = s
-        .request_policy
-        .as_ref()
-        .and_then(|r| r.insecure.as_ref());
+    let insecure = s.request_policy.as_ref().and_then(|r| r.insecure.as_ref());
     if insecure.and_then(|i| i.additional_port).is_some() {
         errs.push(meta.warning(
             "spec.requestPolicy.insecure.additionalPort",
@@ -186,12 +183,17 @@ fn tls(
             tls: Store::downstream(&ctx, &key),
         }));
     } else if let Some(named) = &s.tls_context {
-        Some(store.context(&named.name, &meta.namespace).cloned().ok_or_else(|| {
-            (
-                "spec.tlsContext".into(),
-                format!("TLSContext {} not found (or invalid)", named.name),
-            )
-        })?)
+        Some(
+            store
+                .context(&named.name, &meta.namespace)
+                .cloned()
+                .ok_or_else(|| {
+                    (
+                        "spec.tlsContext".into(),
+                        format!("TLSContext {} not found (or invalid)", named.name),
+                    )
+                })?,
+        )
     } else {
         store.context(&implicit, &meta.namespace).cloned()
     };
@@ -216,9 +218,7 @@ fn tls(
             ),
         ));
     }
-    if !ctx.hosts().is_empty()
-        && !ctx.hosts().iter().any(|x| x == hostname || *x == meta.name)
-    {
+    if !ctx.hosts().is_empty() && !ctx.hosts().iter().any(|x| x == hostname || *x == meta.name) {
         errs.push(meta.warning(
             "spec.tlsContext",
             format!(
@@ -230,7 +230,10 @@ fn tls(
     if ctx.spec.sni.is_some() {
         errs.push(meta.warning(
             "spec.tlsContext",
-            format!("sni of TLSContext {} is ignored for termination", ctx.meta.id()),
+            format!(
+                "sni of TLSContext {} is ignored for termination",
+                ctx.meta.id()
+            ),
         ));
     }
     Ok(Some(HostTls {
@@ -266,7 +269,9 @@ pub(crate) fn globs_compatible(a: &str, b: &str) -> bool {
         ((false, false), (false, false)) => a == b,
         ((true, false), (false, false)) => b.len() > a.len() - 1 && b.ends_with(&a[1..]),
         ((false, false), (true, false)) => globs_compatible(&b, &a),
-        ((false, true), (false, false)) => b.len() > a.len() - 1 && b.starts_with(&a[..a.len() - 1]),
+        ((false, true), (false, false)) => {
+            b.len() > a.len() - 1 && b.starts_with(&a[..a.len() - 1])
+        }
         ((false, false), (false, true)) => globs_compatible(&b, &a),
         ((true, false), (true, false)) => a.ends_with(&b[1..]) || b.ends_with(&a[1..]),
         ((false, true), (false, true)) => {
@@ -327,8 +332,17 @@ mod tests {
     #[test]
     fn authority_matchers() {
         assert_eq!(authority_matcher("*"), None);
-        assert_eq!(authority_matcher("*.x.com"), Some(StringMatch::Suffix(".x.com".into())));
-        assert_eq!(authority_matcher("x.*"), Some(StringMatch::Prefix("x.".into())));
-        assert_eq!(authority_matcher("a.*.com"), Some(StringMatch::Exact("a.*.com".into())));
+        assert_eq!(
+            authority_matcher("*.x.com"),
+            Some(StringMatch::Suffix(".x.com".into()))
+        );
+        assert_eq!(
+            authority_matcher("x.*"),
+            Some(StringMatch::Prefix("x.".into()))
+        );
+        assert_eq!(
+            authority_matcher("a.*.com"),
+            Some(StringMatch::Exact("a.*.com".into()))
+        );
     }
 }

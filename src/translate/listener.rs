@@ -44,7 +44,10 @@ pub(crate) struct ListenerPlan {
 impl ListenerPlan {
     fn binds(&self, h: &HostPlan) -> bool {
         (self.all_namespaces || h.meta.namespace == self.meta.namespace)
-            && self.selector.as_ref().is_none_or(|s| s.matches(&h.meta.labels))
+            && self
+                .selector
+                .as_ref()
+                .is_none_or(|s| s.matches(&h.meta.labels))
     }
 }
 
@@ -91,31 +94,34 @@ pub(crate) fn plan_all(
 
 /// Emissary's Helm `createDefaultListeners`: 8080/HTTP and 8443/HTTPS, XFP, from ALL.
 fn default_listeners(options: &Options) -> Vec<Obj<ListenerSpec>> {
-    [("ambassador-http-8080", 8080, "HTTP"), ("ambassador-https-8443", 8443, "HTTPS")]
-        .into_iter()
-        .map(|(name, port, protocol)| Obj {
-            meta: Meta {
-                origin: crate::api::Origin::Builtin,
-                kind: "Listener",
-                name: name.into(),
-                namespace: options.ambassador_namespace.clone(),
-                labels: BTreeMap::new(),
-                version: Version::V3,
-            },
-            spec: ListenerSpec {
-                port: Some(port),
-                protocol: Some(protocol.into()),
-                security_model: Some("XFP".into()),
-                host_binding: Some(crate::api::listener::HostBinding {
-                    namespace: Some(crate::api::listener::NamespaceBinding {
-                        from: Some("ALL".into()),
-                    }),
-                    selector: None,
+    [
+        ("ambassador-http-8080", 8080, "HTTP"),
+        ("ambassador-https-8443", 8443, "HTTPS"),
+    ]
+    .into_iter()
+    .map(|(name, port, protocol)| Obj {
+        meta: Meta {
+            origin: crate::api::Origin::Builtin,
+            kind: "Listener",
+            name: name.into(),
+            namespace: options.ambassador_namespace.clone(),
+            labels: BTreeMap::new(),
+            version: Version::V3,
+        },
+        spec: ListenerSpec {
+            port: Some(port),
+            protocol: Some(protocol.into()),
+            security_model: Some("XFP".into()),
+            host_binding: Some(crate::api::listener::HostBinding {
+                namespace: Some(crate::api::listener::NamespaceBinding {
+                    from: Some("ALL".into()),
                 }),
-                ..ListenerSpec::default()
-            },
-        })
-        .collect()
+                selector: None,
+            }),
+            ..ListenerSpec::default()
+        },
+    })
+    .collect()
 }
 
 fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> {
@@ -128,7 +134,10 @@ fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> 
     };
     let stack: Vec<String> = match (&s.protocol, &s.protocol_stack) {
         (Some(_), Some(stack)) => {
-            errs.push(o.meta.warning("spec.protocol", "both protocol and protocolStack set: protocolStack is used"));
+            errs.push(o.meta.warning(
+                "spec.protocol",
+                "both protocol and protocolStack set: protocolStack is used",
+            ));
             stack.clone()
         }
         (None, Some(stack)) => stack.clone(),
@@ -149,15 +158,26 @@ fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> 
         .into_iter()
         .map(String::from)
         .collect(),
-        (None, None) => return Err(f("protocol", "protocol or protocolStack is required".into())),
+        (None, None) => {
+            return Err(f(
+                "protocol",
+                "protocol or protocolStack is required".into(),
+            ));
+        }
     };
-    if let Some(bad) = stack.iter().find(|e| !["HTTP", "TLS", "PROXY", "TCP", "UDP"].contains(&e.as_str())) {
+    if let Some(bad) = stack
+        .iter()
+        .find(|e| !["HTTP", "TLS", "PROXY", "TCP", "UDP"].contains(&e.as_str()))
+    {
         return Err(f("protocolStack", format!("unknown element {bad:?}")));
     }
     match stack.last().map(String::as_str) {
         Some("TCP") => {}
         Some("UDP") => {
-            return Err(f("protocolStack", "UDP (HTTP/3) listeners are not supported yet".into()));
+            return Err(f(
+                "protocolStack",
+                "UDP (HTTP/3) listeners are not supported yet".into(),
+            ));
         }
         _ => return Err(f("protocolStack", "must end in TCP or UDP".into())),
     }
@@ -166,7 +186,12 @@ fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> 
         Some("XFP") => Security::Xfp,
         Some("SECURE") => Security::Secure,
         Some("INSECURE") => Security::Insecure,
-        Some(other) => return Err(f("securityModel", format!("{other:?} is not XFP, SECURE or INSECURE"))),
+        Some(other) => {
+            return Err(f(
+                "securityModel",
+                format!("{other:?} is not XFP, SECURE or INSECURE"),
+            ));
+        }
         None => return Err(f("securityModel", "required".into())),
     };
     let binding = s
@@ -177,15 +202,26 @@ fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> 
         Some("ALL") => true,
         Some("SELF") | None => false,
         Some("SELECTOR") => {
-            errs.push(o.meta.warning("spec.hostBinding.namespace.from", "SELECTOR is not supported: acts as SELF"));
+            errs.push(o.meta.warning(
+                "spec.hostBinding.namespace.from",
+                "SELECTOR is not supported: acts as SELF",
+            ));
             false
         }
-        Some(other) => return Err(f("hostBinding.namespace.from", format!("{other:?} is not ALL or SELF"))),
+        Some(other) => {
+            return Err(f(
+                "hostBinding.namespace.from",
+                format!("{other:?} is not ALL or SELF"),
+            ));
+        }
     };
     if let Some(sel) = &binding.selector
         && sel.match_labels.is_none()
     {
-        return Err(f("hostBinding.selector", "only matchLabels is supported, and it is missing".into()));
+        return Err(f(
+            "hostBinding.selector",
+            "only matchLabels is supported, and it is missing".into(),
+        ));
     }
     let http = has("HTTP");
     let tls = has("TLS");
@@ -254,11 +290,28 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
             }
             placed_tcp[gi] = true;
             if g.address != "0.0.0.0" {
-                g.reject(&inp.tcp, "spec.address", &format!("port {} is already bound on 0.0.0.0 by Listener {}", l.port, l.meta.id()), errs);
+                g.reject(
+                    &inp.tcp,
+                    "spec.address",
+                    &format!(
+                        "port {} is already bound on 0.0.0.0 by Listener {}",
+                        l.port,
+                        l.meta.id()
+                    ),
+                    errs,
+                );
                 continue;
             }
             if l.http && g.host.is_none() {
-                g.reject(&inp.tcp, "spec.host", &format!("a TCPMapping without host on HTTP Listener {} would take all its traffic", l.meta.id()), errs);
+                g.reject(
+                    &inp.tcp,
+                    "spec.host",
+                    &format!(
+                        "a TCPMapping without host on HTTP Listener {} would take all its traffic",
+                        l.meta.id()
+                    ),
+                    errs,
+                );
                 continue;
             }
             let Some(tls) = tcp_termination(g, &inp.tcp, &inp.hosts, store, errs) else {
@@ -281,7 +334,9 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
                     domains: vec![h.hostname.clone()],
                     routes: vhost_routes(h, l.security, plans, &groups, &mut routed),
                 });
-                let (Some(t), true) = (&h.tls, l.tls) else { continue };
+                let (Some(t), true) = (&h.tls, l.tls) else {
+                    continue;
+                };
                 if tcp_snis.contains(&h.sni) {
                     errs.push(h.meta.error("spec.hostname", format!("SNI {} on Listener {} is taken by a TCPMapping; Host left out of its TLS chain", h.sni, l.name)));
                     continue;
@@ -306,7 +361,8 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
             }
             if !vhosts.is_empty() {
                 // Specific SNIs before the `*` catch-all, each in SNI order.
-                let mut tls_chains: Vec<FilterChain> = tls_chains.into_values().map(|(_, c)| c).collect();
+                let mut tls_chains: Vec<FilterChain> =
+                    tls_chains.into_values().map(|(_, c)| c).collect();
                 tls_chains.sort_by_key(|c| c.server_names.is_empty());
                 chains.extend(tls_chains);
                 chains.push(FilterChain {
@@ -323,10 +379,20 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
             }
         }
         if chains.is_empty() {
-            errs.push(l.meta.error("", "no Host or TCPMapping is bound to this Listener; left out"));
+            errs.push(l.meta.error(
+                "",
+                "no Host or TCPMapping is bound to this Listener; left out",
+            ));
             continue;
         }
-        ir.listeners.push(listener(&l.name, "0.0.0.0", l.port, l.proxy, chains, inp.settings));
+        ir.listeners.push(listener(
+            &l.name,
+            "0.0.0.0",
+            l.port,
+            l.proxy,
+            chains,
+            inp.settings,
+        ));
     }
     synthesized_tcp(&mut ir, &tcp_groups, &placed_tcp, &inp, store, errs);
     report_unattached(plans, &dropped, &routed, errs);
@@ -427,7 +493,12 @@ fn synthesized_tcp(
         if let Some(a) = port_addr.get(&g.port)
             && *a != g.address
         {
-            g.reject(&inp.tcp, "spec.address", &format!("port {} is already bound on {a}", g.port), errs);
+            g.reject(
+                &inp.tcp,
+                "spec.address",
+                &format!("port {} is already bound on {a}", g.port),
+                errs,
+            );
             continue;
         }
         let hosts = &inp.hosts;
@@ -451,7 +522,8 @@ fn synthesized_tcp(
     for ((port, address), mut chains) in by_bind {
         chains.sort_by_key(|c| c.server_names.is_empty());
         let name = format!("listener-{address}-{port}");
-        ir.listeners.push(listener(&name, &address, port, false, chains, inp.settings));
+        ir.listeners
+            .push(listener(&name, &address, port, false, chains, inp.settings));
     }
 }
 

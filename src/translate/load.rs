@@ -179,7 +179,10 @@ fn classify<'a>(
         return None;
     }
     if raw.api_version().is_empty() || raw.kind().is_empty() {
-        bad(errs, "not a Kubernetes object: apiVersion and kind are required");
+        bad(
+            errs,
+            "not a Kubernetes object: apiVersion and kind are required",
+        );
         return None;
     }
     if raw.api_version() == "v1" {
@@ -242,7 +245,9 @@ fn meta(
 /// §1.3: `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;
 /// `_automatic_` always matches; an empty list never does.
 fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
-    let value = spec.get("ambassador_id").or_else(|| spec.get("ambassadorId"));
+    let value = spec
+        .get("ambassador_id")
+        .or_else(|| spec.get("ambassadorId"));
     let ids: Vec<&str> = match value {
         None | Some(Value::Null) => vec!["default"],
         Some(Value::String(s)) => vec![s.as_str()],
@@ -250,7 +255,10 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
             a.iter().filter_map(Value::as_str).collect()
         }
         Some(_) => {
-            errs.push(meta.error("spec.ambassador_id", "must be a string or a list of strings"));
+            errs.push(meta.error(
+                "spec.ambassador_id",
+                "must be a string or a list of strings",
+            ));
             return false;
         }
     };
@@ -339,7 +347,9 @@ pub(crate) fn typed<T: DeserializeOwned>(
             let culprit = value.as_object().and_then(|m| {
                 m.iter().find_map(|(k, v)| {
                     let one = Value::Object([(k.clone(), v.clone())].into_iter().collect());
-                    serde_json::from_value::<T>(one).err().map(|e| (k.clone(), e))
+                    serde_json::from_value::<T>(one)
+                        .err()
+                        .map(|e| (k.clone(), e))
                 })
             });
             let (field, message) = match culprit {

@@ -99,16 +99,18 @@ pub(crate) fn plan_all(
 }
 
 fn compile(field: &str, re: &str) -> Result<(), Fail> {
-    regex::Regex::new(re)
-        .map(|_| ())
-        .map_err(|e| fail(field, format!("regex {re:?} does not compile: {}", one_line(&e))))
+    regex::Regex::new(re).map(|_| ()).map_err(|e| {
+        fail(
+            field,
+            format!("regex {re:?} does not compile: {}", one_line(&e)),
+        )
+    })
 }
 
 fn one_line(e: &regex::Error) -> String {
     e.to_string()
         .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or_default()
         .trim()
         .to_string()
@@ -141,7 +143,10 @@ fn plan(
     } else if !prefix.starts_with('/') {
         return Err(fail("prefix", format!("{prefix:?} must start with /")));
     }
-    let service = s.service.clone().ok_or_else(|| fail("service", "required"))?;
+    let service = s
+        .service
+        .clone()
+        .ok_or_else(|| fail("service", "required"))?;
     if s.outlier_detection.is_some() {
         return Err(fail("outlier_detection", "not supported"));
     }
@@ -305,10 +310,14 @@ fn plan(
             ("redirect_response_code", s.redirect_response_code.is_some()),
         ] {
             if set {
-                errs.push(meta.warning(&format!("spec.{f}"), "has no effect without host_redirect"));
+                errs.push(
+                    meta.warning(&format!("spec.{f}"), "has no effect without host_redirect"),
+                );
             }
         }
-        Target::Cluster(Box::new(cluster(s, &service, meta, settings, store, options, errs)?))
+        Target::Cluster(Box::new(cluster(
+            s, &service, meta, settings, store, options, errs,
+        )?))
     };
 
     // --- policies and headers ---
@@ -325,7 +334,8 @@ fn plan(
     let mut add_request_headers = policy::add_headers(&add_req);
     let mut add_resp = settings.add_response_headers.clone().unwrap_or_default();
     add_resp.extend(s.add_response_headers.clone().unwrap_or_default());
-    if s.add_linkerd_headers.unwrap_or(settings.add_linkerd_headers)
+    if s.add_linkerd_headers
+        .unwrap_or(settings.add_linkerd_headers)
         && let Target::Cluster(c) = &target
         && let Discovery::StrictDns(eps) | Discovery::LogicalDns(eps) = &c.discovery
         && let Some(ep) = eps.first()
@@ -340,18 +350,18 @@ fn plan(
     remove_request_headers.extend(s.remove_request_headers.iter().flat_map(|r| r.to_vec()));
     let mut remove_response_headers = settings.remove_response_headers.clone();
     remove_response_headers.extend(s.remove_response_headers.iter().flat_map(|r| r.to_vec()));
-    let mut upgrades: Vec<String> = s
-        .allow_upgrade
-        .iter()
-        .flatten()
-        .map(|u| u.to_ascii_lowercase())
-        .collect();
-    if s.use_websocket == Some(true) && !upgrades.iter().any(|u| u == "websocket") {
+    let mut upgrades: Vec<String> = s.allow_upgrade.iter().flatten().cloned().collect();
+    if s.use_websocket == Some(true)
+        && !upgrades.iter().any(|u| u.eq_ignore_ascii_case("websocket"))
+    {
         upgrades.push("websocket".into());
     }
     for (f, set) in [
         ("bypass_auth", s.bypass_auth.is_some()),
-        ("auth_context_extensions", s.auth_context_extensions.is_some()),
+        (
+            "auth_context_extensions",
+            s.auth_context_extensions.is_some(),
+        ),
         ("labels", s.labels.is_some()),
         ("priority", s.priority.is_some()),
         ("health_checks", s.health_checks.is_some()),
@@ -364,12 +374,20 @@ fn plan(
 
     let consistency = serde_json::to_string(&(
         (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
-        (s.cluster_idle_timeout_ms, s.cluster_max_connection_lifetime_ms),
+        (
+            s.cluster_idle_timeout_ms,
+            s.cluster_max_connection_lifetime_ms,
+        ),
         (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
         (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
     ))
     .unwrap_or_default();
-    let (group_key, sort) = super::group::identity(&matcher, &prefix, s.method.as_deref(), s.precedence.unwrap_or(0));
+    let (group_key, sort) = super::group::identity(
+        &matcher,
+        &prefix,
+        s.method.as_deref(),
+        s.precedence.unwrap_or(0),
+    );
     Ok(MappingPlan {
         meta: meta.clone(),
         builtin: false,
@@ -409,8 +427,14 @@ fn redirect_target(
     let mut path = None;
     let mut chosen: Option<&str> = None;
     for (field, value) in [
-        ("path_redirect", s.path_redirect.clone().map(RedirectPath::Path)),
-        ("prefix_redirect", s.prefix_redirect.clone().map(RedirectPath::Prefix)),
+        (
+            "path_redirect",
+            s.path_redirect.clone().map(RedirectPath::Path),
+        ),
+        (
+            "prefix_redirect",
+            s.prefix_redirect.clone().map(RedirectPath::Prefix),
+        ),
         (
             "regex_redirect",
             match &s.regex_redirect {
@@ -493,21 +517,28 @@ fn cluster(
             if svc.https == Some(false) {
                 return Err(fail("tls", "contradicts the http:// scheme of service"));
             }
-            let ctx = store.context(name, &meta.namespace).ok_or_else(|| {
-                fail("tls", format!("TLSContext {name} not found (or invalid)"))
-            })?;
-            (Some(Store::upstream(ctx)), svc.https.is_none().then(|| name.clone()))
+            let ctx = store
+                .context(name, &meta.namespace)
+                .ok_or_else(|| fail("tls", format!("TLSContext {name} not found (or invalid)")))?;
+            ctx.origination_ready().map_err(|e| fail("tls", e))?;
+            (
+                Some(Store::upstream(ctx)),
+                svc.https.is_none().then(|| name.clone()),
+            )
         }
         Some(_) => return Err(fail("tls", "must be a TLSContext name")),
     };
     let tls = tls.or_else(|| (svc.https == Some(true)).then(UpstreamTls::plain));
     let port = svc.port_or_default(tls.is_some());
     let circuit_breakers = match &s.circuit_breakers {
-        Some(cb) => policy::circuit_breakers(cb).map_err(|(f, e)| fail(&format!("circuit_breakers{f}"), e))?,
+        Some(cb) => policy::circuit_breakers(cb)
+            .map_err(|(f, e)| fail(&format!("circuit_breakers{f}"), e))?,
         None => settings.circuit_breakers.clone(),
     };
     let lb = match &s.load_balancer {
-        Some(lb) => Some(policy::load_balancer(lb).map_err(|(f, e)| fail(&format!("load_balancer.{f}"), e))?),
+        Some(lb) => Some(
+            policy::load_balancer(lb).map_err(|(f, e)| fail(&format!("load_balancer.{f}"), e))?,
+        ),
         None => settings.lb_policy.clone(),
     };
     let ep = vec![Endpoint::new(svc.host.clone(), port)];
@@ -515,7 +546,10 @@ fn cluster(
         None | Some("strict_dns") => Discovery::StrictDns(ep),
         Some("logical_dns") => Discovery::LogicalDns(ep),
         Some(other) => {
-            return Err(fail("dns_type", format!("{other:?} is not strict_dns or logical_dns")));
+            return Err(fail(
+                "dns_type",
+                format!("{other:?} is not strict_dns or logical_dns"),
+            ));
         }
     };
     let dns_family = policy::dns_family(
@@ -555,7 +589,9 @@ fn cluster(
     c.http2 = s.grpc == Some(true);
     c.dns_family = dns_family;
     c.respect_dns_ttl = s.respect_dns_ttl.unwrap_or(false);
-    c.idle_timeout_ms = s.cluster_idle_timeout_ms.or(settings.cluster_idle_timeout_ms);
+    c.idle_timeout_ms = s
+        .cluster_idle_timeout_ms
+        .or(settings.cluster_idle_timeout_ms);
     c.max_connection_duration_ms = s
         .cluster_max_connection_lifetime_ms
         .or(settings.cluster_max_connection_lifetime_ms);
@@ -593,8 +629,16 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
     c.alt_stat_name = Some(sanitize(&format!("{addr}:{port}")));
     let mut out = Vec::new();
     for (enabled, name, prefix) in [
-        (settings.readiness, "check_ready", "/ambassador/v0/check_ready"),
-        (settings.liveness, "check_alive", "/ambassador/v0/check_alive"),
+        (
+            settings.readiness,
+            "check_ready",
+            "/ambassador/v0/check_ready",
+        ),
+        (
+            settings.liveness,
+            "check_alive",
+            "/ambassador/v0/check_alive",
+        ),
         (settings.diagnostics, "diagnostics", "/ambassador/v0/"),
     ] {
         if !enabled {

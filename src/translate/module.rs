@@ -107,7 +107,10 @@ pub(crate) fn settings(modules: &[Obj<ModuleSpec>], _o: &Options, errs: &mut Err
         } else if let Some(first) = chosen {
             errs.push(m.meta.error(
                 "metadata.name",
-                format!("a Module ambassador already exists ({}); ignored", first.meta.id()),
+                format!(
+                    "a Module ambassador already exists ({}); ignored",
+                    first.meta.id()
+                ),
             ));
         } else {
             chosen = Some(m);
@@ -220,7 +223,10 @@ fn merged_defaults(d: Option<&crate::api::module::ModuleDefaults>) -> MappingDef
     if let Some(h) = &d.httpmapping {
         m.add_request_headers = h.add_request_headers.clone().or(m.add_request_headers);
         m.add_response_headers = h.add_response_headers.clone().or(m.add_response_headers);
-        m.remove_request_headers = h.remove_request_headers.clone().or(m.remove_request_headers);
+        m.remove_request_headers = h
+            .remove_request_headers
+            .clone()
+            .or(m.remove_request_headers);
         m.remove_response_headers = h
             .remove_response_headers
             .clone()
@@ -284,16 +290,44 @@ fn access_log(c: &ModuleConfig) -> Result<Option<AccessLog>, policy::FieldError>
 fn warn_config(m: &Obj<ModuleSpec>, c: &ModuleConfig, errs: &mut Errors) {
     unknown(&m.meta, "spec.config", &c.extra, errs);
     let inert = [
-        ("xff_num_trusted_hops", c.xff_num_trusted_hops.is_some(), "use Listener l7Depth"),
-        ("use_proxy_proto", c.use_proxy_proto.is_some(), "use Listener protocol HTTPPROXY"),
-        ("x_forwarded_proto_redirect", c.x_forwarded_proto_redirect.is_some(), "use Host requestPolicy"),
+        (
+            "xff_num_trusted_hops",
+            c.xff_num_trusted_hops.is_some(),
+            "use Listener l7Depth",
+        ),
+        (
+            "use_proxy_proto",
+            c.use_proxy_proto.is_some(),
+            "use Listener protocol HTTPPROXY",
+        ),
+        (
+            "x_forwarded_proto_redirect",
+            c.x_forwarded_proto_redirect.is_some(),
+            "use Host requestPolicy",
+        ),
         ("service_port", c.service_port.is_some(), "use a Listener"),
         ("auth_enabled", c.auth_enabled.is_some(), ""),
         ("debug_mode", c.debug_mode.is_some(), ""),
-        ("prune_unreachable_routes", c.prune_unreachable_routes.is_some(), ""),
-        ("regex_type", c.regex_type.is_some(), "regexes are always RE2"),
-        ("regex_max_size", c.regex_max_size.is_some(), "Envoy's runtime limit applies"),
-        ("admin_port", c.admin_port.is_some(), "set the admin address in legate's configuration"),
+        (
+            "prune_unreachable_routes",
+            c.prune_unreachable_routes.is_some(),
+            "",
+        ),
+        (
+            "regex_type",
+            c.regex_type.is_some(),
+            "regexes are always RE2",
+        ),
+        (
+            "regex_max_size",
+            c.regex_max_size.is_some(),
+            "Envoy's runtime limit applies",
+        ),
+        (
+            "admin_port",
+            c.admin_port.is_some(),
+            "set the admin address in legate's configuration",
+        ),
     ];
     for (key, set, hint) in inert {
         if set {
@@ -309,16 +343,31 @@ fn warn_config(m: &Obj<ModuleSpec>, c: &ModuleConfig, errs: &mut Errors) {
         ("ip_allow", c.ip_allow.is_some()),
         ("ip_deny", c.ip_deny.is_some()),
         ("allow_chunked_length", c.allow_chunked_length.is_some()),
-        ("headers_with_underscores_action", c.headers_with_underscores_action.is_some()),
-        ("forward_client_cert_details", c.forward_client_cert_details.is_some()),
-        ("set_current_client_cert_details", c.set_current_client_cert_details.is_some()),
+        (
+            "headers_with_underscores_action",
+            c.headers_with_underscores_action.is_some(),
+        ),
+        (
+            "forward_client_cert_details",
+            c.forward_client_cert_details.is_some(),
+        ),
+        (
+            "set_current_client_cert_details",
+            c.set_current_client_cert_details.is_some(),
+        ),
         ("proper_case", c.proper_case.is_some()),
         ("header_case_overrides", c.header_case_overrides.is_some()),
-        ("error_response_overrides", c.error_response_overrides.is_some()),
+        (
+            "error_response_overrides",
+            c.error_response_overrides.is_some(),
+        ),
     ];
     for (key, set) in unsupported {
         if set {
-            errs.push(m.meta.warning(&format!("spec.config.{key}"), "not supported yet; ignored"));
+            errs.push(
+                m.meta
+                    .warning(&format!("spec.config.{key}"), "not supported yet; ignored"),
+            );
         }
     }
     for (key, t) in [

@@ -80,7 +80,12 @@ pub(crate) fn circuit_breakers(
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let priority = match s.priority.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            let priority = match s
+                .priority
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 None | Some("default") => Priority::Default,
                 Some("high") => Priority::High,
                 Some(other) => {
@@ -135,7 +140,10 @@ pub(crate) fn load_balancer(spec: &LoadBalancerSpec) -> Result<LbPolicy, FieldEr
         "least_request" => Ok(LbPolicy::LeastRequest),
         "ring_hash" | "maglev" if keys != 1 => Err(err(
             "policy",
-            format!("{} needs exactly one of cookie, header, source_ip", spec.policy),
+            format!(
+                "{} needs exactly one of cookie, header, source_ip",
+                spec.policy
+            ),
         )),
         "ring_hash" | "maglev" => Err(err(
             "policy",
@@ -185,6 +193,9 @@ pub(crate) fn dns_family(v4: bool, v6: bool) -> Result<crate::ir::DnsFamily, Fie
         (true, false) => Ok(DnsFamily::V4Only),
         (true, true) => Ok(DnsFamily::Auto),
         (false, true) => Ok(DnsFamily::V6Only),
-        (false, false) => Err(err("enable_ipv4", "enable_ipv4 and enable_ipv6 are both false")),
+        (false, false) => Err(err(
+            "enable_ipv4",
+            "enable_ipv4 and enable_ipv6 are both false",
+        )),
     }
 }

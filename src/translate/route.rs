@@ -3,7 +3,8 @@
 
 use crate::api::host::InsecureAction;
 use crate::ir::{
-    Forward, HeaderMatch, Redirect, RedirectCode, Route, RouteAction, RuntimeFraction, WeightedCluster,
+    Forward, HeaderMatch, Redirect, RedirectCode, Route, RouteAction, RuntimeFraction,
+    WeightedCluster,
 };
 
 use super::group::{self, Group};
@@ -59,7 +60,14 @@ pub(crate) fn vhost_routes(
         }
         for (i, threshold) in group::thresholds(plans, &present) {
             routed[i] = true;
-            routes.extend(variants(host.insecure, security, &plans[i], g, plans, threshold));
+            routes.extend(variants(
+                host.insecure,
+                security,
+                &plans[i],
+                g,
+                plans,
+                threshold,
+            ));
         }
     }
     routes

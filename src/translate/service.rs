@@ -102,7 +102,13 @@ impl Service {
 /// Every character outside `[0-9A-Za-z_]` becomes `_` (Emissary's cluster-name rule).
 pub(crate) fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -112,7 +118,9 @@ pub(crate) fn duration_ms(input: &str) -> Result<u64, String> {
     let s = input.trim();
     let bad = || format!("{input:?} is not a duration (like 0.5s, 500ms or 1m)");
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs >= 0.0).then(|| (secs * 1000.0).ceil() as u64).ok_or_else(bad);
+        return (secs >= 0.0)
+            .then(|| (secs * 1000.0).ceil() as u64)
+            .ok_or_else(bad);
     }
     let mut total = 0f64;
     let mut rest = s;
@@ -125,7 +133,9 @@ pub(crate) fn duration_ms(input: &str) -> Result<u64, String> {
             .ok_or_else(bad)?;
         let (num, after) = rest.split_at(num_end);
         let value: f64 = num.parse().map_err(|_| bad())?;
-        let unit_end = after.find(|c: char| c.is_ascii_digit()).unwrap_or(after.len());
+        let unit_end = after
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(after.len());
         let (unit, next) = after.split_at(unit_end);
         let factor = match unit {
             "h" => 3_600_000.0,
@@ -176,7 +186,10 @@ mod tests {
     #[test]
     fn services_parse() {
         let s = Service::parse("https://legacy.apps:8443").unwrap();
-        assert_eq!((s.https, s.host.as_str(), s.port), (Some(true), "legacy.apps", Some(8443)));
+        assert_eq!(
+            (s.https, s.host.as_str(), s.port),
+            (Some(true), "legacy.apps", Some(8443))
+        );
         let s = Service::parse("[::1]:9000").unwrap();
         assert_eq!((s.host.as_str(), s.port), ("::1", Some(9000)));
         assert_eq!(s.authority(), "[::1]:9000");

@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::ir::{
-    ChainAction, Cluster, Discovery, DownstreamTls, Endpoint, FilterChain, TcpProxy,
-    UpstreamTls, WeightedCluster,
+    ChainAction, Cluster, Discovery, DownstreamTls, Endpoint, FilterChain, TcpProxy, UpstreamTls,
+    WeightedCluster,
 };
 
 use super::load::{Meta, Obj};
@@ -80,10 +80,16 @@ fn plan(
         Some(p) => return Err(fail("port", format!("{p} is not in 1-65535"))),
         None => return Err(fail("port", "required")),
     };
-    let service = s.service.as_deref().ok_or_else(|| fail("service", "required"))?;
+    let service = s
+        .service
+        .as_deref()
+        .ok_or_else(|| fail("service", "required"))?;
     let mut svc = Service::parse(service).map_err(|e| fail("service", e))?;
     if let Some(r) = s.resolver.as_deref().filter(|r| *r != "kubernetes-service") {
-        return Err(fail("resolver", format!("{r:?}: only kubernetes-service is supported yet")));
+        return Err(fail(
+            "resolver",
+            format!("{r:?}: only kubernetes-service is supported yet"),
+        ));
     }
     if let Some(w) = s.weight
         && w > 100
@@ -105,7 +111,11 @@ fn plan(
             let ctx = store
                 .context(name, &meta.namespace)
                 .ok_or_else(|| fail("tls", format!("TLSContext {name} not found (or invalid)")))?;
-            (Some(Store::upstream(ctx)), svc.https.is_none().then(|| name.clone()))
+            ctx.origination_ready().map_err(|e| fail("tls", e))?;
+            (
+                Some(Store::upstream(ctx)),
+                svc.https.is_none().then(|| name.clone()),
+            )
         }
         Some(_) => return Err(fail("tls", "must be a TLSContext name")),
     };
@@ -134,7 +144,11 @@ fn plan(
         cluster_name(&parts),
         Discovery::StrictDns(vec![Endpoint::new(svc.host.clone(), port_up)]),
     );
-    cluster.alt_stat_name = Some(s.stats_name.clone().unwrap_or_else(|| sanitize(&svc.authority())));
+    cluster.alt_stat_name = Some(
+        s.stats_name
+            .clone()
+            .unwrap_or_else(|| sanitize(&svc.authority())),
+    );
     cluster.circuit_breakers = circuit_breakers;
     cluster.tls = tls;
     cluster.dns_family = dns_family;
@@ -166,7 +180,11 @@ pub(crate) fn groups(plans: &[TcpPlan], errs: &mut Errors) -> Vec<TcpGroup> {
     let mut by_key: BTreeMap<(String, u16, String), Vec<usize>> = BTreeMap::new();
     for i in order {
         let p = &plans[i];
-        let key = (p.address.clone(), p.port, p.host.clone().unwrap_or_default());
+        let key = (
+            p.address.clone(),
+            p.port,
+            p.host.clone().unwrap_or_default(),
+        );
         by_key.entry(key).or_default().push(i);
     }
     let mut out = Vec::new();

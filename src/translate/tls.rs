@@ -9,9 +9,9 @@ use crate::api::secret::SecretObject;
 use crate::api::tls_context::TlsContextSpec;
 use crate::ir::{DownstreamTls, Secret, SecretKind, Sensitive, TlsVersion, UpstreamTls};
 
+use super::Errors;
 use super::load::{Meta, Obj};
 use super::service::base64_decode;
-use super::Errors;
 
 /// A decoded Secret.
 #[derive(Debug, Clone)]
@@ -35,6 +35,18 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// Origination needs a client certificate or a CA; otherwise `https://` says the same.
+    pub fn origination_ready(&self) -> Result<(), String> {
+        if self.cert.is_none() && self.ca.is_none() {
+            Err(format!(
+                "TLSContext {} has no certificate data (secret or ca_secret)",
+                self.meta.id()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     pub fn hosts(&self) -> &[String] {
         self.spec.hosts.as_deref().unwrap_or_default()
     }
@@ -88,14 +100,19 @@ impl Store {
     pub fn load_contexts(&mut self, contexts: &[Obj<TlsContextSpec>], errs: &mut Errors) {
         for c in contexts {
             match self.check(&c.meta, &c.spec, errs) {
-                Ok(ctx) => self.contexts.entry(c.meta.name.clone()).or_default().push(ctx),
+                Ok(ctx) => self
+                    .contexts
+                    .entry(c.meta.name.clone())
+                    .or_default()
+                    .push(ctx),
                 Err((field, msg)) => errs.push(c.meta.error(&field, msg)),
             }
         }
     }
 
-    /// Checks a context (a TLSContext, or a Host's inline `tls`, with its fields under
-    /// `prefix`). Needs certificate data (`secret`) or a CA (`ca_secret`, for origination).
+    /// Checks a context (a TLSContext, or a Host's inline `tls`). A context without `secret`
+    /// or `ca_secret` is valid as settings for a Host (which brings the certificate); using
+    /// it for origination is reported there (see [`Context::origination_ready`]).
     pub fn check(
         &self,
         meta: &Meta,
@@ -131,9 +148,10 @@ impl Store {
                 let key = self.secret_key(n, &meta.namespace, namespacing);
                 match self.secrets.get(&key) {
                     None => Err(e(field, format!("Secret {}/{} not found", key.0, key.1))),
-                    Some(p) if need_key && p.key.is_none() => {
-                        Err(e(field, format!("Secret {}/{} has no tls.key", key.0, key.1)))
-                    }
+                    Some(p) if need_key && p.key.is_none() => Err(e(
+                        field,
+                        format!("Secret {}/{} has no tls.key", key.0, key.1),
+                    )),
                     Some(_) => Ok(Some(key)),
                 }
             }
@@ -144,9 +162,6 @@ impl Store {
         };
         let ca = resolve("ca_secret", &spec.ca_secret, false)?;
         let crl = resolve("crl_secret", &spec.crl_secret, false)?;
-        if cert.is_none() && ca.is_none() {
-            return Err(e("secret", "no certificate data: set secret (or ca_secret)".into()));
-        }
         let version = |f: &str, v: &Option<String>| match v.as_deref() {
             None => Ok(None),
             Some(s) => tls_version(s)
@@ -180,7 +195,9 @@ impl Store {
     /// `name` or `name.namespace` (while namespacing is on) → `(namespace, name)`.
     fn secret_key(&self, name: &str, default_ns: &str, namespacing: bool) -> (String, String) {
         match name.split_once('.') {
-            Some((n, ns)) if namespacing && !self.secrets.contains_key(&(default_ns.into(), name.into())) => {
+            Some((n, ns))
+                if namespacing && !self.secrets.contains_key(&(default_ns.into(), name.into())) =>
+            {
                 (ns.to_string(), n.to_string())
             }
             _ => (default_ns.to_string(), name.to_string()),
