@@ -6,6 +6,15 @@
 //! from. Problems are [`ResourceError`]s: data attached to the object that caused them, never a
 //! process failure.
 
+pub mod common;
+pub mod host;
+pub mod listener;
+pub mod mapping;
+pub mod module;
+pub mod secret;
+pub mod tcp_mapping;
+pub mod tls_context;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;

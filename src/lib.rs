@@ -9,4 +9,5 @@ pub mod metrics;
 pub mod readiness;
 pub mod reaper;
 pub mod source;
+pub mod translate;
 pub mod xds;

@@ -1,0 +1,109 @@
+//! `Mapping` (getambassador.io v3alpha1 and v2): one HTTP route and its upstream.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::common::{
+    AddHeader, CircuitBreakerSpec, CorsSpec, Extra, KeepaliveSpec, LoadBalancerSpec, OneOrMany,
+    RegexRewriteSpec, RetryPolicySpec,
+};
+
+/// The `spec` of a Mapping. Every field is optional at the serde level so a wrong value can be
+/// reported against its own field; `prefix` and `service` are checked by the translation.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct MappingSpec {
+    #[serde(alias = "ambassadorId")]
+    pub ambassador_id: Option<OneOrMany>,
+
+    // --- matching ---
+    /// Path prefix (required). A regex with `prefix_regex`, the exact path with `prefix_exact`.
+    pub prefix: Option<String>,
+    pub prefix_regex: Option<bool>,
+    pub prefix_exact: Option<bool>,
+    /// Default true.
+    pub case_sensitive: Option<bool>,
+    pub method: Option<String>,
+    pub method_regex: Option<bool>,
+    /// Exact header matches; a value `true` (v2) means "present".
+    pub headers: Option<BTreeMap<String, serde_json::Value>>,
+    pub regex_headers: Option<BTreeMap<String, String>>,
+    /// Exact query-parameter matches; a value `true` means "present".
+    pub query_parameters: Option<BTreeMap<String, serde_json::Value>>,
+    pub regex_query_parameters: Option<BTreeMap<String, String>>,
+    /// DNS glob of the `:authority` this Mapping serves.
+    pub hostname: Option<String>,
+    /// Deprecated: exact host, or a regex with `host_regex`.
+    pub host: Option<String>,
+    pub host_regex: Option<bool>,
+    /// Route order: higher first (default 0).
+    pub precedence: Option<i64>,
+
+    // --- upstream ---
+    /// `[scheme://]host[:port]` (required).
+    pub service: Option<String>,
+    /// A TLSContext name to originate TLS with; v2 also takes `true`/`false`.
+    pub tls: Option<serde_json::Value>,
+    pub grpc: Option<bool>,
+    pub resolver: Option<String>,
+    pub dns_type: Option<String>,
+    pub respect_dns_ttl: Option<bool>,
+    pub enable_ipv4: Option<bool>,
+    pub enable_ipv6: Option<bool>,
+    pub load_balancer: Option<LoadBalancerSpec>,
+    pub circuit_breakers: Option<Vec<CircuitBreakerSpec>>,
+    pub keepalive: Option<KeepaliveSpec>,
+    pub connect_timeout_ms: Option<u64>,
+    pub cluster_idle_timeout_ms: Option<u64>,
+    pub cluster_max_connection_lifetime_ms: Option<u64>,
+    pub stats_name: Option<String>,
+    pub cluster_tag: Option<String>,
+
+    // --- route action ---
+    /// Default `/`; `""` leaves the path as is.
+    pub rewrite: Option<String>,
+    pub regex_rewrite: Option<RegexRewriteSpec>,
+    pub host_rewrite: Option<String>,
+    pub auto_host_rewrite: Option<bool>,
+    /// Default: Module `cluster_request_timeout_ms`, else 3000; 0 disables.
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub retry_policy: Option<RetryPolicySpec>,
+    /// Canary weight (percent) within the Mapping's group.
+    pub weight: Option<u32>,
+    /// Mirror the group's traffic to this Mapping's service instead of routing to it.
+    pub shadow: Option<bool>,
+    pub allow_upgrade: Option<Vec<String>>,
+    pub use_websocket: Option<bool>,
+
+    // --- redirects ---
+    pub host_redirect: Option<bool>,
+    pub path_redirect: Option<String>,
+    pub prefix_redirect: Option<String>,
+    pub regex_redirect: Option<RegexRewriteSpec>,
+    pub redirect_response_code: Option<u32>,
+
+    // --- headers ---
+    pub add_request_headers: Option<BTreeMap<String, AddHeader>>,
+    pub add_response_headers: Option<BTreeMap<String, AddHeader>>,
+    pub remove_request_headers: Option<OneOrMany>,
+    pub remove_response_headers: Option<OneOrMany>,
+    pub add_linkerd_headers: Option<bool>,
+
+    pub cors: Option<CorsSpec>,
+
+    // --- accepted, not (yet) implemented: reported when set ---
+    pub bypass_auth: Option<bool>,
+    pub auth_context_extensions: Option<serde_json::Value>,
+    pub labels: Option<serde_json::Value>,
+    pub priority: Option<serde_json::Value>,
+    pub outlier_detection: Option<serde_json::Value>,
+    pub error_response_overrides: Option<serde_json::Value>,
+    pub health_checks: Option<serde_json::Value>,
+    /// Ignored, as in Emissary.
+    pub docs: Option<serde_json::Value>,
+    pub envoy_override: Option<serde_json::Value>,
+
+    #[serde(flatten)]
+    pub extra: Extra,
+}

@@ -1,0 +1,138 @@
+//! Ambassador resources → IR: a pure function from [`RawObject`]s to an [`Ir`] plus
+//! per-resource errors.
+//!
+//! The translation never does I/O and never fails as a whole: every problem is a
+//! [`ResourceError`] attached to the object that caused it, that object is left out, and the
+//! rest is translated as if it were absent (issue 3, "Errors are data"). Output is
+//! deterministic: objects are processed in the reference's order (`name`, `namespace`, then
+//! origin), never in input order. The contract is `shared/reference/ambassador-api.md`.
+
+mod group;
+mod host;
+mod listener;
+mod load;
+mod mapping;
+mod module;
+mod policy;
+mod route;
+mod service;
+mod tcp;
+mod tls;
+
+#[cfg(test)]
+mod tests;
+
+use serde::Serialize;
+
+use crate::api::{Origin, RawObject, ResourceError};
+use crate::ir::Ir;
+
+/// What the translation needs to know about the instance it translates for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Options {
+    /// `AMBASSADOR_ID`: only resources whose `ambassador_id` contains it are used.
+    pub ambassador_id: String,
+    /// `AMBASSADOR_NAMESPACE`: the namespace of built-ins, of resources without a namespace,
+    /// and the one whose services are not qualified (§4.2).
+    pub ambassador_namespace: String,
+    /// Host and port of legate's probe server, target of the built-in `check_ready`,
+    /// `check_alive` (and, when enabled, diagnostics) routes.
+    pub probe_address: (String, u16),
+    /// Add Emissary's Helm `createDefaultListeners`: 8080/HTTP and 8443/HTTPS, XFP, ALL.
+    pub default_listeners: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            ambassador_id: "default".into(),
+            ambassador_namespace: "default".into(),
+            probe_address: ("127.0.0.1".into(), 8877),
+            default_listeners: false,
+        }
+    }
+}
+
+impl Options {
+    /// Defaults overridden by `AMBASSADOR_ID` and `AMBASSADOR_NAMESPACE` read through `get`
+    /// (pass `|k| std::env::var(k).ok()`), so tests never touch the process environment.
+    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
+        let mut o = Options::default();
+        if let Some(id) = get("AMBASSADOR_ID").filter(|s| !s.is_empty()) {
+            o.ambassador_id = id;
+        }
+        if let Some(ns) = get("AMBASSADOR_NAMESPACE").filter(|s| !s.is_empty()) {
+            o.ambassador_namespace = ns;
+        }
+        o
+    }
+}
+
+/// The result of one translation: an IR that passes [`Ir::validate`], and every problem found
+/// (warnings included), sorted by origin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Translation {
+    pub ir: Ir,
+    pub errors: Vec<ResourceError>,
+}
+
+impl Translation {
+    /// Errors that left a resource out (not warnings).
+    pub fn failures(&self) -> impl Iterator<Item = &ResourceError> {
+        self.errors.iter().filter(|e| !e.warning)
+    }
+}
+
+/// Translates every object into one IR. Pure and deterministic.
+pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
+    let mut errs = Errors::default();
+    let loaded = load::load(objects, options, &mut errs);
+    let settings = module::settings(&loaded.modules, options, &mut errs);
+    let mut tls = tls::Store::new(&loaded.secrets, &mut errs);
+    tls.namespacing = settings.tls_secret_namespacing;
+    tls.load_contexts(&loaded.tls_contexts, &mut errs);
+    let hosts = host::plan_all(&loaded.hosts, &tls, options, &mut errs);
+    let listeners = listener::plan_all(&loaded.listeners, options, &mut errs);
+    let mappings = mapping::plan_all(&loaded.mappings, &settings, &tls, options, &mut errs);
+    let tcp = tcp::plan_all(&loaded.tcp_mappings, &settings, &tls, options, &mut errs);
+    let mut ir = listener::assemble(
+        listener::Inputs {
+            listeners,
+            hosts,
+            mappings,
+            tcp,
+            settings: &settings,
+        },
+        &mut tls,
+        &mut errs,
+    );
+    ir.secrets = tls.into_used();
+    debug_assert_eq!(ir.validate(), Ok(()), "translation produced an invalid IR");
+    let mut errors = errs.0;
+    errors.sort();
+    errors.dedup();
+    Translation { ir, errors }
+}
+
+/// The errors of one translation, in the order they were found.
+#[derive(Debug, Default)]
+pub(crate) struct Errors(pub Vec<ResourceError>);
+
+impl Errors {
+    pub fn push(&mut self, e: ResourceError) {
+        tracing::debug!(error = %e, "resource problem");
+        self.0.push(e);
+    }
+
+    /// A problem not tied to one resource (no Listener, the synthesized default Host).
+    pub fn global(&mut self, message: impl Into<String>, warning: bool) {
+        self.push(ResourceError {
+            origin: Origin::Builtin,
+            kind: String::new(),
+            name: String::new(),
+            field: None,
+            message: message.into(),
+            warning,
+        });
+    }
+}

@@ -1,0 +1,369 @@
+//! Mapping groups (reference §4.7, §4.8, §4.9): the group identity and route-order key,
+//! consistency within a group, canary weights, shadows, and cluster sharing without silent
+//! first-wins.
+
+use std::collections::BTreeMap;
+
+use crate::ir::{Cluster, HeaderValue, Mirror, RouteMatch, StringMatch};
+
+use super::Errors;
+use super::load::Meta;
+use super::mapping::{MappingPlan, Target};
+
+/// The route-order key, compared in descending order (§4.8).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct SortKey {
+    precedence: i64,
+    prefix_len: usize,
+    header_weight: usize,
+    query_weight: usize,
+    prefix: String,
+    method: String,
+    headers: Vec<String>,
+    query: Vec<String>,
+}
+
+fn value_of(m: &StringMatch) -> (&str, bool) {
+    match m {
+        StringMatch::Exact(v) | StringMatch::Prefix(v) | StringMatch::Suffix(v) => (v, false),
+        StringMatch::Regex(v) => (v, true),
+        StringMatch::Present => ("*", false),
+    }
+}
+
+/// The group id (a SHA-1, §4.7) and sort key of a route match.
+pub(crate) fn identity(
+    m: &RouteMatch,
+    prefix: &str,
+    method: Option<&str>,
+    precedence: i64,
+) -> (String, SortKey) {
+    let method = method.unwrap_or("GET").to_ascii_uppercase();
+    let mut id = format!("HTTP-{method}-{prefix}");
+    let mut header_weight = 0;
+    let mut headers = Vec::new();
+    for h in &m.headers {
+        let (v, regex) = value_of(&h.matcher);
+        header_weight += h.name.len() + v.len() + usize::from(regex);
+        headers.push(format!("{}-{v}", h.name));
+        id.push_str(&format!(
+            "\0h{}={v}{}",
+            h.name,
+            if regex { "~" } else { "" }
+        ));
+    }
+    let mut query_weight = 0;
+    let mut query = Vec::new();
+    for q in &m.query_parameters {
+        let (v, regex) = value_of(&q.matcher);
+        query_weight += q.name.len() + v.len() + usize::from(regex);
+        query.push(format!("{}-{v}", q.name));
+        id.push_str(&format!(
+            "\0q{}={v}{}",
+            q.name,
+            if regex { "~" } else { "" }
+        ));
+    }
+    if precedence != 0 {
+        id.push_str(&format!("\0p{precedence}"));
+    }
+    let key = SortKey {
+        precedence,
+        prefix_len: prefix.len(),
+        header_weight,
+        query_weight,
+        prefix: prefix.to_string(),
+        method,
+        headers,
+        query,
+    };
+    (
+        sha1_smol::Sha1::from(id.as_bytes()).digest().to_string(),
+        key,
+    )
+}
+
+/// A group: Mappings with the same identity, forming a run of consecutive routes.
+#[derive(Debug, Clone)]
+pub(crate) struct Group {
+    /// Indices into the plans, in processing order, shadows excluded.
+    pub members: Vec<usize>,
+    /// Mirror of every route of the group.
+    pub mirror: Option<Mirror>,
+    pub shadow: Option<usize>,
+    /// Per-group settings, merged over the members (later members win per header name).
+    pub add_request_headers: Vec<HeaderValue>,
+    pub add_response_headers: Vec<HeaderValue>,
+    pub remove_request_headers: Vec<String>,
+    pub remove_response_headers: Vec<String>,
+}
+
+/// Forms the groups (sorted in route order), dropping members that conflict with their group
+/// (§4.7), a second shadow, redirect mixes, or weights pushing the group over 100 (legate
+/// rejects those instead of emitting them). Returns the groups and which plans were dropped.
+pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Vec<bool>) {
+    let mut dropped = vec![false; plans.len()];
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by(|&a, &b| {
+        (!plans[a].builtin, plans[a].meta.order_key())
+            .cmp(&(!plans[b].builtin, plans[b].meta.order_key()))
+    });
+    let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for i in order {
+        by_key.entry(&plans[i].group_key).or_default().push(i);
+    }
+    let mut groups = Vec::new();
+    for members in by_key.into_values() {
+        let first = &plans[members[0]];
+        let mut kept: Vec<usize> = Vec::new();
+        let mut shadow: Option<usize> = None;
+        let mut weight_sum = 0u32;
+        for &i in &members {
+            let p = &plans[i];
+            let reject = |why: String| p.meta.error("spec", why);
+            if p.consistency != first.consistency {
+                errs.push(reject(format!(
+                    "conflicts with Mapping {} of the same group (prefix, method, headers, circuit_breakers, connect/cluster timeouts, keepalive, labels and load_balancer must agree)",
+                    first.meta.id()
+                )));
+                dropped[i] = true;
+                continue;
+            }
+            if p.shadow {
+                if let Some(s) = shadow {
+                    errs.push(reject(format!(
+                        "a group has one shadow; {} is already it",
+                        plans[s].meta.id()
+                    )));
+                    dropped[i] = true;
+                } else {
+                    shadow = Some(i);
+                }
+                continue;
+            }
+            let is_redirect = matches!(p.target, Target::Redirect(_));
+            if let Some(&k) = kept.first() {
+                let k_redirect = matches!(plans[k].target, Target::Redirect(_));
+                if is_redirect || k_redirect {
+                    errs.push(reject(format!(
+                        "a group with a redirect holds only that Mapping; conflicts with {}",
+                        plans[k].meta.id()
+                    )));
+                    dropped[i] = true;
+                    continue;
+                }
+            }
+            if let Some(w) = p.weight {
+                if weight_sum + w > 100 {
+                    errs.push(p.meta.error(
+                        "spec.weight",
+                        format!("weights of the group exceed 100 ({} + {w})", weight_sum),
+                    ));
+                    dropped[i] = true;
+                    continue;
+                }
+                weight_sum += w;
+            }
+            kept.push(i);
+        }
+        if kept.is_empty() {
+            if let Some(s) = shadow {
+                errs.push(
+                    plans[s]
+                        .meta
+                        .warning("spec.shadow", "no Mapping in its group to mirror"),
+                );
+            }
+            continue;
+        }
+        let mirror = shadow.and_then(|s| {
+            plans[s].cluster_name().map(|c| Mirror {
+                cluster: c.to_string(),
+                percent: plans[s].weight.unwrap_or(100),
+            })
+        });
+        groups.push(merge(plans, kept, shadow, mirror));
+    }
+    groups.sort_by(|a, b| {
+        let (pa, pb) = (&plans[a.members[0]], &plans[b.members[0]]);
+        pb.sort
+            .cmp(&pa.sort)
+            .then_with(|| pa.group_key.cmp(&pb.group_key))
+    });
+    (groups, dropped)
+}
+
+fn merge(
+    plans: &[MappingPlan],
+    members: Vec<usize>,
+    shadow: Option<usize>,
+    mirror: Option<Mirror>,
+) -> Group {
+    let mut add_req: BTreeMap<String, HeaderValue> = BTreeMap::new();
+    let mut add_resp: BTreeMap<String, HeaderValue> = BTreeMap::new();
+    let mut rm_req: Vec<String> = Vec::new();
+    let mut rm_resp: Vec<String> = Vec::new();
+    for &i in &members {
+        let p = &plans[i];
+        for h in &p.add_request_headers {
+            add_req.insert(h.name.clone(), h.clone());
+        }
+        for h in &p.add_response_headers {
+            add_resp.insert(h.name.clone(), h.clone());
+        }
+        for (from, to) in [
+            (&p.remove_request_headers, &mut rm_req),
+            (&p.remove_response_headers, &mut rm_resp),
+        ] {
+            for h in from {
+                if !to.contains(h) {
+                    to.push(h.clone());
+                }
+            }
+        }
+    }
+    Group {
+        members,
+        mirror,
+        shadow,
+        add_request_headers: add_req.into_values().collect(),
+        add_response_headers: add_resp.into_values().collect(),
+        remove_request_headers: rm_req,
+        remove_response_headers: rm_resp,
+    }
+}
+
+/// The last member (processing order) that sets a per-group scalar wins.
+pub(crate) fn last_set<'a, T>(
+    plans: &'a [MappingPlan],
+    members: &[usize],
+    f: impl Fn(&'a MappingPlan) -> Option<&'a T>,
+) -> Option<&'a T> {
+    members.iter().rev().find_map(|&i| f(&plans[i]))
+}
+
+/// Cumulative thresholds (§4.7) for the members present in one vhost, in route order:
+/// weighted members first, then unweighted ones sharing the rest; the last route is forced to
+/// 100 so the group never falls through. Envoy draws one random number per request and tests
+/// the routes in order, so thresholds 10/100 give a 10/90 split.
+pub(crate) fn thresholds(plans: &[MappingPlan], members: &[usize]) -> Vec<(usize, u32)> {
+    let weights: Vec<Option<u32>> = members.iter().map(|&i| plans[i].weight).collect();
+    cumulative(&weights)
+        .into_iter()
+        .map(|(pos, t)| (members[pos], t))
+        .collect()
+}
+
+/// Cumulative thresholds for weights given per position: `(position, threshold)` in route
+/// order. A lone entry gets 100 whatever its weight.
+pub(crate) fn cumulative(weights: &[Option<u32>]) -> Vec<(usize, u32)> {
+    if weights.len() == 1 {
+        return vec![(0, 100)];
+    }
+    let (weighted, unweighted): (Vec<usize>, Vec<usize>) =
+        (0..weights.len()).partition(|&i| weights[i].is_some());
+    let mut out = Vec::new();
+    let mut sum = 0;
+    for i in weighted {
+        sum += weights[i].unwrap_or(0);
+        out.push((i, sum.min(100)));
+    }
+    if !unweighted.is_empty() {
+        let share = round_half_even(f64::from(100 - sum.min(100)) / unweighted.len() as f64);
+        for i in unweighted {
+            sum += share;
+            out.push((i, sum.min(100)));
+        }
+    }
+    if let Some(last) = out.last_mut() {
+        last.1 = 100;
+    }
+    out
+}
+
+/// Shares from cumulative thresholds (tcp_proxy weights are shares, §11 item 8).
+pub(crate) fn shares(weights: &[Option<u32>]) -> Vec<(usize, u32)> {
+    let mut prev = 0;
+    cumulative(weights)
+        .into_iter()
+        .map(|(i, t)| {
+            let share = t - prev;
+            prev = t;
+            (i, share)
+        })
+        .collect()
+}
+
+fn round_half_even(x: f64) -> u32 {
+    let r = x.round();
+    let v = if (x - x.trunc() - 0.5).abs() < f64::EPSILON && r % 2.0 != 0.0 {
+        r - 1.0
+    } else {
+        r
+    };
+    v as u32
+}
+
+/// Gives every cluster its final name. Equal names share one cluster; an owner whose
+/// settings differ from the cluster already named so gets its own cluster, named with a digest
+/// of its settings, and a warning (Emissary silently lets the first Mapping win).
+pub(crate) fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut Errors) {
+    items.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
+    let mut by_name: BTreeMap<String, (Cluster, String)> = BTreeMap::new();
+    for (meta, c) in items {
+        match by_name.get(&c.name) {
+            None => {
+                by_name.insert(c.name.clone(), (c.clone(), meta.id()));
+            }
+            Some((existing, _)) if existing == &*c => {}
+            Some((_, first)) => {
+                let settings = serde_json::to_string(&*c).unwrap_or_default();
+                let digest = sha1_smol::Sha1::from(settings.as_bytes())
+                    .digest()
+                    .to_string();
+                let base = std::mem::take(&mut c.name);
+                c.name = format!("{base}-{}", &digest[..8]);
+                errs.push(meta.warning(
+                    "spec",
+                    format!(
+                        "cluster settings differ from {first}, which also uses {base}; using a separate cluster {}",
+                        c.name
+                    ),
+                ));
+                by_name
+                    .entry(c.name.clone())
+                    .or_insert((c.clone(), meta.id()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_follow_emissary_thresholds() {
+        let t = |w: &[Option<u32>]| {
+            cumulative(w)
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(t(&[None, None, None]), [33, 66, 100]);
+        assert_eq!(t(&[Some(10), None, None]), [10, 55, 100]);
+        assert_eq!(t(&[None, Some(10)]), [10, 100]);
+        assert_eq!(t(&[Some(150)]), [100]);
+        let s = |w: &[Option<u32>]| shares(w).into_iter().map(|(_, t)| t).collect::<Vec<_>>();
+        assert_eq!(s(&[Some(25), None]), [25, 75]);
+        assert_eq!(s(&[None, None, None]), [33, 33, 34]);
+    }
+
+    #[test]
+    fn half_even() {
+        assert_eq!(round_half_even(33.33), 33);
+        assert_eq!(round_half_even(45.0), 45);
+        assert_eq!(round_half_even(12.5), 12);
+        assert_eq!(round_half_even(13.5), 14);
+    }
+}

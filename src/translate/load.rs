@@ -1,0 +1,372 @@
+//! Raw objects → typed resources: kind and apiVersion dispatch, `ambassador_id` filtering,
+//! duplicate detection, typing with per-field errors, unknown-field warnings and the v2 → v3
+//! conversions file mode needs (reference §1.2, §1.3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{Errors, Options};
+use crate::api::common::Extra;
+use crate::api::host::HostSpec;
+use crate::api::listener::ListenerSpec;
+use crate::api::mapping::MappingSpec;
+use crate::api::module::ModuleSpec;
+use crate::api::secret::SecretObject;
+use crate::api::tcp_mapping::TcpMappingSpec;
+use crate::api::tls_context::TlsContextSpec;
+use crate::api::{Origin, RawObject, ResourceError};
+
+/// Which getambassador.io version an object was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V3,
+    V2,
+}
+
+/// Identity of one typed object, for errors and for the processing order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub origin: Origin,
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub version: Version,
+}
+
+impl Meta {
+    /// `namespace/name`.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// The reference's processing key (`<name>.<namespace>`, then where it was read).
+    pub fn order_key(&self) -> (&str, &str, &Origin) {
+        (&self.name, &self.namespace, &self.origin)
+    }
+
+    fn problem(&self, field: Option<&str>, message: String, warning: bool) -> ResourceError {
+        ResourceError {
+            origin: self.origin.clone(),
+            kind: self.kind.to_string(),
+            name: self.id(),
+            field: field.map(str::to_string),
+            message,
+            warning,
+        }
+    }
+
+    /// An error that leaves this resource out.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ResourceError {
+        let field = (!field.is_empty()).then_some(field);
+        self.problem(field, message.into(), false)
+    }
+
+    pub fn warning(&self, field: &str, message: impl Into<String>) -> ResourceError {
+        let field = (!field.is_empty()).then_some(field);
+        self.problem(field, message.into(), true)
+    }
+}
+
+/// One typed object.
+#[derive(Debug, Clone)]
+pub(crate) struct Obj<T> {
+    pub meta: Meta,
+    pub spec: T,
+}
+
+/// Everything that survived loading, each list in processing order.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub mappings: Vec<Obj<MappingSpec>>,
+    pub hosts: Vec<Obj<HostSpec>>,
+    pub listeners: Vec<Obj<ListenerSpec>>,
+    pub tls_contexts: Vec<Obj<TlsContextSpec>>,
+    pub modules: Vec<Obj<ModuleSpec>>,
+    pub tcp_mappings: Vec<Obj<TcpMappingSpec>>,
+    pub secrets: Vec<Obj<SecretObject>>,
+}
+
+/// Kinds of the group legate does not translate yet: reported once each, never silently lost.
+const UNSUPPORTED_KINDS: &[&str] = &[
+    "AuthService",
+    "RateLimitService",
+    "LogService",
+    "TracingService",
+    "DevPortal",
+    "KubernetesServiceResolver",
+    "KubernetesEndpointResolver",
+    "ConsulResolver",
+];
+
+pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) -> Loaded {
+    let mut order: Vec<&RawObject> = objects.iter().collect();
+    order.sort_by(|a, b| a.origin.cmp(&b.origin));
+    let mut loaded = Loaded::default();
+    let mut seen: BTreeMap<(&'static str, String, String), Origin> = BTreeMap::new();
+    for raw in order {
+        let Some((kind, version, spec)) = classify(raw, errs) else {
+            continue;
+        };
+        let Some(meta) = meta(raw, kind, version, options, errs) else {
+            continue;
+        };
+        if kind != "Secret" && !id_matches(&meta, spec, &options.ambassador_id, errs) {
+            tracing::debug!(name = %meta.id(), kind, "ambassador_id does not match: skipped");
+            continue;
+        }
+        let key = (kind, meta.namespace.clone(), meta.name.clone());
+        if let Some(first) = seen.get(&key) {
+            errs.push(meta.error("", format!("duplicate {kind}: already defined at {first}")));
+            continue;
+        }
+        seen.insert(key, meta.origin.clone());
+        if version == Version::V2 && raw.api_version() != "v1" {
+            errs.push(meta.warning(
+                "apiVersion",
+                format!(
+                    "{} is deprecated; use getambassador.io/v3alpha1",
+                    raw.api_version()
+                ),
+            ));
+        }
+        push(&mut loaded, meta, spec, errs);
+    }
+    for list in [
+        &mut loaded.mappings as &mut dyn SortByKey,
+        &mut loaded.hosts,
+        &mut loaded.listeners,
+        &mut loaded.tls_contexts,
+        &mut loaded.modules,
+        &mut loaded.tcp_mappings,
+        &mut loaded.secrets,
+    ] {
+        list.sort_by_key();
+    }
+    loaded
+}
+
+trait SortByKey {
+    fn sort_by_key(&mut self);
+}
+
+impl<T> SortByKey for Vec<Obj<T>> {
+    fn sort_by_key(&mut self) {
+        self.sort_by(|a, b| a.meta.order_key().cmp(&b.meta.order_key()));
+    }
+}
+
+/// Kind, version and the part to type (`spec`, or the whole object for a Secret); `None` for
+/// objects legate ignores.
+fn classify<'a>(
+    raw: &'a RawObject,
+    errs: &mut Errors,
+) -> Option<(&'static str, Version, &'a Value)> {
+    let bad = |errs: &mut Errors, msg: &str| {
+        errs.push(ResourceError {
+            origin: raw.origin.clone(),
+            kind: raw.kind().to_string(),
+            name: String::new(),
+            field: None,
+            message: msg.to_string(),
+            warning: false,
+        })
+    };
+    if !raw.value.is_object() {
+        bad(errs, "not a Kubernetes object (expected a mapping)");
+        return None;
+    }
+    if raw.api_version().is_empty() || raw.kind().is_empty() {
+        bad(
+            errs,
+            "not a Kubernetes object: apiVersion and kind are required",
+        );
+        return None;
+    }
+    if raw.api_version() == "v1" {
+        return (raw.kind() == "Secret").then_some(("Secret", Version::V2, &raw.value));
+    }
+    let version = match raw.api_version() {
+        "getambassador.io/v3alpha1" => Version::V3,
+        "getambassador.io/v2" | "getambassador.io/v1" => Version::V2,
+        _ => return None,
+    };
+    let kind = match raw.kind() {
+        "Mapping" => "Mapping",
+        "Host" => "Host",
+        "Listener" => "Listener",
+        "TLSContext" => "TLSContext",
+        "Module" => "Module",
+        "TCPMapping" => "TCPMapping",
+        other if UNSUPPORTED_KINDS.contains(&other) => {
+            errs.push(ResourceError {
+                origin: raw.origin.clone(),
+                kind: other.to_string(),
+                name: format!("{}/{}", raw.namespace().unwrap_or(""), raw.name()),
+                field: None,
+                message: "this kind is not supported yet; ignored".into(),
+                warning: true,
+            });
+            return None;
+        }
+        _ => return None,
+    };
+    Some((kind, version, raw.value.get("spec").unwrap_or(&Value::Null)))
+}
+
+fn meta(
+    raw: &RawObject,
+    kind: &'static str,
+    version: Version,
+    options: &Options,
+    errs: &mut Errors,
+) -> Option<Meta> {
+    let namespace = match raw.namespace() {
+        None | Some("") | Some("_automatic_") => options.ambassador_namespace.clone(),
+        Some(ns) => ns.to_string(),
+    };
+    let meta = Meta {
+        origin: raw.origin.clone(),
+        kind,
+        name: raw.name().to_string(),
+        namespace,
+        labels: raw.labels(),
+        version,
+    };
+    if meta.name.is_empty() {
+        errs.push(meta.error("metadata.name", "required"));
+        return None;
+    }
+    Some(meta)
+}
+
+/// §1.3: `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;
+/// `_automatic_` always matches; an empty list never does.
+fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
+    let value = spec
+        .get("ambassador_id")
+        .or_else(|| spec.get("ambassadorId"));
+    let ids: Vec<&str> = match value {
+        None | Some(Value::Null) => vec!["default"],
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).collect()
+        }
+        Some(_) => {
+            errs.push(meta.error(
+                "spec.ambassador_id",
+                "must be a string or a list of strings",
+            ));
+            return false;
+        }
+    };
+    ids.iter().any(|i| *i == id || *i == "_automatic_")
+}
+
+fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
+    if meta.kind == "Secret" {
+        if let Some(s) = typed::<SecretObject>(&meta, spec, "", errs) {
+            loaded.secrets.push(Obj { meta, spec: s });
+        }
+        return;
+    }
+    if !spec.is_object() {
+        errs.push(meta.error("spec", "required (a mapping)"));
+        return;
+    }
+    match meta.kind {
+        "Mapping" => {
+            if let Some(mut s) = typed::<MappingSpec>(&meta, spec, "spec", errs) {
+                // §1.2: in file mode, a v2 Mapping without a host binds to every Host.
+                if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
+                    s.hostname = Some("*".into());
+                }
+                unknown(&meta, "spec", &s.extra, errs);
+                for (field, extra) in [
+                    ("retry_policy", s.retry_policy.as_ref().map(|r| &r.extra)),
+                    ("cors", s.cors.as_ref().map(|c| &c.extra)),
+                    ("load_balancer", s.load_balancer.as_ref().map(|l| &l.extra)),
+                ] {
+                    if let Some(extra) = extra {
+                        unknown(&meta, &format!("spec.{field}"), extra, errs);
+                    }
+                }
+                loaded.mappings.push(Obj { meta, spec: s });
+            }
+        }
+        "Host" => {
+            if let Some(s) = typed::<HostSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                if let Some(tls) = &s.tls {
+                    unknown(&meta, "spec.tls", &tls.extra, errs);
+                }
+                loaded.hosts.push(Obj { meta, spec: s });
+            }
+        }
+        "Listener" => {
+            if let Some(s) = typed::<ListenerSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                loaded.listeners.push(Obj { meta, spec: s });
+            }
+        }
+        "TLSContext" => {
+            if let Some(s) = typed::<TlsContextSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                loaded.tls_contexts.push(Obj { meta, spec: s });
+            }
+        }
+        "Module" => {
+            if let Some(s) = typed::<ModuleSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                loaded.modules.push(Obj { meta, spec: s });
+            }
+        }
+        "TCPMapping" => {
+            if let Some(s) = typed::<TcpMappingSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                loaded.tcp_mappings.push(Obj { meta, spec: s });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Types `value`; on failure, names the first field whose value alone does not type (every
+/// spec field is optional at the serde level, so a one-key object isolates the culprit).
+pub(crate) fn typed<T: DeserializeOwned>(
+    meta: &Meta,
+    value: &Value,
+    prefix: &str,
+    errs: &mut Errors,
+) -> Option<T> {
+    match serde_json::from_value::<T>(value.clone()) {
+        Ok(t) => Some(t),
+        Err(whole) => {
+            let culprit = value.as_object().and_then(|m| {
+                m.iter().find_map(|(k, v)| {
+                    let one = Value::Object([(k.clone(), v.clone())].into_iter().collect());
+                    serde_json::from_value::<T>(one)
+                        .err()
+                        .map(|e| (k.clone(), e))
+                })
+            });
+            let (field, message) = match culprit {
+                Some((k, e)) if prefix.is_empty() => (k, e.to_string()),
+                Some((k, e)) => (format!("{prefix}.{k}"), e.to_string()),
+                None => (prefix.to_string(), whole.to_string()),
+            };
+            errs.push(meta.error(&field, message));
+            None
+        }
+    }
+}
+
+/// Unknown fields are accepted and reported as warnings.
+pub(crate) fn unknown(meta: &Meta, prefix: &str, extra: &Extra, errs: &mut Errors) {
+    let names: BTreeSet<&String> = extra.keys().collect();
+    for k in names {
+        errs.push(meta.warning(&format!("{prefix}.{k}"), "unknown field, ignored"));
+    }
+}

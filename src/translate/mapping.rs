@@ -1,0 +1,683 @@
+//! Mappings (reference §4): each Mapping checked and turned into a [`MappingPlan`] — its
+//! route match, its per-route and per-group settings, and its cluster or redirect.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::api::mapping::MappingSpec;
+use crate::ir::{
+    Cluster, Cors, Discovery, Endpoint, HeaderMatch, HeaderValue, HostRewrite, PathMatch,
+    QueryMatch, Redirect, RedirectCode, RedirectPath, RegexRewrite, RetryPolicy, RouteMatch,
+    StringMatch, UpstreamTls,
+};
+
+use super::group::SortKey;
+use super::host::{authority_matcher, check_glob};
+use super::load::{Meta, Obj};
+use super::module::Settings;
+use super::service::{Service, sanitize};
+use super::tls::Store;
+use super::{Errors, Options, policy};
+
+/// What a Mapping's host association uses (§3.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HostGlob {
+    Glob(String),
+    /// `host_regex: true`: associates with every Host.
+    Regex(String),
+}
+
+/// Where a Mapping's traffic goes.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Cluster(Box<Cluster>),
+    Redirect(Redirect),
+}
+
+/// A Mapping that passed its checks.
+#[derive(Debug, Clone)]
+pub(crate) struct MappingPlan {
+    pub meta: Meta,
+    /// The probe (and diagnostics) routes: on every Host, no redirect, no Module policies.
+    pub builtin: bool,
+    pub host: Option<HostGlob>,
+    pub matcher: RouteMatch,
+    pub group_key: String,
+    pub sort: SortKey,
+    /// Fields that must agree within a group (§4.7), serialized.
+    pub consistency: String,
+    pub target: Target,
+    pub weight: Option<u32>,
+    pub shadow: bool,
+    pub timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<HostRewrite>,
+    pub regex_rewrite: Option<RegexRewrite>,
+    pub add_request_headers: Vec<HeaderValue>,
+    pub add_response_headers: Vec<HeaderValue>,
+    pub remove_request_headers: Vec<String>,
+    pub remove_response_headers: Vec<String>,
+    pub cors: Option<Cors>,
+    pub retry: Option<RetryPolicy>,
+    pub upgrades: Vec<String>,
+    /// Exactly `/.well-known/acme-challenge/`: always routed, never redirected.
+    pub acme: bool,
+}
+
+impl MappingPlan {
+    pub fn cluster_name(&self) -> Option<&str> {
+        match &self.target {
+            Target::Cluster(c) => Some(&c.name),
+            Target::Redirect(_) => None,
+        }
+    }
+}
+
+type Fail = (String, String);
+
+fn fail(field: &str, msg: impl Into<String>) -> Fail {
+    (format!("spec.{field}"), msg.into())
+}
+
+pub(crate) fn plan_all(
+    mappings: &[Obj<MappingSpec>],
+    settings: &Settings,
+    store: &Store,
+    options: &Options,
+    errs: &mut Errors,
+) -> Vec<MappingPlan> {
+    let mut out = builtins(settings, options);
+    for m in mappings {
+        match plan(m, settings, store, options, errs) {
+            Ok(p) => out.push(p),
+            Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
+        }
+    }
+    out
+}
+
+fn compile(field: &str, re: &str) -> Result<(), Fail> {
+    regex::Regex::new(re).map(|_| ()).map_err(|e| {
+        fail(
+            field,
+            format!("regex {re:?} does not compile: {}", one_line(&e)),
+        )
+    })
+}
+
+fn one_line(e: &regex::Error) -> String {
+    e.to_string()
+        .lines()
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Header / query values: a string or number is exact, `true` means present.
+fn exact_or_present(field: &str, v: &Value) -> Result<StringMatch, Fail> {
+    match v {
+        Value::String(s) => Ok(StringMatch::Exact(s.clone())),
+        Value::Number(n) => Ok(StringMatch::Exact(n.to_string())),
+        Value::Bool(true) => Ok(StringMatch::Present),
+        _ => Err(fail(field, "must be a string, or true for presence")),
+    }
+}
+
+fn plan(
+    m: &Obj<MappingSpec>,
+    settings: &Settings,
+    store: &Store,
+    options: &Options,
+    errs: &mut Errors,
+) -> Result<MappingPlan, Fail> {
+    let s = &m.spec;
+    let meta = &m.meta;
+    let prefix = s.prefix.clone().ok_or_else(|| fail("prefix", "required"))?;
+    let regex_path = s.prefix_regex == Some(true);
+    let exact_path = s.prefix_exact == Some(true);
+    if regex_path {
+        compile("prefix", &prefix)?;
+    } else if !prefix.starts_with('/') {
+        return Err(fail("prefix", format!("{prefix:?} must start with /")));
+    }
+    let service = s
+        .service
+        .clone()
+        .ok_or_else(|| fail("service", "required"))?;
+    if s.outlier_detection.is_some() {
+        return Err(fail("outlier_detection", "not supported"));
+    }
+    if s.error_response_overrides.is_some() {
+        return Err(fail("error_response_overrides", "not supported yet"));
+    }
+    if let Some(w) = s.weight
+        && w > 100
+    {
+        return Err(fail("weight", format!("{w} is over 100")));
+    }
+
+    // --- host association and header matchers, in §4.1 order ---
+    let mut headers_spec = s.headers.clone().unwrap_or_default();
+    let host = if let Some(h) = &s.hostname {
+        check_glob(h).map_err(|e| fail("hostname", e))?;
+        Some(HostGlob::Glob(h.clone()))
+    } else if let Some(h) = &s.host {
+        if s.host_regex == Some(true) {
+            compile("host", h)?;
+            Some(HostGlob::Regex(h.clone()))
+        } else if h.contains('*') {
+            return Err(fail("host", "\"*\" is not allowed in host; use hostname"));
+        } else {
+            Some(HostGlob::Glob(h.clone()))
+        }
+    } else if let Some(Value::String(a)) = headers_spec.get(":authority") {
+        Some(HostGlob::Glob(a.clone()))
+    } else {
+        None
+    };
+    if matches!(host, Some(HostGlob::Glob(_))) && s.hostname.is_none() && s.host.is_none() {
+        headers_spec.remove(":authority");
+    }
+    let mut headers = Vec::new();
+    for (k, v) in &headers_spec {
+        headers.push(HeaderMatch {
+            name: k.clone(),
+            matcher: exact_or_present(&format!("headers.{k}"), v)?,
+            invert: false,
+        });
+    }
+    for (k, v) in s.regex_headers.iter().flatten() {
+        compile(&format!("regex_headers.{k}"), v)?;
+        headers.push(HeaderMatch {
+            name: k.clone(),
+            matcher: StringMatch::Regex(v.clone()),
+            invert: false,
+        });
+    }
+    match &host {
+        Some(HostGlob::Glob(g)) => {
+            if let Some(matcher) = authority_matcher(g) {
+                headers.push(HeaderMatch {
+                    name: ":authority".into(),
+                    matcher,
+                    invert: false,
+                });
+            }
+        }
+        Some(HostGlob::Regex(r)) => headers.push(HeaderMatch {
+            name: ":authority".into(),
+            matcher: StringMatch::Regex(r.clone()),
+            invert: false,
+        }),
+        None => {}
+    }
+    if let Some(method) = &s.method {
+        let matcher = if s.method_regex == Some(true) {
+            compile("method", method)?;
+            StringMatch::Regex(method.clone())
+        } else {
+            StringMatch::Exact(method.to_ascii_uppercase())
+        };
+        headers.push(HeaderMatch {
+            name: ":method".into(),
+            matcher,
+            invert: false,
+        });
+    }
+    let mut query = Vec::new();
+    for (k, v) in s.query_parameters.iter().flatten() {
+        query.push(QueryMatch {
+            name: k.clone(),
+            matcher: exact_or_present(&format!("query_parameters.{k}"), v)?,
+        });
+    }
+    for (k, v) in s.regex_query_parameters.iter().flatten() {
+        compile(&format!("regex_query_parameters.{k}"), v)?;
+        query.push(QueryMatch {
+            name: k.clone(),
+            matcher: StringMatch::Regex(v.clone()),
+        });
+    }
+    let matcher = RouteMatch {
+        path: if regex_path {
+            PathMatch::Regex(prefix.clone())
+        } else if exact_path {
+            PathMatch::Exact(prefix.clone())
+        } else {
+            PathMatch::Prefix(prefix.clone())
+        },
+        case_sensitive: s.case_sensitive.unwrap_or(true),
+        headers,
+        query_parameters: query,
+        runtime_fraction: None,
+    };
+
+    // --- rewrites ---
+    let regex_rewrite = match &s.regex_rewrite {
+        Some(r) => {
+            compile("regex_rewrite.pattern", &r.pattern)?;
+            if s.rewrite.is_some() {
+                errs.push(meta.warning("spec.rewrite", "ignored: regex_rewrite replaces it"));
+            }
+            Some(RegexRewrite {
+                pattern: r.pattern.clone(),
+                substitution: r.substitution.clone(),
+            })
+        }
+        None => None,
+    };
+    let prefix_rewrite = match (&regex_rewrite, s.rewrite.as_deref()) {
+        (Some(_), _) => None,
+        (None, Some("")) => None,
+        (None, Some(r)) => Some(r.to_string()),
+        (None, None) => {
+            if regex_path || exact_path {
+                errs.push(meta.warning(
+                    "spec.rewrite",
+                    "defaults to \"/\": on a regex or exact route the whole path is sent upstream as \"/\" (set rewrite: \"\" to keep it)",
+                ));
+            }
+            Some("/".to_string())
+        }
+    };
+    let host_rewrite = match (&s.host_rewrite, s.auto_host_rewrite) {
+        (Some(h), auto) => {
+            if auto == Some(true) {
+                errs.push(meta.warning("spec.auto_host_rewrite", "ignored: host_rewrite is set"));
+            }
+            Some(HostRewrite::Literal(h.clone()))
+        }
+        (None, Some(true)) => Some(HostRewrite::Auto),
+        _ => None,
+    };
+
+    // --- target ---
+    let shadow = s.shadow == Some(true);
+    let redirect = s.host_redirect == Some(true) && !shadow;
+    if shadow && s.host_redirect == Some(true) {
+        errs.push(meta.warning("spec.host_redirect", "ignored: shadow takes precedence"));
+    }
+    let target = if redirect {
+        Target::Redirect(redirect_target(s, &service, meta, errs)?)
+    } else {
+        for (f, set) in [
+            ("path_redirect", s.path_redirect.is_some()),
+            ("prefix_redirect", s.prefix_redirect.is_some()),
+            ("regex_redirect", s.regex_redirect.is_some()),
+            ("redirect_response_code", s.redirect_response_code.is_some()),
+        ] {
+            if set {
+                errs.push(
+                    meta.warning(&format!("spec.{f}"), "has no effect without host_redirect"),
+                );
+            }
+        }
+        Target::Cluster(Box::new(cluster(
+            s, &service, meta, settings, store, options, errs,
+        )?))
+    };
+
+    // --- policies and headers ---
+    let retry = match &s.retry_policy {
+        Some(r) => Some(policy::retry(r).map_err(|(f, e)| fail(&format!("retry_policy.{f}"), e))?),
+        None => settings.retry.clone(),
+    };
+    let cors = match &s.cors {
+        Some(c) => Some(policy::cors(c).map_err(|(f, e)| fail(&format!("cors.{f}"), e))?),
+        None => settings.cors.clone(),
+    };
+    let mut add_req = settings.add_request_headers.clone().unwrap_or_default();
+    add_req.extend(s.add_request_headers.clone().unwrap_or_default());
+    let mut add_request_headers = policy::add_headers(&add_req);
+    let mut add_resp = settings.add_response_headers.clone().unwrap_or_default();
+    add_resp.extend(s.add_response_headers.clone().unwrap_or_default());
+    if s.add_linkerd_headers
+        .unwrap_or(settings.add_linkerd_headers)
+        && let Target::Cluster(c) = &target
+        && let Discovery::StrictDns(eps) | Discovery::LogicalDns(eps) = &c.discovery
+        && let Some(ep) = eps.first()
+    {
+        add_request_headers.push(HeaderValue {
+            name: "l5d-dst-override".into(),
+            value: format!("{}:{}", ep.address, ep.port),
+            append: false,
+        });
+    }
+    let mut remove_request_headers = settings.remove_request_headers.clone();
+    remove_request_headers.extend(s.remove_request_headers.iter().flat_map(|r| r.to_vec()));
+    let mut remove_response_headers = settings.remove_response_headers.clone();
+    remove_response_headers.extend(s.remove_response_headers.iter().flat_map(|r| r.to_vec()));
+    let mut upgrades: Vec<String> = s.allow_upgrade.iter().flatten().cloned().collect();
+    if s.use_websocket == Some(true)
+        && !upgrades.iter().any(|u| u.eq_ignore_ascii_case("websocket"))
+    {
+        upgrades.push("websocket".into());
+    }
+    for (f, set) in [
+        ("bypass_auth", s.bypass_auth.is_some()),
+        (
+            "auth_context_extensions",
+            s.auth_context_extensions.is_some(),
+        ),
+        ("labels", s.labels.is_some()),
+        ("priority", s.priority.is_some()),
+        ("health_checks", s.health_checks.is_some()),
+        ("envoy_override", s.envoy_override.is_some()),
+    ] {
+        if set {
+            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
+        }
+    }
+
+    let consistency = serde_json::to_string(&(
+        (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
+        (
+            s.cluster_idle_timeout_ms,
+            s.cluster_max_connection_lifetime_ms,
+        ),
+        (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
+        (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
+    ))
+    .unwrap_or_default();
+    let (group_key, sort) = super::group::identity(
+        &matcher,
+        &prefix,
+        s.method.as_deref(),
+        s.precedence.unwrap_or(0),
+    );
+    Ok(MappingPlan {
+        meta: meta.clone(),
+        builtin: false,
+        host,
+        acme: prefix == "/.well-known/acme-challenge/",
+        matcher,
+        group_key,
+        sort,
+        consistency,
+        target,
+        weight: s.weight.filter(|w| *w > 0),
+        shadow,
+        timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
+        idle_timeout_ms: s.idle_timeout_ms,
+        prefix_rewrite,
+        host_rewrite,
+        regex_rewrite,
+        add_request_headers,
+        add_response_headers: policy::add_headers(&add_resp),
+        remove_request_headers,
+        remove_response_headers,
+        cors,
+        retry,
+        upgrades,
+    })
+}
+
+/// §4.4, with legate's fix: a scheme on the service sets `https_redirect` instead of being
+/// copied into the Location host.
+fn redirect_target(
+    s: &MappingSpec,
+    service: &str,
+    meta: &Meta,
+    errs: &mut Errors,
+) -> Result<Redirect, Fail> {
+    let svc = Service::parse(service).map_err(|e| fail("service", e))?;
+    let mut path = None;
+    let mut chosen: Option<&str> = None;
+    for (field, value) in [
+        (
+            "path_redirect",
+            s.path_redirect.clone().map(RedirectPath::Path),
+        ),
+        (
+            "prefix_redirect",
+            s.prefix_redirect.clone().map(RedirectPath::Prefix),
+        ),
+        (
+            "regex_redirect",
+            match &s.regex_redirect {
+                Some(r) => {
+                    compile("regex_redirect.pattern", &r.pattern)?;
+                    Some(RedirectPath::Regex(RegexRewrite {
+                        pattern: r.pattern.clone(),
+                        substitution: r.substitution.clone(),
+                    }))
+                }
+                None => None,
+            },
+        ),
+    ] {
+        let Some(v) = value else { continue };
+        match chosen {
+            Some(first) => errs.push(meta.warning(
+                &format!("spec.{field}"),
+                format!("ignored: {first} takes precedence"),
+            )),
+            None => {
+                chosen = Some(field);
+                path = Some(v);
+            }
+        }
+    }
+    let code = match s.redirect_response_code {
+        None => RedirectCode::MovedPermanently,
+        Some(c) => u16::try_from(c)
+            .ok()
+            .and_then(RedirectCode::from_status)
+            .unwrap_or_else(|| {
+                errs.push(meta.warning(
+                    "spec.redirect_response_code",
+                    format!("{c} is not 301, 302, 303, 307 or 308; using 301"),
+                ));
+                RedirectCode::MovedPermanently
+            }),
+    };
+    Ok(Redirect {
+        https: svc.https == Some(true),
+        host: Some(svc.host.clone()),
+        port: svc.port,
+        path,
+        code,
+        strip_query: false,
+    })
+}
+
+/// The upstream cluster (§4.2, §4.6, §4.9). Its name follows Emissary's rule; settings that
+/// would conflict under one name are separated later (see `group::assign_clusters`).
+fn cluster(
+    s: &MappingSpec,
+    service: &str,
+    meta: &Meta,
+    settings: &Settings,
+    store: &Store,
+    options: &Options,
+    errs: &mut Errors,
+) -> Result<Cluster, Fail> {
+    let mut svc = Service::parse(service).map_err(|e| fail("service", e))?;
+    if let Some(suffix) = &svc.ignored_suffix {
+        errs.push(meta.warning("spec.service", format!("{suffix:?} is ignored")));
+    }
+    if let Some(r) = s.resolver.as_deref().filter(|r| *r != "kubernetes-service") {
+        return Err(fail(
+            "resolver",
+            format!("{r:?}: only kubernetes-service is supported yet"),
+        ));
+    }
+    if meta.namespace != options.ambassador_namespace
+        && !settings.use_ambassador_namespace_for_service_resolution
+    {
+        svc.qualify(&meta.namespace);
+    }
+    let (tls, ctx_name): (Option<UpstreamTls>, Option<String>) = match &s.tls {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => (None, None),
+        Some(Value::Bool(true)) => (Some(UpstreamTls::plain()), None),
+        Some(Value::String(name)) => {
+            if svc.https == Some(false) {
+                return Err(fail("tls", "contradicts the http:// scheme of service"));
+            }
+            let ctx = store
+                .context(name, &meta.namespace)
+                .ok_or_else(|| fail("tls", format!("TLSContext {name} not found (or invalid)")))?;
+            ctx.origination_ready().map_err(|e| fail("tls", e))?;
+            (
+                Some(Store::upstream(ctx)),
+                svc.https.is_none().then(|| name.clone()),
+            )
+        }
+        Some(_) => return Err(fail("tls", "must be a TLSContext name")),
+    };
+    let tls = tls.or_else(|| (svc.https == Some(true)).then(UpstreamTls::plain));
+    let port = svc.port_or_default(tls.is_some());
+    let circuit_breakers = match &s.circuit_breakers {
+        Some(cb) => policy::circuit_breakers(cb)
+            .map_err(|(f, e)| fail(&format!("circuit_breakers{f}"), e))?,
+        None => settings.circuit_breakers.clone(),
+    };
+    let lb = match &s.load_balancer {
+        Some(lb) => Some(
+            policy::load_balancer(lb).map_err(|(f, e)| fail(&format!("load_balancer.{f}"), e))?,
+        ),
+        None => settings.lb_policy.clone(),
+    };
+    let ep = vec![Endpoint::new(svc.host.clone(), port)];
+    let discovery = match s.dns_type.as_deref() {
+        None | Some("strict_dns") => Discovery::StrictDns(ep),
+        Some("logical_dns") => Discovery::LogicalDns(ep),
+        Some(other) => {
+            return Err(fail(
+                "dns_type",
+                format!("{other:?} is not strict_dns or logical_dns"),
+            ));
+        }
+    };
+    let dns_family = policy::dns_family(
+        s.enable_ipv4.unwrap_or(settings.enable_ipv4),
+        s.enable_ipv6.unwrap_or(settings.enable_ipv6),
+    )
+    .map_err(|(f, e)| fail(&f, e))?;
+
+    let mut parts: Vec<String> = vec!["cluster".into()];
+    if s.shadow == Some(true) {
+        parts.push("shadow".into());
+    }
+    if let Some(tag) = &s.cluster_tag {
+        parts.push(tag.clone());
+    }
+    parts.push(svc.display());
+    if tls.is_some() {
+        parts.push("otls".into());
+        parts.extend(ctx_name);
+        if let Some(h) = &s.host_rewrite {
+            parts.push(format!("hr-{h}"));
+        }
+    }
+    parts.push(meta.namespace.clone());
+    parts.extend(circuit_breakers.iter().map(policy::circuit_breaker_token));
+
+    let mut c = Cluster::new(cluster_name(&parts), discovery);
+    c.alt_stat_name = Some(
+        s.stats_name
+            .clone()
+            .unwrap_or_else(|| sanitize(&svc.authority())),
+    );
+    c.lb_policy = lb.unwrap_or(crate::ir::LbPolicy::RoundRobin);
+    c.connect_timeout_ms = s.connect_timeout_ms.unwrap_or(3000);
+    c.circuit_breakers = circuit_breakers;
+    c.tls = tls;
+    c.http2 = s.grpc == Some(true);
+    c.dns_family = dns_family;
+    c.respect_dns_ttl = s.respect_dns_ttl.unwrap_or(false);
+    c.idle_timeout_ms = s
+        .cluster_idle_timeout_ms
+        .or(settings.cluster_idle_timeout_ms);
+    c.max_connection_duration_ms = s
+        .cluster_max_connection_lifetime_ms
+        .or(settings.cluster_max_connection_lifetime_ms);
+    c.tcp_keepalive = s
+        .keepalive
+        .as_ref()
+        .or(settings.keepalive.as_ref())
+        .map(policy::keepalive);
+    Ok(c)
+}
+
+/// Joins the parts with `_`, sanitizes, and shortens names over 60 characters to
+/// `<first 40>-<SHA-1 prefix>-0` (§4.9).
+pub(crate) fn cluster_name(parts: &[String]) -> String {
+    let name = sanitize(&parts.join("_"));
+    if name.len() <= 60 {
+        return name;
+    }
+    let digest = sha1_smol::Sha1::from(name.as_bytes()).digest().to_string();
+    format!("{}-{}-0", &name[..40], digest[..16].to_ascii_uppercase())
+}
+
+/// `check_ready`, `check_alive` (and diagnostics when the Module enables it explicitly): on
+/// every Host, to legate's probe server, 10 s timeout, exempt from Module policies.
+fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
+    let (addr, port) = &options.probe_address;
+    let mut c = Cluster::new(
+        cluster_name(&[
+            "cluster".into(),
+            format!("{addr}:{port}"),
+            options.ambassador_namespace.clone(),
+        ]),
+        Discovery::StrictDns(vec![Endpoint::new(addr.clone(), *port)]),
+    );
+    c.alt_stat_name = Some(sanitize(&format!("{addr}:{port}")));
+    let mut out = Vec::new();
+    for (enabled, name, prefix) in [
+        (
+            settings.readiness,
+            "check_ready",
+            "/ambassador/v0/check_ready",
+        ),
+        (
+            settings.liveness,
+            "check_alive",
+            "/ambassador/v0/check_alive",
+        ),
+        (settings.diagnostics, "diagnostics", "/ambassador/v0/"),
+    ] {
+        if !enabled {
+            continue;
+        }
+        let matcher = RouteMatch::prefix(prefix);
+        let (group_key, sort) = super::group::identity(&matcher, prefix, None, 0);
+        out.push(MappingPlan {
+            meta: Meta {
+                origin: crate::api::Origin::Builtin,
+                kind: "Mapping",
+                name: name.into(),
+                namespace: options.ambassador_namespace.clone(),
+                labels: BTreeMap::new(),
+                version: super::load::Version::V3,
+            },
+            builtin: true,
+            host: Some(HostGlob::Glob("*".into())),
+            matcher,
+            group_key,
+            sort,
+            consistency: String::new(),
+            target: Target::Cluster(Box::new(c.clone())),
+            weight: None,
+            shadow: false,
+            timeout_ms: Some(10_000),
+            idle_timeout_ms: None,
+            prefix_rewrite: Some(prefix.into()),
+            host_rewrite: None,
+            regex_rewrite: None,
+            add_request_headers: Vec::new(),
+            add_response_headers: Vec::new(),
+            remove_request_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
+            cors: None,
+            retry: None,
+            upgrades: Vec::new(),
+            acme: false,
+        });
+    }
+    out
+}

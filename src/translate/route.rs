@@ -1,0 +1,172 @@
+//! Routes of one vhost: the groups associated with a Host, their canary thresholds, and the
+//! security-model variants of each route (reference §2.4, §4.7, §4.8).
+
+use crate::api::host::InsecureAction;
+use crate::ir::{
+    Forward, HeaderMatch, Redirect, RedirectCode, Route, RouteAction, RuntimeFraction,
+    WeightedCluster,
+};
+
+use super::group::{self, Group};
+use super::host::{HostPlan, globs_compatible};
+use super::mapping::{HostGlob, MappingPlan, Target};
+use super::service::sanitize;
+
+/// How a Listener treats `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Security {
+    Xfp,
+    Secure,
+    Insecure,
+}
+
+/// Is the Mapping associated with the Host (§3.4)?
+pub(crate) fn associated(host: &HostPlan, plan: &MappingPlan) -> bool {
+    if plan.builtin {
+        return true;
+    }
+    let glob_ok = |required: bool| match &plan.host {
+        None => !required,
+        Some(HostGlob::Regex(_)) => true,
+        Some(HostGlob::Glob(g)) => globs_compatible(g, &host.hostname),
+    };
+    match &host.selector {
+        Some(sel) => sel.matches(&plan.meta.labels) && glob_ok(false),
+        None => glob_ok(true),
+    }
+}
+
+/// The routes of one vhost, in order. Marks in `routed` every plan that got a route.
+pub(crate) fn vhost_routes(
+    host: &HostPlan,
+    security: Security,
+    plans: &[MappingPlan],
+    groups: &[Group],
+    routed: &mut [bool],
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    for g in groups {
+        let present: Vec<usize> = g
+            .members
+            .iter()
+            .copied()
+            .filter(|&i| associated(host, &plans[i]))
+            .collect();
+        if present.is_empty() {
+            continue;
+        }
+        if let Some(s) = g.shadow {
+            routed[s] = true;
+        }
+        for (i, threshold) in group::thresholds(plans, &present) {
+            routed[i] = true;
+            routes.extend(variants(
+                host.insecure,
+                security,
+                &plans[i],
+                g,
+                plans,
+                threshold,
+            ));
+        }
+    }
+    routes
+}
+
+/// The routes one Mapping yields under the Listener's security model (§2.4). Legate collapses
+/// Emissary's XFP+Route pair (`XFP==https` → action, then → action) into the one route it is
+/// equivalent to, and exempts the probe routes (and ACME) from the https redirect.
+fn variants(
+    insecure: InsecureAction,
+    security: Security,
+    plan: &MappingPlan,
+    g: &Group,
+    plans: &[MappingPlan],
+    threshold: u32,
+) -> Vec<Route> {
+    let action = action_route(plan, g, plans, threshold);
+    if plan.builtin || plan.acme {
+        return vec![action];
+    }
+    let with_xfp = || {
+        let mut r = action.clone();
+        r.matcher
+            .headers
+            .push(HeaderMatch::exact("x-forwarded-proto", "https"));
+        r
+    };
+    let redirect = || {
+        let mut r = Route::new(
+            action.matcher.clone(),
+            RouteAction::Redirect(Redirect {
+                https: true,
+                host: None,
+                port: None,
+                path: None,
+                code: RedirectCode::MovedPermanently,
+                strip_query: false,
+            }),
+        );
+        r.name = action.name.as_ref().map(|n| format!("{n}/https-redirect"));
+        r
+    };
+    match (security, insecure) {
+        (Security::Secure, _) | (Security::Xfp | Security::Insecure, InsecureAction::Route) => {
+            vec![action]
+        }
+        (Security::Xfp, InsecureAction::Redirect) => vec![with_xfp(), redirect()],
+        (Security::Xfp, InsecureAction::Reject) => vec![with_xfp()],
+        (Security::Insecure, InsecureAction::Redirect) => vec![redirect()],
+        (Security::Insecure, InsecureAction::Reject) => Vec::new(),
+    }
+}
+
+fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold: u32) -> Route {
+    let mut matcher = plan.matcher.clone();
+    let action = match &plan.target {
+        Target::Redirect(r) => RouteAction::Redirect(r.clone()),
+        Target::Cluster(c) => {
+            let m = &g.members;
+            RouteAction::Forward(Forward {
+                clusters: vec![WeightedCluster {
+                    name: c.name.clone(),
+                    weight: 100,
+                }],
+                prefix_rewrite: plan.prefix_rewrite.clone(),
+                regex_rewrite: group::last_set(plans, m, |p| p.regex_rewrite.as_ref()).cloned(),
+                host_rewrite: plan.host_rewrite.clone(),
+                timeout_ms: plan.timeout_ms,
+                idle_timeout_ms: plan.idle_timeout_ms,
+                retry: group::last_set(plans, m, |p| p.retry.as_ref()).cloned(),
+                upgrades: group::last_set(plans, m, |p| {
+                    (!p.upgrades.is_empty()).then_some(&p.upgrades)
+                })
+                .cloned()
+                .unwrap_or_default(),
+                mirrors: g.mirror.iter().cloned().collect(),
+                hash_policy: Vec::new(),
+            })
+        }
+    };
+    if threshold < 100 {
+        let key = plan
+            .cluster_name()
+            .map_or_else(|| sanitize(&plan.meta.id()), str::to_string);
+        matcher.runtime_fraction = Some(RuntimeFraction {
+            percent: threshold,
+            runtime_key: format!("routing.traffic_shift.{key}"),
+        });
+    }
+    let mut r = Route::new(matcher, action);
+    r.name = Some(if plan.builtin {
+        format!("builtin/{}", plan.meta.name)
+    } else {
+        plan.meta.id()
+    });
+    r.request_headers_to_add = g.add_request_headers.clone();
+    r.request_headers_to_remove = g.remove_request_headers.clone();
+    r.response_headers_to_add = g.add_response_headers.clone();
+    r.response_headers_to_remove = g.remove_response_headers.clone();
+    r.cors = group::last_set(plans, &g.members, |p| p.cors.as_ref()).cloned();
+    r
+}

@@ -1,0 +1,174 @@
+//! Unit tests of choices the goldens do not show on their own.
+
+use serde_json::json;
+
+use super::*;
+use crate::api::{Origin, RawObject};
+use crate::ir::{RouteAction, RouteMatch};
+
+fn raw(doc: usize, value: serde_json::Value) -> RawObject {
+    RawObject {
+        origin: Origin::File {
+            file: "t.yaml".into(),
+            doc,
+        },
+        value,
+    }
+}
+
+fn listener_and_host() -> Vec<RawObject> {
+    vec![
+        raw(
+            1,
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+            "metadata": {"name": "l", "namespace": "default"},
+            "spec": {"port": 8080, "protocol": "HTTP", "securityModel": "INSECURE",
+                     "hostBinding": {"namespace": {"from": "ALL"}}}}),
+        ),
+        raw(
+            2,
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+            "metadata": {"name": "h", "namespace": "default"},
+            "spec": {"hostname": "*", "requestPolicy": {"insecure": {"action": "Route"}}}}),
+        ),
+    ]
+}
+
+fn mapping(doc: usize, name: &str, spec: serde_json::Value) -> RawObject {
+    raw(
+        doc,
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+        "metadata": {"name": name}, "spec": spec}),
+    )
+}
+
+fn user_routes(t: &Translation) -> Vec<(String, RouteMatch)> {
+    t.ir.route_tables
+        .iter()
+        .flat_map(|rt| &rt.virtual_hosts)
+        .flat_map(|v| &v.routes)
+        .filter_map(|r| match &r.action {
+            RouteAction::Forward(f) if !r.name.as_deref().unwrap_or("").starts_with("builtin/") => {
+                Some((f.clusters[0].name.clone(), r.matcher.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Canary weights are emitted as Emissary's cumulative runtime_fraction thresholds on
+/// consecutive routes; Envoy draws one number per request, so the observable share of each
+/// route is its threshold minus the previous one. This checks the shares equal the weights.
+#[test]
+fn canary_thresholds_give_the_configured_shares() {
+    let mut objs = listener_and_host();
+    objs.push(mapping(
+        3,
+        "a",
+        json!({"hostname": "*", "prefix": "/c/", "service": "a", "weight": 30}),
+    ));
+    objs.push(mapping(
+        4,
+        "b",
+        json!({"hostname": "*", "prefix": "/c/", "service": "b", "weight": 20}),
+    ));
+    objs.push(mapping(
+        5,
+        "c",
+        json!({"hostname": "*", "prefix": "/c/", "service": "c"}),
+    ));
+    let t = translate(&objs, &Options::default());
+    let routes = user_routes(&t);
+    let mut prev = 0;
+    let shares: Vec<(String, u32)> = routes
+        .iter()
+        .map(|(c, m)| {
+            let thr = m.runtime_fraction.as_ref().map_or(100, |f| f.percent);
+            let share = thr - prev;
+            prev = thr;
+            (c.clone(), share)
+        })
+        .collect();
+    assert_eq!(
+        shares,
+        vec![
+            ("cluster_a_default".to_string(), 30),
+            ("cluster_b_default".to_string(), 20),
+            ("cluster_c_default".to_string(), 50),
+        ]
+    );
+}
+
+#[test]
+fn missing_namespace_means_the_ambassador_namespace() {
+    let mut objs = listener_and_host();
+    objs.push(mapping(
+        3,
+        "m",
+        json!({"hostname": "*", "prefix": "/m/", "service": "svc"}),
+    ));
+    let options = Options {
+        ambassador_namespace: "edge".into(),
+        ..Options::default()
+    };
+    let t = translate(&objs, &options);
+    // The Mapping lives in `edge` (the ambassador namespace), so `svc` is not qualified.
+    assert_eq!(user_routes(&t)[0].0, "cluster_svc_edge");
+}
+
+#[test]
+fn probe_routes_target_the_probe_address() {
+    let options = Options {
+        probe_address: ("127.0.0.1".into(), 9999),
+        ..Options::default()
+    };
+    let t = translate(&listener_and_host(), &options);
+    let probe =
+        t.ir.clusters
+            .iter()
+            .find(|c| c.name == "cluster_127_0_0_1_9999_default")
+            .expect("probe cluster");
+    assert_eq!(
+        probe.discovery,
+        crate::ir::Discovery::StrictDns(vec![crate::ir::Endpoint::new("127.0.0.1", 9999)])
+    );
+    let names: Vec<_> = t.ir.route_tables[0].virtual_hosts[0]
+        .routes
+        .iter()
+        .filter_map(|r| r.name.clone())
+        .collect();
+    assert_eq!(names, ["builtin/check_ready", "builtin/check_alive"]);
+}
+
+#[test]
+fn options_read_the_environment_through_a_lookup() {
+    let o = Options::from_env(|k| match k {
+        "AMBASSADOR_ID" => Some("blue".into()),
+        _ => None,
+    });
+    assert_eq!(o.ambassador_id, "blue");
+    assert_eq!(o.ambassador_namespace, "default");
+}
+
+#[test]
+fn garbage_never_panics_and_yields_a_valid_ir() {
+    let mut objs = listener_and_host();
+    for (i, v) in [
+        json!(null),
+        json!(42),
+        json!({"kind": "Mapping"}),
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping", "metadata": {"name": 5}}),
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener", "metadata": {"name": "x"}, "spec": []}),
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host", "metadata": {"name": "x"}, "spec": {"tlsSecret": 3}}),
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "TCPMapping", "metadata": {"name": "x"}, "spec": {"port": -1}}),
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping", "metadata": {"name": "y"}, "spec": {"prefix": "/", "service": "[::1"}}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        objs.push(raw(10 + i, v));
+    }
+    let t = translate(&objs, &Options::default());
+    assert_eq!(t.ir.validate(), Ok(()));
+    assert!(t.failures().count() >= 5, "{:#?}", t.errors);
+}
