@@ -6,6 +6,7 @@ pub mod drain;
 pub mod envoy;
 pub mod ir;
 pub mod metrics;
+pub mod pipeline;
 pub mod readiness;
 pub mod reaper;
 pub mod source;

@@ -1,0 +1,194 @@
+//! The one-way middle of legate: source states in, translated IR and versioned snapshots out.
+//!
+//! Each new `SourceState` is translated (on the blocking pool: 5,000 Mappings are real work),
+//! the IR is checked and turned into a `Snapshot`, and both are published at once. A state that
+//! cannot produce a valid snapshot is reported and skipped: the previous snapshot stays in
+//! force, so Envoy keeps its last good config. Tests can feed an IR built in code instead of a
+//! source.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::api::{Origin, ResourceError};
+use crate::ir::Ir;
+use crate::metrics::Metrics;
+use crate::readiness::Guard;
+use crate::source::{SourceState, Subscription};
+use crate::translate::{self, Options};
+use crate::xds::{self, Snapshot};
+
+/// Where configuration comes from.
+pub enum Input {
+    /// A source (file or Kubernetes): translated on every change.
+    Source(Subscription),
+    /// An IR built in code (tests, embedding): published as is.
+    Ir(watch::Receiver<Arc<Ir>>),
+}
+
+/// What is in force now, for the admin endpoints.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Current {
+    pub generation: u64,
+    pub ir: Arc<Ir>,
+    /// Errors and warnings of the source and the translation of the published state.
+    pub errors: Arc<Vec<ResourceError>>,
+    /// When this state was published (for push-latency measurement).
+    #[serde(skip)]
+    pub published_at: Option<Instant>,
+}
+
+/// The outputs of a running pipeline.
+#[derive(Clone)]
+pub struct Outputs {
+    pub snapshots: watch::Receiver<Option<Arc<Snapshot>>>,
+    pub current: watch::Receiver<Arc<Current>>,
+}
+
+pub struct Pipeline {
+    input: Input,
+    options: Options,
+    boot_id: String,
+    metrics: Arc<Metrics>,
+    /// "snapshot published": released on the first successful publication.
+    first: Guard,
+    snapshots: watch::Sender<Option<Arc<Snapshot>>>,
+    current: watch::Sender<Arc<Current>>,
+}
+
+impl Pipeline {
+    pub fn new(
+        input: Input,
+        options: Options,
+        boot_id: String,
+        metrics: Arc<Metrics>,
+        first: Guard,
+    ) -> (Pipeline, Outputs) {
+        let (snapshots, snapshots_rx) = watch::channel(None);
+        let (current, current_rx) = watch::channel(Arc::new(Current::default()));
+        let p = Pipeline { input, options, boot_id, metrics, first, snapshots, current };
+        (p, Outputs { snapshots: snapshots_rx, current: current_rx })
+    }
+
+    /// Runs until the input closes (its source stopped).
+    pub async fn run(mut self) {
+        let mut generation = 0u64;
+        loop {
+            let next = match &mut self.input {
+                Input::Source(rx) => {
+                    let state = rx.borrow_and_update().clone();
+                    if state.is_synced() {
+                        Some(Step::Source(state))
+                    } else {
+                        None
+                    }
+                }
+                Input::Ir(rx) => Some(Step::Ir(rx.borrow_and_update().clone())),
+            };
+            if let Some(step) = next {
+                generation += 1;
+                self.step(step, generation).await;
+            }
+            let changed = match &mut self.input {
+                Input::Source(rx) => rx.changed().await,
+                Input::Ir(rx) => rx.changed().await,
+            };
+            if changed.is_err() {
+                tracing::debug!("configuration input closed");
+                return;
+            }
+        }
+    }
+
+    async fn step(&self, step: Step, generation: u64) {
+        let options = self.options.clone();
+        let boot_id = self.boot_id.clone();
+        let started = Instant::now();
+        let built = tokio::task::spawn_blocking(move || build(step, &options, generation, &boot_id)).await;
+        let (ir, errors, snapshot) = match built {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => {
+                // Never publish an inconsistent snapshot: the last good one stays in force.
+                tracing::error!(error = %e, generation, "configuration not published; keeping the last good one");
+                let mut errors = self.current.borrow().errors.as_ref().clone();
+                errors.push(global_error(format!("configuration not published: {e}")));
+                self.current.send_modify(|c| Arc::make_mut(c).errors = Arc::new(errors));
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "translation task failed");
+                return;
+            }
+        };
+        let failures = errors.iter().filter(|e| !e.warning).count();
+        self.metrics.config_errors.set(failures as i64);
+        let unchanged = self
+            .snapshots
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.versions() == snapshot.versions());
+        let versions = snapshot.versions();
+        self.current.send_replace(Arc::new(Current {
+            generation,
+            ir: Arc::new(ir),
+            errors: Arc::new(errors),
+            published_at: Some(Instant::now()),
+        }));
+        if unchanged {
+            tracing::debug!(generation, "configuration unchanged");
+        } else {
+            self.snapshots.send_replace(Some(Arc::new(snapshot)));
+            self.metrics.reconfigurations.inc();
+            tracing::info!(
+                generation,
+                errors = failures,
+                took_ms = started.elapsed().as_millis() as u64,
+                versions = ?versions.values().collect::<Vec<_>>(),
+                "configuration published"
+            );
+        }
+        self.first.release();
+    }
+}
+
+enum Step {
+    Source(Arc<SourceState>),
+    Ir(Arc<Ir>),
+}
+
+fn build(
+    step: Step,
+    options: &Options,
+    generation: u64,
+    boot_id: &str,
+) -> Result<(Ir, Vec<ResourceError>, Snapshot), xds::resources::Error> {
+    let (ir, errors) = match step {
+        Step::Source(state) => {
+            let t = translate::translate(&state.objects, options);
+            let mut errors = state.errors.clone();
+            errors.extend(t.errors);
+            (t.ir, errors)
+        }
+        Step::Ir(ir) => (ir.as_ref().clone(), Vec::new()),
+    };
+    let snapshot = xds::resources::snapshot(&ir, generation, boot_id)?;
+    Ok((ir, errors, snapshot))
+}
+
+fn global_error(message: String) -> ResourceError {
+    ResourceError {
+        origin: Origin::Builtin,
+        kind: String::new(),
+        name: String::new(),
+        field: None,
+        message,
+        warning: false,
+    }
+}
+
+/// A short random id distinguishing this process's versions from a previous incarnation's.
+pub fn boot_id() -> String {
+    format!("{:08x}", fastrand::u32(..))
+}
