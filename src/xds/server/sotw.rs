@@ -11,7 +11,10 @@
 //! answered: while they are pending, the CDS response also carries the clusters the client
 //! still holds, labelled `<version>+keep`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Superseded responses remembered per type.
+const EARLIER_MEMORY: usize = 8;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
@@ -40,6 +43,10 @@ struct TypeSt {
     /// A request that must be answered even if nothing changed.
     must_answer: bool,
     sent: Option<Sent>,
+    /// Resources of the last response ACKed while it was the latest.
+    held: BTreeMap<String, Resource>,
+    /// Earlier responses, so that a late ACK or NACK of one is still recorded.
+    earlier: VecDeque<Past>,
     /// The latest response has been ACKed or NACKed.
     answered: bool,
     acked: Option<String>,
@@ -47,6 +54,15 @@ struct TypeSt {
     eds_refresh: bool,
     last_nack: Option<Nack>,
     nack_count: u64,
+}
+
+/// What is remembered of a response once newer ones were sent.
+#[derive(Clone)]
+struct Past {
+    nonce: String,
+    version: String,
+    basis: String,
+    view: TypeView,
 }
 
 struct Sent {
@@ -58,6 +74,17 @@ struct Sent {
     /// False for a CDS response that still carries stale clusters.
     exact: bool,
     resources: BTreeMap<String, Resource>,
+}
+
+impl Sent {
+    fn past(&self) -> Past {
+        Past {
+            nonce: self.nonce.clone(),
+            version: self.version.clone(),
+            basis: self.basis.clone(),
+            view: self.view.clone(),
+        }
+    }
 }
 
 impl TypeSt {
@@ -89,28 +116,43 @@ impl Sotw {
             .any(|k| self.types.get(k).is_some_and(TypeSt::in_flight))
     }
 
-    fn on_nack(&mut self, kind: TypeKind, message: String, snapshot: Option<&Arc<Snapshot>>) {
-        let (id, metrics, clients) = (self.id, self.metrics.clone(), self.clients.clone());
+    /// Records a rejection of `past` (the latest response, or a superseded one).
+    fn on_nack(
+        &mut self,
+        kind: TypeKind,
+        past: Past,
+        message: String,
+        snapshot: Option<&Arc<Snapshot>>,
+    ) {
+        log_nack(
+            &self.metrics,
+            self.id,
+            kind,
+            &past.version,
+            &past.nonce,
+            &message,
+        );
+        self.clients.record_nack(kind, &past.basis);
+        let clients = self.clients.clone();
         let Some(st) = self.types.get_mut(&kind) else {
             return;
         };
-        let Some(sent) = st.sent.as_mut() else {
-            return;
-        };
-        log_nack(&metrics, id, kind, &sent.version, &sent.nonce, &message);
-        clients.record_nack(kind, &sent.basis);
-        // Envoy kept its old clusters: there is nothing stale left to remove.
-        sent.exact = true;
         st.nack_count += 1;
         st.last_nack = Some(Nack {
-            version: sent.version.clone(),
-            nonce: sent.nonce.clone(),
+            version: past.version,
+            nonce: past.nonce.clone(),
             message,
             at_unix_ms: now_ms(),
         });
+        let Some(sent) = st.sent.as_mut().filter(|s| s.nonce == past.nonce) else {
+            return;
+        };
+        // Envoy kept what it held: nothing of the rejected response is stale.
+        sent.exact = true;
+        sent.resources = st.held.clone();
         // Never re-send rejected content: a changed subscription is answered only when
         // accepted content exists to answer it with.
-        let rejected = sent.view.version().to_string();
+        let rejected = past.view.version().to_string();
         st.must_answer = st.must_answer
             && snapshot.is_some_and(|s| clients.target(s, kind).view.version() != rejected);
     }
@@ -171,6 +213,12 @@ impl Sotw {
             resources = resources.len(), "ads push");
         let refresh_eds = kind == TypeKind::Cluster
             && !changed_eds_clusters(resources.values(), &before).is_empty();
+        if let Some(prev) = st.sent.take() {
+            st.earlier.push_back(prev.past());
+            if st.earlier.len() > EARLIER_MEMORY {
+                st.earlier.pop_front();
+            }
+        }
         st.sent = Some(Sent {
             version,
             nonce,
@@ -217,7 +265,26 @@ impl Handler for Sotw {
             .as_ref()
             .is_some_and(|s| s.nonce == req.response_nonce);
         if !req.response_nonce.is_empty() && st.sent.is_some() && !echoes {
+            // Superseded by a newer response: not answered, but what it says about the
+            // older response is recorded (a snapshot change can overtake an ACK).
             tracing::debug!(stream = self.id, r#type = kind.short(), nonce = %req.response_nonce, "ignoring a request with a stale nonce");
+            let Some(past) = st
+                .earlier
+                .iter()
+                .find(|p| p.nonce == req.response_nonce)
+                .cloned()
+            else {
+                return;
+            };
+            match req.error_detail {
+                Some(status) => self.on_nack(kind, past, status.message, snapshot),
+                None => {
+                    if req.version_info == past.version {
+                        self.clients.record_ack(kind, &past.view);
+                    }
+                    st.acked = Some(req.version_info);
+                }
+            }
             return;
         }
         let first = !st.requested;
@@ -240,14 +307,19 @@ impl Handler for Sotw {
             st.answered = true;
         }
         if let Some(status) = req.error_detail {
-            if echoes {
-                self.on_nack(kind, status.message, snapshot);
+            // `version_info` of a NACK is the version the client keeps.
+            if !req.version_info.is_empty() {
+                st.acked = Some(req.version_info);
+            }
+            if let Some(past) = st.sent.as_ref().filter(|_| echoes).map(Sent::past) {
+                self.on_nack(kind, past, status.message, snapshot);
             }
             return;
         }
         if echoes && let Some(sent) = &st.sent {
             if req.version_info == sent.version {
                 self.clients.record_ack(kind, &sent.view);
+                st.held = sent.resources.clone();
             }
             st.acked = Some(req.version_info);
         }
