@@ -57,6 +57,14 @@ struct DType {
     nack_count: u64,
 }
 
+impl DType {
+    /// Awaiting an answer that will come: a client does not answer for a type it stopped
+    /// watching.
+    fn in_flight(&self) -> bool {
+        !self.pending.is_empty() && (self.wildcard || !self.names.is_empty())
+    }
+}
+
 struct Pending {
     nonce: String,
     version: String,
@@ -78,7 +86,7 @@ impl Delta {
     fn in_flight(&self, kinds: &[TypeKind]) -> bool {
         kinds
             .iter()
-            .any(|k| self.types.get(k).is_some_and(|st| !st.pending.is_empty()))
+            .any(|k| self.types.get(k).is_some_and(DType::in_flight))
     }
 
     fn on_answer(&mut self, kind: TypeKind, nonce: &str, error: Option<String>) {
@@ -164,7 +172,8 @@ impl Delta {
             .filter(|n| !content.contains_key(*n))
             .cloned()
             .collect();
-        st.stale = !(finish || kind == TypeKind::Listener) && !stale.is_empty();
+        let defer = !finish && kind != TypeKind::Listener;
+        st.stale = defer && !stale.is_empty();
         if !st.stale {
             removed.extend(stale);
         }
@@ -245,10 +254,12 @@ impl Handler for Delta {
 
     fn on_request(&mut self, req: DeltaDiscoveryRequest, _snapshot: Option<&Arc<Snapshot>>) {
         if req.type_url.is_empty() {
-            tracing::debug!(
-                stream = self.id,
-                "ignoring a delta request without type url"
-            );
+            // An answer to a push of a type the client no longer watches (§3): drop that push
+            // from the pending ones so it does not hold back later phases.
+            tracing::debug!(stream = self.id, nonce = %req.response_nonce, "ignoring a delta request without type url");
+            for st in self.types.values_mut() {
+                st.pending.retain(|p| p.nonce != req.response_nonce);
+            }
             return;
         }
         let Some(kind) = TypeKind::from_type_url(&req.type_url) else {

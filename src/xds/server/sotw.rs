@@ -94,8 +94,10 @@ impl TypeSt {
     fn wants(&self, name: &str) -> bool {
         self.wildcard || self.names.contains(name)
     }
+    /// Awaiting an answer that will come: a client does not answer for a type it stopped
+    /// watching.
     fn in_flight(&self) -> bool {
-        self.sent.is_some() && !self.answered
+        self.sent.is_some() && !self.answered && self.subscribed()
     }
 }
 
@@ -252,7 +254,17 @@ impl Handler for Sotw {
         if req.type_url.is_empty() {
             // Envoy answers a push of a type it does not watch with an empty type URL; such
             // a request carries nothing to act on and must not end the stream (§3).
-            tracing::debug!(stream = self.id, "ignoring a request without type url");
+            // It still answers that push: the type must not hold back later phases.
+            tracing::debug!(stream = self.id, nonce = %req.response_nonce, "ignoring a request without type url");
+            for st in self.types.values_mut() {
+                if st
+                    .sent
+                    .as_ref()
+                    .is_some_and(|s| s.nonce == req.response_nonce)
+                {
+                    st.answered = true;
+                }
+            }
             return;
         }
         let Some(kind) = TypeKind::from_type_url(&req.type_url) else {

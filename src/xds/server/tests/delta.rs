@@ -2,6 +2,7 @@
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 
+use super::build::*;
 use super::client::*;
 use crate::xds::snapshot::TypeKind::{Cluster, Endpoint, Listener, Route, Secret};
 

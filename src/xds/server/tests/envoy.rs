@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
+use super::build::*;
 use super::client::*;
 use crate::xds::server::{Address, Clients};
 use crate::xds::snapshot::TypeKind::{self, Cluster, Endpoint, Listener, Route, Secret};

@@ -2,6 +2,7 @@
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
+use super::build::*;
 use super::client::*;
 use crate::xds::server::{Address, ServerError};
 use crate::xds::snapshot::TypeKind::{self, Cluster, Endpoint, Listener, Route, Secret};
@@ -471,4 +472,26 @@ fn only_loopback_addresses_are_accepted() {
         Address::parse("[::1]:0", unix),
         Ok(Address::Tcp(_))
     ));
+}
+
+#[tokio::test]
+async fn push_answered_with_empty_type_url_does_not_hold_back_routes() {
+    let h = Harness::tcp().await;
+    h.set(basic("v1").build());
+    let mut c = h.sotw("n1").await;
+    for (kind, names) in [(Endpoint, &["c1"][..]), (Listener, &[]), (Route, &["r1"])] {
+        c.subscribe(kind, names).await;
+        let r = c.recv_type(kind).await;
+        c.ack(&r, names).await;
+    }
+    h.set(basic("v2").build());
+    let eds = c.recv_type(Endpoint).await;
+    c.silent().await;
+    // Envoy answers a push for a type it no longer watches with an empty type URL.
+    c.send_raw(DiscoveryRequest {
+        response_nonce: eds.nonce.clone(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(c.recv_type(Listener).await.version_info, "v2");
 }
