@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,6 +13,7 @@ use tokio::process::{Child, Command};
 
 use super::build::*;
 use super::client::*;
+use crate::xds::Snapshot;
 use crate::xds::server::{Address, Clients};
 use crate::xds::snapshot::TypeKind::{self, Cluster, Endpoint, Listener, Route, Secret};
 
@@ -118,26 +120,28 @@ async fn wait_for(h: &Harness, what: &str, f: impl Fn(&Clients) -> bool) {
     }
 }
 
+/// `cds`: (version, connect timeout of c1); `eds`: (version, endpoint port of c1).
 fn snap(
     port: u32,
     cds: (&str, i64),
+    eds: (&str, u32),
     lds: &str,
     rds: (&str, &str),
-) -> std::sync::Arc<crate::xds::Snapshot> {
+) -> Arc<Snapshot> {
     Snap::new()
         .with(Secret, "s0", vec![])
         .with(Cluster, cds.0, vec![eds_cluster("c1", cds.1)])
-        .with(Endpoint, "e1", vec![cla("c1", 9)])
+        .with(Endpoint, eds.0, vec![cla("c1", eds.1)])
         .with(Listener, lds, vec![listener("l1", port, "r1")])
         .with(Route, rds.0, vec![direct_route("r1", 200, rds.1)])
         .build()
 }
 
-fn want(cds: &str, lds: &str, rds: &str) -> BTreeMap<TypeKind, String> {
+fn want(cds: &str, eds: &str, lds: &str, rds: &str) -> BTreeMap<TypeKind, String> {
     [
         (Secret, "s0"),
         (Cluster, cds),
-        (Endpoint, "e1"),
+        (Endpoint, eds),
         (Listener, lds),
         (Route, rds),
     ]
@@ -155,11 +159,14 @@ async fn envoy_round_trip(api_type: &str) {
         panic!("unix address expected")
     };
     let port = free_port();
-    h.set(snap(port, ("c1", 1), "l1", ("r1", "hello")));
+    h.set(snap(port, ("c1", 1), ("e1", 9), "l1", ("r1", "hello")));
     let dir = tempfile::tempdir().unwrap();
     let _envoy = spawn_envoy(&bin, dir.path(), &bootstrap(dir.path(), &xds, api_type));
 
-    wait_for(&h, "envoy acks v1", |c| c.acked(&want("c1", "l1", "r1"))).await;
+    wait_for(&h, "envoy acks v1", |c| {
+        c.acked(&want("c1", "e1", "l1", "r1"))
+    })
+    .await;
     let state = h.clients.state();
     assert_eq!(state[0].node_id, "legate-test");
     assert!(!state[0].types.get(&Secret).is_some_and(|t| t.subscribed()));
@@ -170,21 +177,44 @@ async fn envoy_round_trip(api_type: &str) {
     );
 
     // Only the EDS cluster changes: Envoy ACKs CDS only after a fresh EDS response.
-    h.set(snap(port, ("c2", 2), "l1", ("r1", "hello")));
-    wait_for(&h, "envoy acks the modified cluster", |c| {
-        c.acked(&want("c2", "l1", "r1"))
-    })
-    .await;
+    h.set(snap(port, ("c2", 2), ("e1", 9), "l1", ("r1", "hello")));
+    let v = want("c2", "e1", "l1", "r1");
+    wait_for(&h, "envoy acks the modified cluster", |c| c.acked(&v)).await;
 
-    h.set(snap(port, ("c2", 2), "l1", ("r2", "bye")));
-    wait_for(&h, "envoy acks the new route", |c| {
-        c.acked(&want("c2", "l1", "r2"))
-    })
-    .await;
+    // Cluster and endpoints change together: the EDS push after the CDS push warms it.
+    h.set(snap(port, ("c3", 3), ("e2", 10), "l1", ("r1", "hello")));
+    let v = want("c3", "e2", "l1", "r1");
+    wait_for(&h, "envoy acks cluster and endpoints", |c| c.acked(&v)).await;
+
+    h.set(snap(port, ("c3", 3), ("e2", 10), "l1", ("r2", "bye")));
+    let v = want("c3", "e2", "l1", "r2");
+    wait_for(&h, "envoy acks the new route", |c| c.acked(&v)).await;
     assert!(get(port).await.unwrap().ends_with("bye"));
 
+    // A burst of changes, published faster than Envoy applies them, converges on the last.
+    for i in 0..30 {
+        let (c, e, r) = (format!("c{i}"), format!("e{i}"), format!("r{i}"));
+        let port_of_endpoint = 20_000 + i as u32;
+        h.set(snap(
+            port,
+            (&c, 4 + i % 3),
+            (&e, port_of_endpoint),
+            "l1",
+            (&r, &r),
+        ));
+    }
+    let v = want("c29", "e29", "l1", "r29");
+    wait_for(&h, "envoy acks the last of a burst", |c| c.acked(&v)).await;
+    assert!(get(port).await.unwrap().ends_with("r29"));
+
     // A listener that fails validation is rejected, reported once, and not re-sent.
-    h.set(snap(99_999, ("c2", 2), "bad", ("r2", "bye")));
+    h.set(snap(
+        99_999,
+        ("c29", 5),
+        ("e29", 20_029),
+        "bad",
+        ("r29", "r29"),
+    ));
     wait_for(&h, "envoy rejects the listener", |c| {
         c.state()
             .iter()
@@ -196,9 +226,9 @@ async fn envoy_round_trip(api_type: &str) {
     assert_eq!(lds.nack_count, 1, "no resend loop");
     assert_eq!(lds.acked_version.as_deref(), Some("l1"));
     assert!(!lds.last_nack.unwrap().message.is_empty());
-    assert!(h.clients.settled(&want("c2", "bad", "r2")));
+    assert!(h.clients.settled(&want("c29", "e29", "bad", "r29")));
     assert!(
-        get(port).await.unwrap().ends_with("bye"),
+        get(port).await.unwrap().ends_with("r29"),
         "the last good listener serves"
     );
 }
