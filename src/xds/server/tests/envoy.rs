@@ -210,7 +210,7 @@ async fn envoy_round_trip(api_type: &str) {
     // A listener that fails validation is rejected, reported once, and not re-sent.
     h.set(snap(
         99_999,
-        ("c29", 5),
+        ("c29", 6),
         ("e29", 20_029),
         "bad",
         ("r29", "r29"),
