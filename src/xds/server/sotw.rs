@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Superseded responses remembered per type.
-const EARLIER_MEMORY: usize = 8;
+const EARLIER_MEMORY: usize = 4;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
