@@ -4,8 +4,15 @@
 //! endpoint. Durations are plain milliseconds so that every layer (TOML/YAML file, env, flags)
 //! spells them the same way.
 //!
-//! LOADING IS OWNED BY THE CONFIG TASK (see `load`); this file currently holds the shape and
-//! defaults that every other module codes against.
+//! This file holds the shape and defaults; [`load`] merges the layers and `validate` checks
+//! the result. Every environment read goes through an [`Env`] snapshot.
+
+mod env;
+mod load;
+mod validate;
+
+pub use env::Env;
+pub use load::{ConfigError, load};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,6 +119,9 @@ pub struct SourceSettings {
     pub debounce_ms: u64,
     /// `AMBASSADOR_ID`.
     pub ambassador_id: String,
+    /// Watch only this Kubernetes namespace; `None` watches all. Emissary's
+    /// `AMBASSADOR_SINGLE_NAMESPACE` + `AMBASSADOR_NAMESPACE` set it.
+    pub namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,6 +220,7 @@ impl Default for SourceSettings {
             config_dir: None,
             debounce_ms: 75,
             ambassador_id: "default".into(),
+            namespace: None,
         }
     }
 }

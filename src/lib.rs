@@ -1,10 +1,19 @@
 //! legate: PID 1 for an Envoy edge container, and its ADS control plane.
 
+pub mod admin;
 pub mod api;
+pub mod app;
+pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod drain;
 pub mod envoy;
+pub mod exit;
+pub mod http;
 pub mod ir;
 pub mod metrics;
+pub mod probe;
 pub mod readiness;
+pub mod signal;
+pub mod telemetry;
 pub mod xds;
