@@ -209,3 +209,148 @@ fn refresh_process_metrics(state: &State) {
             .set(label, cpu_ms as f64 / 1000.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drain;
+    use crate::http::request;
+
+    fn loopback() -> AdminSettings {
+        AdminSettings {
+            address: "127.0.0.1:0".parse().unwrap(),
+            allow_non_loopback: false,
+        }
+    }
+
+    async fn serve(views: Views) -> (SocketAddr, Arc<Metrics>, drain::Watch) {
+        let metrics = Arc::new(Metrics::default());
+        let (trigger, watch) = drain::channel();
+        let server = Server::bind(&loopback(), views, metrics.clone(), trigger)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        server.spawn();
+        (addr, metrics, watch)
+    }
+
+    fn metric(text: &str, series: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(series))
+            .unwrap_or_else(|| panic!("{series} missing from\n{text}"));
+        line[series.len()..].trim().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn metrics_include_supervisor_and_envoy_resources() {
+        // a child process stands in for Envoy: any pid the provider returns is measured
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let child_pid = child.id();
+        let mut views = Views::new(serde_json::json!({}));
+        views.envoy_pid = Arc::new(move || Some(child_pid));
+        let (addr, metrics, _) = serve(views).await;
+        metrics.reconfigurations.inc();
+        let (status, text) = request(addr, "GET", "/metrics").await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(status, 200);
+        let own = metric(
+            &text,
+            "legate_process_resident_memory_bytes{process=\"legate\"}",
+        );
+        assert!(own > 1_000_000.0, "supervisor RSS {own}");
+        let envoy = metric(
+            &text,
+            "legate_process_resident_memory_bytes{process=\"envoy\"}",
+        );
+        assert!(envoy > 0.0, "envoy RSS {envoy}");
+        assert!(
+            metric(
+                &text,
+                "legate_process_cpu_seconds_total{process=\"legate\"}"
+            ) >= 0.0
+        );
+        assert_eq!(metric(&text, "legate_reconfigurations_total"), 1.0);
+    }
+
+    #[tokio::test]
+    async fn views_are_served_as_json() {
+        let mut views = Views::new(serde_json::json!({"drain": {"min_ms": 5}}));
+        views.ir = Arc::new(|| serde_json::json!({"listeners": []}));
+        views.xds = Arc::new(|| serde_json::json!({"clients": {"envoy-1": {"cds": "v1"}}}));
+        views.errors = Arc::new(|| serde_json::json!([{"message": "bad mapping"}]));
+        views.envoy = Arc::new(|| serde_json::json!({"state": "LIVE"}));
+        let (addr, _, _) = serve(views).await;
+        let json = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        let (status, body) = request(addr, "GET", "/settings").await;
+        assert_eq!(
+            (status, json(body)["drain"]["min_ms"].as_u64()),
+            (200, Some(5))
+        );
+        assert_eq!(
+            json(request(addr, "GET", "/ir").await.1)["listeners"],
+            serde_json::json!([])
+        );
+        assert_eq!(
+            json(request(addr, "GET", "/xds").await.1)["clients"]["envoy-1"]["cds"],
+            "v1"
+        );
+        assert_eq!(
+            json(request(addr, "GET", "/errors").await.1)[0]["message"],
+            "bad mapping"
+        );
+        assert_eq!(
+            json(request(addr, "GET", "/envoy").await.1)["state"],
+            "LIVE"
+        );
+        let (status, index) = request(addr, "GET", "/").await;
+        assert_eq!(status, 200);
+        assert!(
+            index.contains("POST /drain") && index.contains("/metrics"),
+            "{index}"
+        );
+        assert_eq!(request(addr, "GET", "/nope").await.0, 404);
+        assert_eq!(request(addr, "POST", "/settings").await.0, 405);
+    }
+
+    #[tokio::test]
+    async fn post_drain_starts_a_graceful_drain_once() {
+        let (addr, _, mut watch) = serve(Views::new(serde_json::Value::Null)).await;
+        assert_eq!(request(addr, "GET", "/drain").await.0, 405);
+        assert_eq!(watch.phase(), Phase::Running);
+        assert_eq!(
+            request(addr, "POST", "/drain").await,
+            (202, "drain started\n".into())
+        );
+        watch.started().await;
+        assert_eq!((watch.phase(), watch.reason()), (Phase::Draining, "admin"));
+        // a repeated POST does not escalate to a fast exit
+        assert_eq!(request(addr, "POST", "/drain").await.0, 202);
+        assert_eq!(watch.phase(), Phase::Draining);
+    }
+
+    #[tokio::test]
+    async fn refuses_non_loopback_without_the_flag() {
+        let (trigger, _) = drain::channel();
+        let open = AdminSettings {
+            address: "0.0.0.0:0".parse().unwrap(),
+            allow_non_loopback: false,
+        };
+        let views = Views::new(serde_json::Value::Null);
+        let metrics = Arc::new(Metrics::default());
+        let refused = Server::bind(&open, views.clone(), metrics.clone(), trigger.clone()).await;
+        assert!(matches!(refused, Err(AdminError::NonLoopback(_))));
+        let allowed = AdminSettings {
+            allow_non_loopback: true,
+            ..open
+        };
+        let server = Server::bind(&allowed, views, metrics, trigger)
+            .await
+            .unwrap();
+        assert!(server.local_addr().ip().is_unspecified());
+    }
+}

@@ -242,3 +242,6 @@ impl Config {
             .unwrap_or_else(|| std::env::temp_dir().join(format!("legate-{}", std::process::id())))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -165,3 +165,81 @@ pub fn respond(method: &Method, path: &str, ready: &Ready, heartbeat: &Heartbeat
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::request;
+
+    async fn serve(ready: &Ready, heartbeat: Heartbeat) -> SocketAddr {
+        let server = Server::bind("127.0.0.1:0".parse().unwrap(), ready.clone(), heartbeat)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        assert_ne!(addr.port(), 0);
+        server.spawn();
+        addr
+    }
+
+    #[tokio::test]
+    async fn ready_lists_pending_guards_until_released() {
+        let ready = Ready::new();
+        let source = ready.guard("source synced");
+        let envoy = ready.guard("envoy live");
+        let addr = serve(&ready, Heartbeat::default()).await;
+        for path in ["/ready", "/ambassador/v0/check_ready"] {
+            let (status, body) = request(addr, "GET", path).await;
+            assert_eq!(status, 503);
+            assert_eq!(body, "envoy live\nsource synced\n");
+        }
+        source.release();
+        assert_eq!(
+            request(addr, "GET", "/ready").await,
+            (503, "envoy live\n".into())
+        );
+        envoy.release();
+        for path in ["/ready", "/ambassador/v0/check_ready"] {
+            assert_eq!(request(addr, "GET", path).await, (200, "ready\n".into()));
+        }
+        let (status, body) = request(addr, "HEAD", "/ready").await;
+        assert_eq!((status, body.as_str()), (200, ""));
+    }
+
+    #[tokio::test]
+    async fn live_follows_the_heartbeat_not_readiness() {
+        let ready = Ready::new();
+        let _blocked = ready.guard("envoy live");
+        let heartbeat = Heartbeat::default();
+        let beat = heartbeat.spawn();
+        let addr = serve(&ready, heartbeat).await;
+        for path in ["/live", "/ambassador/v0/check_alive"] {
+            assert_eq!(request(addr, "GET", path).await, (200, "alive\n".into()));
+        }
+        assert_eq!(request(addr, "HEAD", "/live").await.0, 200);
+        beat.abort();
+    }
+
+    #[tokio::test]
+    async fn stale_heartbeat_fails_live() {
+        let heartbeat = Heartbeat::with_max_age(Duration::from_millis(20));
+        heartbeat.beat();
+        assert!(heartbeat.is_alive());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!heartbeat.is_alive());
+        let addr = serve(&Ready::new(), heartbeat.clone()).await;
+        let (status, body) = request(addr, "GET", "/live").await;
+        assert_eq!(status, 503);
+        assert!(body.contains("stalled"), "{body}");
+        heartbeat.beat();
+        assert_eq!(request(addr, "GET", "/live").await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn nothing_else_is_served() {
+        let addr = serve(&Ready::new(), Heartbeat::default()).await;
+        for path in ["/", "/metrics", "/settings", "/ready/x", "/drain"] {
+            assert_eq!(request(addr, "GET", path).await.0, 404, "{path}");
+        }
+        assert_eq!(request(addr, "POST", "/ready").await.0, 405);
+    }
+}
