@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// Mirrors `exit::TABLE` (a test keeps them in step).
 const EXIT_CODES: &str = "Exit codes:
   0  drained within the deadline, or a one-shot command succeeded
   1  fatal internal error (e.g. a port cannot be bound); `check`: invalid resources found
@@ -29,6 +30,8 @@ pub struct Cli {
     pub run: RunArgs,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Supervise Envoy and serve it configuration (the default command).
@@ -188,6 +191,16 @@ mod tests {
             panic!("expected check");
         };
         assert_eq!(c.ambassador_id, "x");
+    }
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        for (code, meaning) in crate::exit::TABLE {
+            assert!(
+                EXIT_CODES.contains(&format!("  {code}  {meaning}")),
+                "{code}"
+            );
+        }
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub envoy: EnvoySettings,
@@ -131,21 +131,6 @@ pub struct LogSettings {
     pub format: String,
     /// A tracing filter, e.g. `info` or `legate=debug`.
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            envoy: EnvoySettings::default(),
-            xds: XdsSettings::default(),
-            probe: ProbeSettings::default(),
-            admin: AdminSettings::default(),
-            drain: DrainSettings::default(),
-            source: SourceSettings::default(),
-            log: LogSettings::default(),
-            runtime_dir: None,
-        }
-    }
 }
 
 impl Default for EnvoySettings {

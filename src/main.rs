@@ -47,7 +47,7 @@ fn run(args: RunArgs) -> u8 {
 
     // 3. logging, and the effective settings as one structured line
     if let Err(error) = telemetry::init(&config.log, &env) {
-        eprintln!("legate: invalid setting log.level: {error}");
+        eprintln!("legate: {error}");
         return exit::INVALID_SETTINGS;
     }
     let settings = serde_json::to_string(&config).unwrap_or_default();
