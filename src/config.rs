@@ -4,8 +4,15 @@
 //! endpoint. Durations are plain milliseconds so that every layer (TOML/YAML file, env, flags)
 //! spells them the same way.
 //!
-//! LOADING IS OWNED BY THE CONFIG TASK (see `load`); this file currently holds the shape and
-//! defaults that every other module codes against.
+//! This file holds the shape and defaults; [`load`] merges the layers and `validate` checks
+//! the result. Every environment read goes through an [`Env`] snapshot.
+
+mod env;
+mod load;
+mod validate;
+
+pub use env::Env;
+pub use load::{ConfigError, load};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -231,3 +238,6 @@ impl Config {
             .unwrap_or_else(|| std::env::temp_dir().join(format!("legate-{}", std::process::id())))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -63,20 +63,17 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    /// Emissary's file-mode behaviour: the namespace from `AMBASSADOR_NAMESPACE` and
-    /// substitution from the process environment (variables that are not UTF-8 are left out).
-    pub fn from_env() -> Self {
-        let env: BTreeMap<String, String> = std::env::vars_os()
-            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-            .collect();
-        let default_namespace = env
-            .get("AMBASSADOR_NAMESPACE")
-            .filter(|ns| !ns.is_empty())
-            .cloned()
-            .unwrap_or_else(|| "default".into());
+    /// Emissary's file-mode behaviour: documents without a namespace get `namespace`
+    /// (`AMBASSADOR_NAMESPACE`, default `default`), and `$VAR` substitution uses the process
+    /// environment snapshot (variables that are not UTF-8 are left out).
+    pub fn from_env(env: &crate::config::Env, namespace: Option<&str>) -> Self {
         LoadOptions {
-            default_namespace,
-            env: Some(env),
+            default_namespace: namespace.unwrap_or("default").to_string(),
+            env: Some(
+                env.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
         }
     }
 }

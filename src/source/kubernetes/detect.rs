@@ -29,13 +29,11 @@ pub struct Environment {
 }
 
 impl Environment {
-    /// Reads the real process environment.
-    pub fn from_process() -> Self {
+    /// Reads the process environment snapshot (`config::Env`, the one place env is read).
+    pub fn from_env(env: &crate::config::Env) -> Self {
         Environment {
-            kubeconfig: std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()),
-            service_host: std::env::var("KUBERNETES_SERVICE_HOST")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            kubeconfig: env.non_empty("KUBECONFIG").map(OsString::from),
+            service_host: env.non_empty("KUBERNETES_SERVICE_HOST").map(str::to_string),
             token_file: PathBuf::from(SERVICE_ACCOUNT_TOKEN),
         }
     }

@@ -1,0 +1,558 @@
+//! The one wiring function: settings in, exit code out.
+//!
+//! `App::start` builds every component in dependency order and returns once all listeners are
+//! bound (tests bind port 0 and read [`Bound`]); `App::wait` runs until a drain or a fatal error
+//! and returns the exit code (see [`crate::exit`]). Shutdown flows one way: signal → not ready
+//! → Envoy drains → Envoy stopped and reaped → ADS server and sources stop → exit code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{Config, Env};
+use crate::drain::{Phase, Trigger};
+use crate::envoy::supervisor::{self, EnvoyStatus, Supervisor, SupervisorError};
+use crate::metrics::Metrics;
+use crate::pipeline::{self, Input, Pipeline};
+use crate::readiness::{Guard, Ready};
+use crate::source::{self, FileSource, LoadOptions, kubernetes};
+use crate::xds::Snapshot;
+use crate::xds::server::{Clients, Server};
+use crate::{admin, envoy, exit, probe, reaper, signal, translate};
+
+/// What `main` set up before the settings were loaded: the signal thread feeds `trigger`, and
+/// forwards SIGUSR1 to the pid stored in `envoy_pid` (0 = no Envoy).
+#[derive(Debug, Clone)]
+pub struct Signals {
+    pub trigger: Trigger,
+    pub envoy_pid: signal::EnvoyPid,
+}
+
+/// Test and embedding hooks; the binary uses the defaults.
+#[derive(Default)]
+pub struct Overrides {
+    /// Feed this instead of the configured source (e.g. an IR built in code).
+    pub input: Option<Input>,
+    /// Do not reap orphans. In-process tests share their process with other children whose
+    /// statuses the reaper would take; the binary always reaps.
+    pub no_reaper: bool,
+}
+
+/// Addresses as bound (port 0 resolved).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub probe: std::net::SocketAddr,
+    pub admin: std::net::SocketAddr,
+    pub xds: crate::xds::server::Address,
+    pub runtime_dir: PathBuf,
+}
+
+/// A failure to start, with the exit code it maps to.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: u8,
+    pub message: String,
+}
+
+fn fail(code: u8, what: &str, error: impl std::fmt::Display) -> StartError {
+    StartError {
+        code,
+        message: format!("{what}: {error}"),
+    }
+}
+
+/// Runs legate until it drains or fails; returns the process exit code.
+pub async fn run(config: Config, env: Env, signals: Signals) -> u8 {
+    match App::start(config, &env, signals, Overrides::default()).await {
+        Ok(app) => app.wait().await,
+        Err(e) => {
+            tracing::error!(code = e.code, "cannot start: {}", e.message);
+            eprintln!("legate: {}", e.message);
+            e.code
+        }
+    }
+}
+
+pub struct App {
+    config: Config,
+    bound: Bound,
+    ready: Ready,
+    metrics: Arc<Metrics>,
+    trigger: Trigger,
+    envoy: supervisor::Handle,
+    supervisor: JoinHandle<Result<Option<envoy::process::ExitInfo>, SupervisorError>>,
+    not_draining: Guard,
+    xds_stop: Option<oneshot::Sender<()>>,
+    xds_task: JoinHandle<()>,
+    /// Tasks whose unexpected end is fatal: (name, task).
+    critical: Vec<(&'static str, JoinHandle<()>)>,
+    /// Tasks stopped at the very end.
+    background: Vec<JoinHandle<()>>,
+    clients: Clients,
+    _reaper: Option<reaper::Reaper>,
+    remove_runtime_dir: bool,
+}
+
+impl App {
+    pub async fn start(
+        config: Config,
+        env: &Env,
+        signals: Signals,
+        overrides: Overrides,
+    ) -> Result<App, StartError> {
+        // 1. PID-1 duties first: reap orphans (and be a subreaper when not PID 1).
+        let reaper = if overrides.no_reaper {
+            None
+        } else {
+            Some(reaper::Reaper::spawn().map_err(|e| fail(exit::FATAL, "reaper", e))?)
+        };
+
+        // 2. the runtime directory for the bootstrap and the unix sockets
+        let runtime_dir = config.runtime_dir();
+        let remove_runtime_dir = config.runtime_dir.is_none();
+        create_private_dir(&runtime_dir).map_err(|e| {
+            fail(
+                exit::FATAL,
+                &format!("runtime dir {}", runtime_dir.display()),
+                e,
+            )
+        })?;
+
+        let ready = Ready::new();
+        let metrics = Arc::new(Metrics::default());
+        let not_draining = ready.guard("not draining");
+        not_draining.release();
+
+        // 3. liveness heartbeat and the probe listener, early so Kubernetes sees us start
+        let heartbeat = probe::Heartbeat::default();
+        let beat = heartbeat.spawn();
+        let probe = probe::Server::bind(config.probe.address, ready.clone(), heartbeat)
+            .await
+            .map_err(|e| fail(exit::FATAL, "probe listener", e))?;
+        let probe_addr = probe.local_addr();
+
+        // 4. the configuration input: an override, Kubernetes, or the config directory
+        let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+        let input = match overrides.input {
+            Some(input) => input,
+            None => open_source(&config, env, &ready, &mut keep).await?,
+        };
+
+        // 5. the pipeline: source states → IR → snapshots
+        let options = translate_options(&config, env, probe_addr);
+        let (pipeline, outputs) = Pipeline::new(
+            input,
+            options,
+            pipeline::boot_id(),
+            metrics.clone(),
+            ready.guard("snapshot published"),
+        );
+        let pipeline_task = tokio::spawn(async move {
+            pipeline.run().await;
+            drop(keep);
+        });
+
+        // 6. the ADS server
+        let server = Server::new(&config.xds, outputs.snapshots.clone(), metrics.clone());
+        let xds = server
+            .bind(&runtime_dir.join("xds.sock"))
+            .await
+            .map_err(|e| fail(exit::FATAL, "xds server", e))?;
+        let xds_address = xds.address().clone();
+        let clients = xds.clients();
+        let (xds_stop, xds_stopped) = oneshot::channel::<()>();
+        let xds_task = tokio::spawn(async move {
+            if let Err(error) = xds
+                .serve(async {
+                    let _ = xds_stopped.await;
+                })
+                .await
+            {
+                tracing::error!(%error, "xds server failed");
+            }
+        });
+
+        // 7. "envoy acked config" readiness, and the push-latency metric
+        let acked_task = tokio::spawn(track_acks(
+            outputs.clone(),
+            clients.clone(),
+            metrics.clone(),
+            ready.guard("envoy acked config"),
+        ));
+
+        // 8. Envoy
+        // $LEGATE_ENVOY_BIN is folded into envoy.binary by config::load
+        let binary = envoy::locate(config.envoy.binary.as_deref(), None)
+            .map_err(|e| fail(exit::ENVOY_NOT_FOUND, "envoy", e))?;
+        let paths = supervisor::Paths {
+            binary,
+            runtime_dir: runtime_dir.clone(),
+            xds: match &xds_address {
+                crate::xds::server::Address::Unix(p) => envoy::Address::Unix(p.clone()),
+                crate::xds::server::Address::Tcp(a) => envoy::Address::Tcp(*a),
+            },
+        };
+        let (sup, handle) = Supervisor::new(
+            &config.envoy,
+            &config.drain,
+            paths,
+            metrics.clone(),
+            ready.guard("envoy live"),
+        )
+        .map_err(|e| fail(exit::INVALID_SETTINGS, "envoy", e))?;
+        let supervisor = tokio::spawn(sup.run());
+        let pid_task = tokio::spawn(publish_pid(handle.status(), signals.envoy_pid.clone()));
+
+        // 9. the admin listener (loopback unless configured)
+        let views = admin_views(&config, &outputs, &clients, &handle);
+        let admin = admin::Server::bind(
+            &config.admin,
+            views,
+            metrics.clone(),
+            signals.trigger.clone(),
+        )
+        .await
+        .map_err(|e| fail(exit::FATAL, "admin listener", e))?;
+        let bound = Bound {
+            probe: probe_addr,
+            admin: admin.local_addr(),
+            xds: xds_address,
+            runtime_dir,
+        };
+        tracing::info!(
+            probe = %bound.probe,
+            admin = %bound.admin,
+            xds = %bound.xds,
+            runtime_dir = %bound.runtime_dir.display(),
+            "legate started"
+        );
+        Ok(App {
+            config,
+            bound,
+            ready,
+            metrics,
+            trigger: signals.trigger,
+            envoy: handle,
+            supervisor,
+            not_draining,
+            xds_stop: Some(xds_stop),
+            xds_task,
+            critical: vec![
+                ("pipeline", pipeline_task),
+                ("probe", probe.spawn()),
+                ("heartbeat", beat),
+            ],
+            background: vec![admin.spawn(), acked_task, pid_task],
+            clients,
+            _reaper: reaper,
+            remove_runtime_dir,
+        })
+    }
+
+    pub fn bound(&self) -> &Bound {
+        &self.bound
+    }
+
+    pub fn ready(&self) -> &Ready {
+        &self.ready
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn envoy(&self) -> &supervisor::Handle {
+        &self.envoy
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    pub fn trigger(&self) -> &Trigger {
+        &self.trigger
+    }
+
+    /// Runs until a drain completes or something fatal happens; returns the exit code.
+    pub async fn wait(mut self) -> u8 {
+        let mut drain = self.trigger.watch();
+        let critical = futures_any(&mut self.critical);
+        let code = tokio::select! {
+            _ = drain.started() => self.drain(drain).await,
+            result = &mut self.supervisor => {
+                match result {
+                    Ok(Err(SupervisorError::BudgetExhausted { deaths, window, last_exit })) => {
+                        tracing::error!(deaths, ?window, %last_exit, "envoy restart budget spent; exiting");
+                        exit::RESTART_BUDGET
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "envoy supervisor failed");
+                        exit::FATAL
+                    }
+                    Ok(Ok(_)) | Err(_) => {
+                        tracing::error!("envoy supervisor ended unexpectedly");
+                        exit::FATAL
+                    }
+                }
+            }
+            name = critical => {
+                tracing::error!(task = name, "a critical task ended unexpectedly; stopping");
+                let _ = self.envoy.stop_now().await;
+                exit::FATAL
+            }
+        };
+        self.finish().await;
+        tracing::info!(code, "exiting");
+        code
+    }
+
+    /// Steps 1–5 of the drain; returns the exit code.
+    async fn drain(&mut self, mut watch: crate::drain::Watch) -> u8 {
+        let started = Instant::now();
+        let d = self.config.drain.clone();
+        let deadline =
+            tokio::time::Instant::from_std(started) + Duration::from_millis(d.deadline_ms);
+        tracing::info!(
+            reason = watch.reason(),
+            delay_ms = d.delay_ms,
+            deadline_ms = d.deadline_ms,
+            "drain started"
+        );
+        // 1. optionally stay ready while load balancers deregister
+        if watch.phase() == Phase::Draining && d.delay_ms > 0 {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(d.delay_ms)) => {}
+                _ = watch.reached(Phase::Fast) => {}
+            }
+        }
+        // 2. readiness goes false
+        self.not_draining.block();
+        if watch.phase() == Phase::Fast {
+            return self.stop_fast().await;
+        }
+        // 3–5. Envoy drains its listeners, connections are polled, Envoy is stopped and reaped
+        let envoy = self.envoy.clone();
+        let outcome = tokio::select! {
+            outcome = envoy.drain(&d, deadline) => outcome,
+            _ = watch.reached(Phase::Fast) => return self.stop_fast().await,
+        };
+        match outcome {
+            Ok(o) if o.completed && !o.envoy_died => {
+                tracing::info!(took_ms = started.elapsed().as_millis() as u64, "drained");
+                exit::CLEAN
+            }
+            Ok(o) => {
+                tracing::warn!(
+                    active_connections = ?o.active_connections,
+                    envoy_died = o.envoy_died,
+                    "drain did not complete cleanly"
+                );
+                exit::FORCED
+            }
+            Err(error) => {
+                tracing::error!(%error, "drain failed");
+                let _ = self.envoy.stop_now().await;
+                exit::FORCED
+            }
+        }
+    }
+
+    async fn stop_fast(&mut self) -> u8 {
+        tracing::warn!("fast exit requested; stopping envoy now");
+        let _ = self.envoy.stop_now().await;
+        exit::FORCED
+    }
+
+    /// 6. Envoy is stopped: now stop the ADS server, the sources and everything else.
+    async fn finish(&mut self) {
+        if !self.supervisor.is_finished() {
+            let _ = self.envoy.stop_now().await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.supervisor).await;
+        if let Some(stop) = self.xds_stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.xds_task).await;
+        for (_, task) in &self.critical {
+            task.abort();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        if self.remove_runtime_dir {
+            let _ = std::fs::remove_dir_all(&self.bound.runtime_dir);
+        }
+    }
+}
+
+/// Resolves with the name of the first critical task that ends.
+async fn futures_any(tasks: &mut [(&'static str, JoinHandle<()>)]) -> &'static str {
+    std::future::poll_fn(|cx| {
+        for (name, task) in tasks.iter_mut() {
+            if std::pin::Pin::new(task).poll(cx).is_ready() {
+                return std::task::Poll::Ready(*name);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+use std::future::Future;
+
+async fn open_source(
+    config: &Config,
+    env: &Env,
+    ready: &Ready,
+    keep: &mut Vec<Box<dyn std::any::Any + Send>>,
+) -> Result<Input, StartError> {
+    let s = &config.source;
+    let kube_env = kubernetes::Environment::from_env(env);
+    let client = kubernetes::detect(s, &kube_env)
+        .await
+        .map_err(|e| fail(exit::INVALID_SETTINGS, "kubernetes", e))?;
+    if let Some(client) = client {
+        if s.config_dir.is_some() {
+            tracing::warn!("running with Kubernetes; source.config_dir is ignored");
+        }
+        let source = kubernetes::KubernetesSource::new(
+            client,
+            s,
+            ready.guard(source::guard_name("kubernetes")),
+        );
+        let status = source.status();
+        keep.push(Box::new(status));
+        tracing::info!("configuration source: kubernetes");
+        return Ok(Input::Source(source.spawn()));
+    }
+    let Some(dir) = &s.config_dir else {
+        return Err(fail(
+            exit::INVALID_SETTINGS,
+            "invalid setting source.config_dir",
+            "no configuration source: pass --config-dir DIR (or LEGATE_SOURCE__CONFIG_DIR), or run in Kubernetes / set KUBECONFIG",
+        ));
+    };
+    let options = LoadOptions::from_env(env, s.namespace.as_deref());
+    let sub = FileSource::new(
+        dir.clone(),
+        Duration::from_millis(s.debounce_ms),
+        ready.guard(source::guard_name("file")),
+    )
+    .with_options(options)
+    .spawn()
+    .map_err(|e| {
+        fail(
+            exit::INVALID_SETTINGS,
+            "invalid setting source.config_dir",
+            e,
+        )
+    })?;
+    tracing::info!(dir = %dir.display(), "configuration source: directory");
+    Ok(Input::Source(sub))
+}
+
+fn translate_options(
+    config: &Config,
+    _env: &Env,
+    probe: std::net::SocketAddr,
+) -> translate::Options {
+    let probe_host = if probe.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        probe.ip().to_string()
+    };
+    translate::Options {
+        ambassador_id: config.source.ambassador_id.clone(),
+        ambassador_namespace: config
+            .source
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        probe_address: (probe_host, probe.port()),
+        default_listeners: false,
+    }
+}
+
+/// Keeps the "envoy acked config" guard and the push-latency histogram up to date.
+async fn track_acks(
+    outputs: pipeline::Outputs,
+    clients: Clients,
+    metrics: Arc<Metrics>,
+    guard: Guard,
+) {
+    let mut snapshots = outputs.snapshots.clone();
+    let mut changes = clients.subscribe();
+    let mut pending: Option<(Arc<Snapshot>, Instant)> = None;
+    let mut current: Option<Arc<Snapshot>> = None;
+    loop {
+        if snapshots.has_changed().unwrap_or(false) || current.is_none() {
+            let s = snapshots.borrow_and_update().clone();
+            if let Some(s) = s
+                && current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &s))
+            {
+                pending = Some((s.clone(), Instant::now()));
+                current = Some(s);
+            }
+        }
+        if let Some(s) = &current {
+            let versions = s.versions();
+            guard.satisfied(clients.settled(&versions));
+            if let Some((p, at)) = &pending
+                && clients.acked(&p.versions())
+            {
+                metrics.push_latency.observe(at.elapsed());
+                pending = None;
+            }
+        }
+        tokio::select! {
+            r = snapshots.changed() => if r.is_err() { return },
+            r = changes.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+async fn publish_pid(mut status: watch::Receiver<EnvoyStatus>, pid: signal::EnvoyPid) {
+    loop {
+        pid.store(
+            status.borrow_and_update().pid.unwrap_or(0),
+            Ordering::Release,
+        );
+        if status.changed().await.is_err() {
+            pid.store(0, Ordering::Release);
+            return;
+        }
+    }
+}
+
+fn admin_views(
+    config: &Config,
+    outputs: &pipeline::Outputs,
+    clients: &Clients,
+    envoy: &supervisor::Handle,
+) -> admin::Views {
+    let mut views = admin::Views::new(serde_json::to_value(config).unwrap_or_default());
+    let current = outputs.current.clone();
+    views.ir =
+        Arc::new(move || serde_json::to_value(current.borrow().ir.as_ref()).unwrap_or_default());
+    let current = outputs.current.clone();
+    views.errors = Arc::new(move || {
+        serde_json::to_value(current.borrow().errors.as_ref()).unwrap_or_default()
+    });
+    let c = clients.clone();
+    views.xds = Arc::new(move || serde_json::to_value(c.state()).unwrap_or_default());
+    let status = envoy.status();
+    views.envoy = Arc::new(move || serde_json::to_value(&*status.borrow()).unwrap_or_default());
+    let e = envoy.clone();
+    views.envoy_pid = Arc::new(move || e.pid());
+    views
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}

@@ -1,0 +1,168 @@
+//! The built binary: bad settings exit 2 naming the setting; good settings serve probes and
+//! SIGTERM exits 0.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_legate");
+
+/// Runs legate expecting it to stop on its own; a legate that starts serving instead is killed
+/// after 30 s and fails the test.
+fn legate(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .env_remove("LEGATE_CONFIG")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(child.wait_with_output().unwrap()));
+    waited
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("legate {args:?} kept running instead of rejecting its settings")
+        })
+}
+
+fn assert_rejected(out: &Output, setting: &str, value: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(
+        stderr.starts_with(&format!("legate: invalid setting {setting}: ")),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains(value), "stderr: {stderr}");
+}
+
+#[test]
+fn unparsable_environment_value_exits_2() {
+    let out = legate(&[], &[("LEGATE_DRAIN__MIN_MS", "abc")]);
+    assert_rejected(&out, "drain.min_ms", "abc");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LEGATE_DRAIN__MIN_MS"));
+}
+
+#[test]
+fn contradictory_flags_exit_2() {
+    let out = legate(
+        &["--drain-min-ms", "9000", "--drain-deadline-ms", "1000"],
+        &[],
+    );
+    assert_rejected(&out, "drain.min_ms", "9000");
+    let out = legate(&["run", "--admin-address", "0.0.0.0:0"], &[]);
+    assert_rejected(&out, "admin.address", "0.0.0.0:0");
+}
+
+#[test]
+fn bad_settings_file_exits_2() {
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(b"[drain]\ndelay_ms = 30000\n").unwrap();
+    let path = file.path().to_str().unwrap();
+    let out = legate(&[], &[("LEGATE_CONFIG", path)]);
+    assert_rejected(&out, "drain.delay_ms", "30000");
+    // a flag fixes the file's value: the next problem reported is another one
+    let fixed = ["--config", path, "--drain-deadline-ms", "40000"];
+    let out = legate(
+        &[&fixed[..], &["--admin-address", "0.0.0.0:1"]].concat(),
+        &[],
+    );
+    assert_rejected(&out, "admin.address", "0.0.0.0:1");
+}
+
+#[test]
+fn bad_rust_log_exits_2() {
+    let out = legate(&[], &[("RUST_LOG", "legate=[")]);
+    assert_rejected(&out, "RUST_LOG", "legate=[");
+}
+
+#[test]
+fn unusable_flag_is_a_usage_error() {
+    let out = legate(&["--drain-min-ms", "soon"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--drain-min-ms"));
+}
+
+/// Kills the child when the test ends, pass or fail.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split(' ').nth(1).unwrap().parse().unwrap(),
+        body.into(),
+    )
+}
+
+#[test]
+fn run_serves_probes_and_exits_0_on_sigterm() {
+    let runtime = tempfile::tempdir().unwrap();
+    let mut child = Reap(
+        Command::new(BIN)
+            .args([
+                "--probe-address",
+                "127.0.0.1:0",
+                "--admin-address",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--drain-min-ms",
+                "0",
+                "--drain-delay-ms",
+                "0",
+                "--log-format",
+                "json",
+            ])
+            .arg("--runtime-dir")
+            .arg(runtime.path())
+            .env_remove("LEGATE_CONFIG")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // the bound addresses come from the `listening` log line
+    let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
+    let listening = lines
+        .by_ref()
+        .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
+        .find(|l| l["message"] == "listening")
+        .expect("a `listening` log line");
+    let probe: SocketAddr = listening["probe"].as_str().unwrap().parse().unwrap();
+    let (status, body) = get(probe, "/live");
+    assert_eq!((status, body.as_str()), (200, "alive\n"));
+
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "legate did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
