@@ -12,6 +12,7 @@ pub mod listener;
 pub mod mapping;
 pub mod module;
 pub mod secret;
+pub mod service;
 pub mod tcp_mapping;
 pub mod tls_context;
 
