@@ -7,6 +7,7 @@
 //! process failure.
 
 pub mod common;
+pub mod crd;
 pub mod host;
 pub mod listener;
 pub mod mapping;

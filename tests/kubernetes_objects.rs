@@ -57,25 +57,33 @@ fn edge(secret: RawObject, slice_ips: &[&str]) -> Vec<RawObject> {
         .map(|ip| json!({"addresses": [ip], "conditions": {"ready": true}}))
         .collect();
     vec![
-        raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+        raw(
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
             "metadata": {"name": "https", "namespace": "default"},
             "spec": {"port": 8443, "protocol": "HTTPS", "securityModel": "XFP",
-                     "hostBinding": {"namespace": {"from": "ALL"}}}})),
-        raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+                     "hostBinding": {"namespace": {"from": "ALL"}}}}),
+        ),
+        raw(
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
             "metadata": {"name": "edge", "namespace": "default"},
-            "spec": {"hostname": "edge.example.com", "tlsSecret": {"name": "edge-cert"}}})),
-        raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+            "spec": {"hostname": "edge.example.com", "tlsSecret": {"name": "edge-cert"}}}),
+        ),
+        raw(
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
             "metadata": {"name": "echo", "namespace": "default"},
             "spec": {"hostname": "edge.example.com", "prefix": "/", "service": "echo",
-                     "resolver": "kubernetes-endpoint"}})),
+                     "resolver": "kubernetes-endpoint"}}),
+        ),
         raw(json!({"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "echo", "namespace": "default", "resourceVersion": "7"},
             "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}})),
-        raw(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        raw(
+            json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": "echo-x1", "namespace": "default",
                          "labels": {"kubernetes.io/service-name": "echo"}},
             "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
-            "endpoints": endpoints})),
+            "endpoints": endpoints}),
+        ),
         secret,
     ]
 }

@@ -147,20 +147,30 @@ impl<'a> Index<'a> {
             ));
         }
         let ports = spec.ports.unwrap_or_default();
-        let Some(sp) = ports.iter().find(|p| p.port == Some(i64::from(port)) && is_tcp(p)) else {
+        let Some(sp) = ports
+            .iter()
+            .find(|p| p.port == Some(i64::from(port)) && is_tcp(p))
+        else {
             let have: Vec<String> = ports
                 .iter()
                 .filter_map(|p| p.port.map(|n| n.to_string()))
                 .collect();
             let why = format!(
                 "Service {namespace}/{name} has no TCP port {port} (ports: {})",
-                if have.is_empty() { "none".into() } else { have.join(", ") }
+                if have.is_empty() {
+                    "none".into()
+                } else {
+                    have.join(", ")
+                }
             );
             if !forced {
                 return (Resolution::Dns, Some(format!("{why}; resolved by DNS")));
             }
             self.resolved.entry(eds_name.clone()).or_default();
-            return (Resolution::Eds(eds_name), Some(format!("{why}: no endpoints")));
+            return (
+                Resolution::Eds(eds_name),
+                Some(format!("{why}: no endpoints")),
+            );
         };
         let endpoints = ready_endpoints(&svc.slices, sp, family);
         self.resolved.insert(eds_name.clone(), endpoints);
@@ -202,7 +212,10 @@ fn eds_name(namespace: &str, name: &str, port: u16, family: DnsFamily) -> String
 
 /// The `(namespace, name)` a host names: `name`, `name.namespace`, or
 /// `name.namespace.svc[.<cluster domain>]`. IPs, `localhost` and other domains name none.
-pub(crate) fn service_ref<'h>(host: &'h str, default_namespace: &'h str) -> Option<(&'h str, &'h str)> {
+pub(crate) fn service_ref<'h>(
+    host: &'h str,
+    default_namespace: &'h str,
+) -> Option<(&'h str, &'h str)> {
     if host == "localhost" || host.contains(':') || host.parse::<std::net::Ipv4Addr>().is_ok() {
         return None;
     }
@@ -223,13 +236,15 @@ fn is_tcp(p: &ServicePort) -> bool {
 fn slice_port(slice: &EndpointSliceObject, sp: &ServicePort) -> Option<u16> {
     let wanted = sp.name.as_deref().unwrap_or_default();
     let port = match slice.ports.as_deref() {
-        Some(ports) if !ports.is_empty() => ports
-            .iter()
-            .find(|p| {
-                p.name.as_deref().unwrap_or_default() == wanted
-                    && p.protocol.as_deref().is_none_or(|proto| proto == "TCP")
-            })?
-            .port?,
+        Some(ports) if !ports.is_empty() => {
+            ports
+                .iter()
+                .find(|p| {
+                    p.name.as_deref().unwrap_or_default() == wanted
+                        && p.protocol.as_deref().is_none_or(|proto| proto == "TCP")
+                })?
+                .port?
+        }
         // A slice written by hand without ports: the numeric targetPort, else the port.
         _ => match &sp.target_port {
             Some(Value::Number(n)) => n.as_i64()?,

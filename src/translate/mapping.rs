@@ -136,7 +136,11 @@ fn exact_or_present(field: &str, v: &Value) -> Result<StringMatch, Fail> {
     }
 }
 
-fn plan(m: &Obj<MappingSpec>, cx: &mut Context<'_, '_>, errs: &mut Errors) -> Result<MappingPlan, Fail> {
+fn plan(
+    m: &Obj<MappingSpec>,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+) -> Result<MappingPlan, Fail> {
     let settings = cx.settings;
     let s = &m.spec;
     let meta = &m.meta;

@@ -8,7 +8,8 @@ use crate::api::common::{
     RetryPolicySpec,
 };
 use crate::ir::{
-    CircuitBreaker, Cors, HashPolicy, HeaderValue, LbPolicy, Priority, RetryPolicy, StringMatch, TcpKeepalive,
+    CircuitBreaker, Cors, HashPolicy, HeaderValue, LbPolicy, Priority, RetryPolicy, StringMatch,
+    TcpKeepalive,
 };
 
 use super::service::duration_ms;

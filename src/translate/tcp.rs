@@ -65,7 +65,11 @@ pub(crate) fn plan_all(
         .collect()
 }
 
-fn plan(o: &Obj<TcpMappingSpec>, cx: &mut Context<'_, '_>, errs: &mut Errors) -> Result<TcpPlan, Fail> {
+fn plan(
+    o: &Obj<TcpMappingSpec>,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+) -> Result<TcpPlan, Fail> {
     let (settings, store, options) = (cx.settings, cx.store, cx.options);
     let s = &o.spec;
     let meta = &o.meta;

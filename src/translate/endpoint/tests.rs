@@ -20,21 +20,27 @@ fn raw(value: Value) -> RawObject {
 
 fn base() -> Vec<RawObject> {
     vec![
-        raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+        raw(
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
             "metadata": {"name": "l", "namespace": "default"},
             "spec": {"port": 8080, "protocol": "HTTP", "securityModel": "INSECURE",
-                     "hostBinding": {"namespace": {"from": "ALL"}}}})),
-        raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+                     "hostBinding": {"namespace": {"from": "ALL"}}}}),
+        ),
+        raw(
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
             "metadata": {"name": "h", "namespace": "default"},
-            "spec": {"hostname": "*", "requestPolicy": {"insecure": {"action": "Route"}}}})),
+            "spec": {"hostname": "*", "requestPolicy": {"insecure": {"action": "Route"}}}}),
+        ),
     ]
 }
 
 fn mapping(ns: &str, name: &str, spec: Value) -> RawObject {
     let mut spec = spec;
     spec["hostname"] = json!("*");
-    raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
-        "metadata": {"name": name, "namespace": ns}, "spec": spec}))
+    raw(
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec}),
+    )
 }
 
 fn service(ns: &str, name: &str, ports: Value) -> RawObject {
@@ -43,11 +49,20 @@ fn service(ns: &str, name: &str, ports: Value) -> RawObject {
         "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "ports": ports}}))
 }
 
-fn slice(ns: &str, name: &str, svc: &str, family: &str, ports: Value, endpoints: Value) -> RawObject {
-    raw(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+fn slice(
+    ns: &str,
+    name: &str,
+    svc: &str,
+    family: &str,
+    ports: Value,
+    endpoints: Value,
+) -> RawObject {
+    raw(
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": name, "namespace": ns,
                      "labels": {"kubernetes.io/service-name": svc}},
-        "addressType": family, "ports": ports, "endpoints": endpoints}))
+        "addressType": family, "ports": ports, "endpoints": endpoints}),
+    )
 }
 
 fn ep(ip: &str, ready: Option<bool>, terminating: Option<bool>) -> Value {
@@ -273,10 +288,12 @@ fn a_slice_without_ports_uses_the_numeric_target_port() {
         "manual",
         json!([{"port": 80, "targetPort": 3000}]),
     ));
-    objs.push(raw(json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+    objs.push(raw(
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "manual-1", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "manual"}},
-        "addressType": "IPv4", "endpoints": [{"addresses": ["192.0.2.7"]}]})));
+        "addressType": "IPv4", "endpoints": [{"addresses": ["192.0.2.7"]}]}),
+    ));
     objs.push(mapping(
         "default",
         "m",
@@ -526,9 +543,11 @@ fn load_balancers_with_endpoint_routing() {
 #[test]
 fn the_module_resolver_and_qualified_names() {
     let mut objs = base();
-    objs.push(raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Module",
+    objs.push(raw(
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Module",
         "metadata": {"name": "ambassador", "namespace": "default"},
-        "spec": {"config": {"resolver": "kubernetes-endpoint"}}})));
+        "spec": {"config": {"resolver": "kubernetes-endpoint"}}}),
+    ));
     objs.push(service("apps", "users", json!([{"port": 8080}])));
     objs.push(slice(
         "apps",
@@ -549,9 +568,11 @@ fn the_module_resolver_and_qualified_names() {
         "fqdn",
         json!({"prefix": "/f/", "service": "users.apps.svc.cluster.local:8080"}),
     ));
-    objs.push(raw(json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "TCPMapping",
+    objs.push(raw(
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "TCPMapping",
         "metadata": {"name": "tcp", "namespace": "default"},
-        "spec": {"port": 9000, "service": "users.apps:8080"}})));
+        "spec": {"port": 9000, "service": "users.apps:8080"}}),
+    ));
     let t = translate(&objs, &Options::default());
     assert_eq!(t.failures().count(), 0, "{:#?}", t.errors);
     assert_eq!(
