@@ -1,11 +1,17 @@
 //! Kubernetes core objects, as the Kubernetes source publishes them, through the translation
-//! and the xDS snapshot: a rotated TLS Secret changes only its SDS secret, and a scaled
-//! EndpointSlice changes only its EDS assignment (issue 4, "TLS" and "Endpoint resolution").
+//! and the xDS snapshot: a rotated TLS Secret changes only its SDS secret, a scaled
+//! EndpointSlice changes only its EDS assignment (issue 4, "TLS" and "Endpoint resolution"),
+//! and the EDS golden cases pass the real Envoy's `--mode validate`.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use legate::api::{Origin, RawObject};
 use legate::translate::{Options, translate};
-use legate::xds::resources::snapshot;
+use legate::xds::resources::{snapshot, static_bootstrap};
 use legate::xds::snapshot::{Snapshot, TypeKind};
+use prost::Message;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Objects come from the API server: a Kubernetes origin, full metadata.
@@ -151,4 +157,67 @@ fn scaling_a_backend_changes_only_its_eds_assignment() {
         eds.resources.keys().cloned().collect::<Vec<_>>(),
         ["k8s/default/echo/80"]
     );
+}
+
+/// The documents of a golden case's `input.yaml`.
+fn golden(case: &str) -> Vec<RawObject> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(case);
+    let text = std::fs::read_to_string(path.join("input.yaml")).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .enumerate()
+        .map(|(i, d)| RawObject {
+            origin: Origin::File {
+                file: "input.yaml".into(),
+                doc: i + 1,
+            },
+            value: serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap(),
+        })
+        .filter(|o| !o.value.is_null())
+        .collect()
+}
+
+/// EDS clusters, hash policies and ring-hash / maglev / least-request clusters are accepted
+/// by the real Envoy (as a static bootstrap, EDS assignments inlined).
+#[test]
+fn eds_golden_cases_pass_envoy_validate() {
+    let Some(envoy) = legate::envoy::locate::for_tests() else {
+        return;
+    };
+    for (case, endpoint_routing) in [
+        ("eds-endpoint-resolver", false),
+        ("eds-endpoint-routing", true),
+        ("eds-load-balancer", false),
+    ] {
+        let options = Options {
+            endpoint_routing,
+            ..Options::default()
+        };
+        let t = translate(&golden(case), &options);
+        let snap = snapshot(&t.ir, 1, "boot").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bootstrap.pb");
+        std::fs::write(&config, static_bootstrap(&snap).unwrap().encode_to_vec()).unwrap();
+        // `output` waits for Envoy; validate mode exits by itself.
+        let out = Command::new(&envoy)
+            .args([
+                "--mode",
+                "validate",
+                "--disable-hot-restart",
+                "-l",
+                "info",
+                "-c",
+            ])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{case}: envoy rejected it:\n{log}");
+        // Envoy really read this configuration.
+        let clusters = format!("loading {} cluster(s)", t.ir.clusters.len());
+        assert!(log.contains(&clusters), "{case}: no {clusters:?} in\n{log}");
+    }
 }
