@@ -7,11 +7,13 @@
 //! process failure.
 
 pub mod common;
+pub mod crd;
 pub mod host;
 pub mod listener;
 pub mod mapping;
 pub mod module;
 pub mod secret;
+pub mod service;
 pub mod tcp_mapping;
 pub mod tls_context;
 

@@ -7,6 +7,7 @@
 //! deterministic: objects are processed in the reference's order (`name`, `namespace`, then
 //! origin), never in input order. The contract is `shared/reference/ambassador-api.md`.
 
+mod endpoint;
 mod group;
 mod host;
 mod listener;
@@ -40,6 +41,11 @@ pub struct Options {
     pub probe_address: (String, u16),
     /// Add Emissary's Helm `createDefaultListeners`: 8080/HTTP and 8443/HTTPS, XFP, ALL.
     pub default_listeners: bool,
+    /// legate's `endpoint_routing`: an upstream with no explicit `resolver` (Mapping or Module)
+    /// that names a Service present in the input, on one of its ports, is served by EDS from
+    /// its EndpointSlices instead of Envoy's DNS. Default false (Emissary's default resolver,
+    /// `kubernetes-service`). See `translate::endpoint`.
+    pub endpoint_routing: bool,
 }
 
 impl Default for Options {
@@ -49,6 +55,7 @@ impl Default for Options {
             ambassador_namespace: "default".into(),
             probe_address: ("127.0.0.1".into(), 8877),
             default_listeners: false,
+            endpoint_routing: false,
         }
     }
 }
@@ -93,8 +100,19 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
     tls.load_contexts(&loaded.tls_contexts, &mut errs);
     let hosts = host::plan_all(&loaded.hosts, &tls, options, &mut errs);
     let listeners = listener::plan_all(&loaded.listeners, options, &mut errs);
-    let mappings = mapping::plan_all(&loaded.mappings, &settings, &tls, options, &mut errs);
-    let tcp = tcp::plan_all(&loaded.tcp_mappings, &settings, &tls, options, &mut errs);
+    let mut index = endpoint::Index::new(
+        &loaded.services,
+        &loaded.endpoint_slices,
+        options.endpoint_routing,
+    );
+    let mut cx = mapping::Context {
+        settings: &settings,
+        store: &tls,
+        options,
+        index: &mut index,
+    };
+    let mappings = mapping::plan_all(&loaded.mappings, &mut cx, &mut errs);
+    let tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
     let mut ir = listener::assemble(
         listener::Inputs {
             listeners,
@@ -107,6 +125,7 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
         &mut errs,
     );
     ir.secrets = tls.into_used();
+    ir.endpoints = index.endpoints_for(&ir.clusters);
     debug_assert_eq!(ir.validate(), Ok(()), "translation produced an invalid IR");
     let mut errors = errs.0;
     errors.sort();

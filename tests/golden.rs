@@ -2,7 +2,7 @@
 //! IR (`ir.json`) and the expected problems (`errors.txt`, one `ResourceError` per line).
 //! `UPDATE_GOLDEN=1 cargo test --test golden` rewrites the expectations (review the diff!).
 //! An optional `options.json` sets `ambassador_id`, `ambassador_namespace`,
-//! `default_listeners`.
+//! `default_listeners`, `endpoint_routing`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -54,6 +54,9 @@ fn options(dir: &Path) -> Options {
         }
         if let Some(d) = v["default_listeners"].as_bool() {
             o.default_listeners = d;
+        }
+        if let Some(e) = v["endpoint_routing"].as_bool() {
+            o.endpoint_routing = e;
         }
     }
     o

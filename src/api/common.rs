@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Fields nobody declared: kept so they can be reported as warnings, never an error.
 pub type Extra = BTreeMap<String, serde_json::Value>;
 
 /// A field that is either one string or a list of strings (`ambassador_id`, `remove_*_headers`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -36,7 +37,7 @@ impl OneOrMany {
 }
 
 /// A string or an integer (CORS `max_age`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StringOrInt {
     Int(i64),
@@ -53,7 +54,7 @@ impl std::fmt::Display for StringOrInt {
 }
 
 /// `{matchLabels: {...}}`: every label must match.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     pub match_labels: Option<BTreeMap<String, String>>,
@@ -72,7 +73,7 @@ impl LabelSelector {
 }
 
 /// A header to add: a plain value (appended) or `{value, append}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AddHeader {
     Value(String),
@@ -84,14 +85,14 @@ pub enum AddHeader {
 }
 
 /// `{pattern, substitution}` for `regex_rewrite` and `regex_redirect`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct RegexRewriteSpec {
     pub pattern: String,
     pub substitution: String,
 }
 
 /// One circuit-breaker threshold set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 pub struct CircuitBreakerSpec {
     /// `default` or `high`.
     pub priority: Option<String>,
@@ -102,7 +103,7 @@ pub struct CircuitBreakerSpec {
 }
 
 /// TCP keepalive settings of upstream connections.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct KeepaliveSpec {
     pub time: Option<u32>,
     pub interval: Option<u32>,
@@ -112,7 +113,7 @@ pub struct KeepaliveSpec {
 }
 
 /// Retries of one route.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct RetryPolicySpec {
     /// `5xx`, `gateway-error`, `connect-failure`, `retriable-4xx`, `refused-stream` or
     /// `retriable-status-codes` (several may be comma-separated).
@@ -125,7 +126,7 @@ pub struct RetryPolicySpec {
 }
 
 /// A CORS policy.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct CorsSpec {
     /// Exact origins, a list or a comma-separated string (v2).
     pub origins: Option<OneOrMany>,
@@ -139,7 +140,7 @@ pub struct CorsSpec {
 }
 
 /// Load balancing of one cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct LoadBalancerSpec {
     /// `round_robin`, `least_request`, `ring_hash` or `maglev`.
     pub policy: String,
@@ -150,7 +151,7 @@ pub struct LoadBalancerSpec {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct LbCookie {
     pub name: String,
     pub path: Option<String>,

@@ -1,11 +1,12 @@
 //! `Host` (getambassador.io v3alpha1 and v2): a virtual host, its TLS and its insecure policy.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Extra, LabelSelector, OneOrMany};
 use super::tls_context::TlsContextSpec;
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostSpec {
     #[serde(alias = "ambassadorId", rename = "ambassador_id")]
@@ -29,23 +30,23 @@ pub struct HostSpec {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct SecretRef {
     pub name: String,
     pub namespace: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct NameRef {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct RequestPolicy {
     pub insecure: Option<InsecurePolicy>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InsecurePolicy {
     pub action: Option<InsecureAction>,
@@ -54,7 +55,7 @@ pub struct InsecurePolicy {
 }
 
 /// What a cleartext request to a Host does (default `Redirect`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 pub enum InsecureAction {
     Redirect,
     Reject,

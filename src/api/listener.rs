@@ -1,10 +1,11 @@
 //! `Listener` (getambassador.io v3alpha1 only): one Envoy listener.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Extra, LabelSelector, OneOrMany};
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListenerSpec {
     #[serde(alias = "ambassadorId", rename = "ambassador_id")]
@@ -27,13 +28,13 @@ pub struct ListenerSpec {
     pub extra: Extra,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct HostBinding {
     pub namespace: Option<NamespaceBinding>,
     pub selector: Option<LabelSelector>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub struct NamespaceBinding {
     /// `ALL` or `SELF` (`SELECTOR` is unsupported and acts as `SELF`).
     pub from: Option<String>,

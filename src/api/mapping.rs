@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
@@ -11,7 +12,7 @@ use super::common::{
 
 /// The `spec` of a Mapping. Every field is optional at the serde level so a wrong value can be
 /// reported against its own field; `prefix` and `service` are checked by the translation.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct MappingSpec {
     #[serde(alias = "ambassadorId")]
     pub ambassador_id: Option<OneOrMany>,

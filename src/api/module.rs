@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
@@ -9,7 +10,7 @@ use super::common::{
     RetryPolicySpec,
 };
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ModuleSpec {
     #[serde(alias = "ambassadorId")]
     pub ambassador_id: Option<OneOrMany>,
@@ -20,7 +21,7 @@ pub struct ModuleSpec {
 
 /// The keys of `spec.config` legate honours (reference §6.1), plus the inert ones (§6.2) so
 /// they can be reported as having no effect.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ModuleConfig {
     pub use_remote_address: Option<bool>,
     pub server_name: Option<String>,
@@ -82,7 +83,7 @@ pub struct ModuleConfig {
 }
 
 /// `{enabled: bool}` plus overrides legate does not support yet.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct Toggle {
     pub enabled: Option<bool>,
     #[serde(flatten)]
@@ -90,14 +91,14 @@ pub struct Toggle {
 }
 
 /// `defaults`: `defaults.<key>` or `defaults.httpmapping.<key>`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ModuleDefaults {
     #[serde(flatten)]
     pub top: MappingDefaults,
     pub httpmapping: Option<MappingDefaults>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct MappingDefaults {
     pub add_request_headers: Option<BTreeMap<String, AddHeader>>,
     pub add_response_headers: Option<BTreeMap<String, AddHeader>>,

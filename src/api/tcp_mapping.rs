@@ -1,10 +1,11 @@
 //! `TCPMapping` (getambassador.io v3alpha1 and v2): L4 proxying from a port (and SNI).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{CircuitBreakerSpec, Extra, OneOrMany};
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct TcpMappingSpec {
     #[serde(alias = "ambassadorId")]
     pub ambassador_id: Option<OneOrMany>,

@@ -1,11 +1,12 @@
 //! `TLSContext` (getambassador.io v3alpha1 and v2): TLS termination or origination settings.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{Extra, OneOrMany};
 
 /// The spec of a TLSContext, also the inline `Host.tls` (which takes camelCase aliases).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct TlsContextSpec {
     #[serde(alias = "ambassadorId")]
     pub ambassador_id: Option<OneOrMany>,

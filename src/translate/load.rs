@@ -14,6 +14,7 @@ use crate::api::listener::ListenerSpec;
 use crate::api::mapping::MappingSpec;
 use crate::api::module::ModuleSpec;
 use crate::api::secret::SecretObject;
+use crate::api::service::{EndpointSliceObject, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::{Origin, RawObject, ResourceError};
@@ -87,6 +88,8 @@ pub(crate) struct Loaded {
     pub modules: Vec<Obj<ModuleSpec>>,
     pub tcp_mappings: Vec<Obj<TcpMappingSpec>>,
     pub secrets: Vec<Obj<SecretObject>>,
+    pub services: Vec<Obj<ServiceObject>>,
+    pub endpoint_slices: Vec<Obj<EndpointSliceObject>>,
 }
 
 /// Kinds of the group legate does not translate yet: reported once each, never silently lost.
@@ -101,6 +104,9 @@ const UNSUPPORTED_KINDS: &[&str] = &[
     "ConsulResolver",
 ];
 
+/// Kubernetes core kinds: typed whole, never filtered by `ambassador_id`.
+const CORE_KINDS: &[&str] = &["Secret", "Service", "EndpointSlice"];
+
 pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) -> Loaded {
     let mut order: Vec<&RawObject> = objects.iter().collect();
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
@@ -113,7 +119,7 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
         let Some(meta) = meta(raw, kind, version, options, errs) else {
             continue;
         };
-        if kind != "Secret" && !id_matches(&meta, spec, &options.ambassador_id, errs) {
+        if !CORE_KINDS.contains(&kind) && !id_matches(&meta, spec, &options.ambassador_id, errs) {
             tracing::debug!(name = %meta.id(), kind, "ambassador_id does not match: skipped");
             continue;
         }
@@ -123,7 +129,7 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
             continue;
         }
         seen.insert(key, meta.origin.clone());
-        if version == Version::V2 && raw.api_version() != "v1" {
+        if version == Version::V2 && raw.api_version().starts_with("getambassador.io/") {
             errs.push(meta.warning(
                 "apiVersion",
                 format!(
@@ -142,6 +148,8 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
         &mut loaded.modules,
         &mut loaded.tcp_mappings,
         &mut loaded.secrets,
+        &mut loaded.services,
+        &mut loaded.endpoint_slices,
     ] {
         list.sort_by_key();
     }
@@ -158,8 +166,8 @@ impl<T> SortByKey for Vec<Obj<T>> {
     }
 }
 
-/// Kind, version and the part to type (`spec`, or the whole object for a Secret); `None` for
-/// objects legate ignores.
+/// Kind, version and the part to type (`spec`, or the whole object for a core kind); `None`
+/// for objects legate ignores.
 fn classify<'a>(
     raw: &'a RawObject,
     errs: &mut Errors,
@@ -185,8 +193,14 @@ fn classify<'a>(
         );
         return None;
     }
-    if raw.api_version() == "v1" {
-        return (raw.kind() == "Secret").then_some(("Secret", Version::V2, &raw.value));
+    match (raw.api_version(), raw.kind()) {
+        ("v1", "Secret") => return Some(("Secret", Version::V2, &raw.value)),
+        ("v1", "Service") => return Some(("Service", Version::V2, &raw.value)),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            return Some(("EndpointSlice", Version::V2, &raw.value));
+        }
+        ("v1", _) => return None,
+        _ => {}
     }
     let version = match raw.api_version() {
         "getambassador.io/v3alpha1" => Version::V3,
@@ -266,11 +280,26 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
 }
 
 fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
-    if meta.kind == "Secret" {
-        if let Some(s) = typed::<SecretObject>(&meta, spec, "", errs) {
-            loaded.secrets.push(Obj { meta, spec: s });
+    match meta.kind {
+        "Secret" => {
+            if let Some(s) = typed::<SecretObject>(&meta, spec, "", errs) {
+                loaded.secrets.push(Obj { meta, spec: s });
+            }
+            return;
         }
-        return;
+        "Service" => {
+            if let Some(s) = typed::<ServiceObject>(&meta, spec, "", errs) {
+                loaded.services.push(Obj { meta, spec: s });
+            }
+            return;
+        }
+        "EndpointSlice" => {
+            if let Some(s) = typed::<EndpointSliceObject>(&meta, spec, "", errs) {
+                loaded.endpoint_slices.push(Obj { meta, spec: s });
+            }
+            return;
+        }
+        _ => {}
     }
     if !spec.is_object() {
         errs.push(meta.error("spec", "required (a mapping)"));

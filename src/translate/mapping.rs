@@ -7,11 +7,12 @@ use serde_json::Value;
 
 use crate::api::mapping::MappingSpec;
 use crate::ir::{
-    Cluster, Cors, Discovery, Endpoint, HeaderMatch, HeaderValue, HostRewrite, PathMatch,
-    QueryMatch, Redirect, RedirectCode, RedirectPath, RegexRewrite, RetryPolicy, RouteMatch,
-    StringMatch, UpstreamTls,
+    Cluster, Cors, Discovery, Endpoint, HashPolicy, HeaderMatch, HeaderValue, HostRewrite,
+    PathMatch, QueryMatch, Redirect, RedirectCode, RedirectPath, RegexRewrite, RetryPolicy,
+    RouteMatch, StringMatch, UpstreamTls,
 };
 
+use super::endpoint::{Index, Resolution, Resolver};
 use super::group::SortKey;
 use super::host::{authority_matcher, check_glob};
 use super::load::{Meta, Obj};
@@ -62,6 +63,8 @@ pub(crate) struct MappingPlan {
     pub cors: Option<Cors>,
     pub retry: Option<RetryPolicy>,
     pub upgrades: Vec<String>,
+    /// The route's hash key (ring hash / maglev under the endpoint resolver).
+    pub hash_policy: Option<HashPolicy>,
     /// Exactly `/.well-known/acme-challenge/`: always routed, never redirected.
     pub acme: bool,
 }
@@ -81,16 +84,23 @@ fn fail(field: &str, msg: impl Into<String>) -> Fail {
     (format!("spec.{field}"), msg.into())
 }
 
+/// What planning a Mapping or TCPMapping reads besides the resource itself.
+pub(crate) struct Context<'c, 'a> {
+    pub settings: &'c Settings,
+    pub store: &'c Store,
+    pub options: &'c Options,
+    /// Services and EndpointSlices; records the EDS endpoints resolved.
+    pub index: &'c mut Index<'a>,
+}
+
 pub(crate) fn plan_all(
     mappings: &[Obj<MappingSpec>],
-    settings: &Settings,
-    store: &Store,
-    options: &Options,
+    cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Vec<MappingPlan> {
-    let mut out = builtins(settings, options);
+    let mut out = builtins(cx.settings, cx.options);
     for m in mappings {
-        match plan(m, settings, store, options, errs) {
+        match plan(m, cx, errs) {
             Ok(p) => out.push(p),
             Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
         }
@@ -128,11 +138,10 @@ fn exact_or_present(field: &str, v: &Value) -> Result<StringMatch, Fail> {
 
 fn plan(
     m: &Obj<MappingSpec>,
-    settings: &Settings,
-    store: &Store,
-    options: &Options,
+    cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<MappingPlan, Fail> {
+    let settings = cx.settings;
     let s = &m.spec;
     let meta = &m.meta;
     let prefix = s.prefix.clone().ok_or_else(|| fail("prefix", "required"))?;
@@ -300,6 +309,8 @@ fn plan(
     if shadow && s.host_redirect == Some(true) {
         errs.push(meta.warning("spec.host_redirect", "ignored: shadow takes precedence"));
     }
+    let mut hash_policy = None;
+    let mut authority = None;
     let target = if redirect {
         Target::Redirect(redirect_target(s, &service, meta, errs)?)
     } else {
@@ -315,9 +326,10 @@ fn plan(
                 );
             }
         }
-        Target::Cluster(Box::new(cluster(
-            s, &service, meta, settings, store, options, errs,
-        )?))
+        let up = cluster(s, &service, meta, cx, errs)?;
+        hash_policy = up.hash_policy;
+        authority = Some(up.authority);
+        Target::Cluster(Box::new(up.cluster))
     };
 
     // --- policies and headers ---
@@ -336,13 +348,11 @@ fn plan(
     add_resp.extend(s.add_response_headers.clone().unwrap_or_default());
     if s.add_linkerd_headers
         .unwrap_or(settings.add_linkerd_headers)
-        && let Target::Cluster(c) = &target
-        && let Discovery::StrictDns(eps) | Discovery::LogicalDns(eps) = &c.discovery
-        && let Some(ep) = eps.first()
+        && let Some(authority) = authority
     {
         add_request_headers.push(HeaderValue {
             name: "l5d-dst-override".into(),
-            value: format!("{}:{}", ep.address, ep.port),
+            value: authority,
             append: false,
         });
     }
@@ -412,6 +422,7 @@ fn plan(
         cors,
         retry,
         upgrades,
+        hash_policy,
     })
 }
 
@@ -484,27 +495,31 @@ fn redirect_target(
     })
 }
 
+/// A Mapping's upstream: its cluster, the route's hash key, and `host:port` (for Linkerd).
+struct Upstream {
+    cluster: Cluster,
+    hash_policy: Option<HashPolicy>,
+    authority: String,
+}
+
 /// The upstream cluster (§4.2, §4.6, §4.9). Its name follows Emissary's rule; settings that
 /// would conflict under one name are separated later (see `group::assign_clusters`).
 fn cluster(
     s: &MappingSpec,
     service: &str,
     meta: &Meta,
-    settings: &Settings,
-    store: &Store,
-    options: &Options,
+    cx: &mut Context<'_, '_>,
     errs: &mut Errors,
-) -> Result<Cluster, Fail> {
+) -> Result<Upstream, Fail> {
+    let (settings, store, options) = (cx.settings, cx.store, cx.options);
     let mut svc = Service::parse(service).map_err(|e| fail("service", e))?;
     if let Some(suffix) = &svc.ignored_suffix {
         errs.push(meta.warning("spec.service", format!("{suffix:?} is ignored")));
     }
-    if let Some(r) = s.resolver.as_deref().filter(|r| *r != "kubernetes-service") {
-        return Err(fail(
-            "resolver",
-            format!("{r:?}: only kubernetes-service is supported yet"),
-        ));
-    }
+    let resolver = match s.resolver.as_deref() {
+        Some(r) => Some(Resolver::parse(r).map_err(|e| fail("resolver", e))?),
+        None => settings.resolver,
+    };
     if meta.namespace != options.ambassador_namespace
         && !settings.use_ambassador_namespace_for_service_resolution
     {
@@ -535,16 +550,14 @@ fn cluster(
             .map_err(|(f, e)| fail(&format!("circuit_breakers{f}"), e))?,
         None => settings.circuit_breakers.clone(),
     };
-    let lb = match &s.load_balancer {
-        Some(lb) => Some(
-            policy::load_balancer(lb).map_err(|(f, e)| fail(&format!("load_balancer.{f}"), e))?,
-        ),
-        None => settings.lb_policy.clone(),
-    };
-    let ep = vec![Endpoint::new(svc.host.clone(), port)];
-    let discovery = match s.dns_type.as_deref() {
-        None | Some("strict_dns") => Discovery::StrictDns(ep),
-        Some("logical_dns") => Discovery::LogicalDns(ep),
+    let dns_family = policy::dns_family(
+        s.enable_ipv4.unwrap_or(settings.enable_ipv4),
+        s.enable_ipv6.unwrap_or(settings.enable_ipv6),
+    )
+    .map_err(|(f, e)| fail(&f, e))?;
+    let logical = match s.dns_type.as_deref() {
+        None | Some("strict_dns") => false,
+        Some("logical_dns") => true,
         Some(other) => {
             return Err(fail(
                 "dns_type",
@@ -552,11 +565,56 @@ fn cluster(
             ));
         }
     };
-    let dns_family = policy::dns_family(
-        s.enable_ipv4.unwrap_or(settings.enable_ipv4),
-        s.enable_ipv6.unwrap_or(settings.enable_ipv6),
-    )
-    .map_err(|(f, e)| fail(&f, e))?;
+    let (resolution, warning) = cx.index.resolve(
+        resolver,
+        &svc.host,
+        port,
+        dns_family,
+        &options.ambassador_namespace,
+    );
+    if let Some(w) = warning {
+        errs.push(meta.warning("spec.service", w));
+    }
+    let eds = matches!(resolution, Resolution::Eds(_));
+    let balancer = match &s.load_balancer {
+        Some(lb) => {
+            let b = policy::load_balancer(lb)
+                .map_err(|(f, e)| fail(&format!("load_balancer.{f}"), e))?;
+            if b.needs_endpoints() && !eds {
+                return Err(fail("load_balancer.policy", HASH_NEEDS_EDS));
+            }
+            Some(b)
+        }
+        None => match &settings.load_balancer {
+            Some(b) if b.needs_endpoints() && !eds => {
+                errs.push(meta.warning(
+                    "spec.service",
+                    format!("the Module's load_balancer is not applied: {HASH_NEEDS_EDS}"),
+                ));
+                None
+            }
+            other => other.clone(),
+        },
+    };
+    let discovery = match resolution {
+        Resolution::Eds(service_name) => {
+            if logical {
+                errs.push(meta.warning(
+                    "spec.dns_type",
+                    "ignored: the endpoint resolver does not use DNS",
+                ));
+            }
+            Discovery::Eds { service_name }
+        }
+        Resolution::Dns => {
+            let ep = vec![Endpoint::new(svc.host.clone(), port)];
+            if logical {
+                Discovery::LogicalDns(ep)
+            } else {
+                Discovery::StrictDns(ep)
+            }
+        }
+    };
 
     let mut parts: Vec<String> = vec!["cluster".into()];
     if s.shadow == Some(true) {
@@ -575,6 +633,9 @@ fn cluster(
     }
     parts.push(meta.namespace.clone());
     parts.extend(circuit_breakers.iter().map(policy::circuit_breaker_token));
+    if eds && let Some(b) = &balancer {
+        parts.extend(b.name_tokens());
+    }
 
     let mut c = Cluster::new(cluster_name(&parts), discovery);
     c.alt_stat_name = Some(
@@ -582,7 +643,9 @@ fn cluster(
             .clone()
             .unwrap_or_else(|| sanitize(&svc.authority())),
     );
-    c.lb_policy = lb.unwrap_or(crate::ir::LbPolicy::RoundRobin);
+    c.lb_policy = balancer
+        .as_ref()
+        .map_or(crate::ir::LbPolicy::RoundRobin, |b| b.policy.clone());
     c.connect_timeout_ms = s.connect_timeout_ms.unwrap_or(3000);
     c.circuit_breakers = circuit_breakers;
     c.tls = tls;
@@ -600,8 +663,14 @@ fn cluster(
         .as_ref()
         .or(settings.keepalive.as_ref())
         .map(policy::keepalive);
-    Ok(c)
+    Ok(Upstream {
+        authority: format!("{}:{port}", svc.host),
+        hash_policy: balancer.and_then(|b| b.hash),
+        cluster: c,
+    })
 }
+
+const HASH_NEEDS_EDS: &str = "ring_hash and maglev need the endpoint resolver (resolver: kubernetes-endpoint, or legate's endpoint_routing setting) and a service naming a Kubernetes Service";
 
 /// Joins the parts with `_`, sanitizes, and shortens names over 60 characters to
 /// `<first 40>-<SHA-1 prefix>-0` (§4.9).
@@ -676,6 +745,7 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             cors: None,
             retry: None,
             upgrades: Vec::new(),
+            hash_policy: None,
             acme: false,
         });
     }

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::api::common::{AddHeader, KeepaliveSpec, OneOrMany};
 use crate::api::module::{MappingDefaults, ModuleConfig, ModuleSpec};
-use crate::ir::{AccessLog, CircuitBreaker, Cors, LbPolicy, RetryPolicy};
+use crate::ir::{AccessLog, CircuitBreaker, Cors, RetryPolicy};
 
+use super::endpoint::Resolver;
 use super::load::{Obj, unknown};
 use super::{Errors, Options, policy};
 
@@ -38,7 +39,9 @@ pub(crate) struct Settings {
     pub circuit_breakers: Vec<CircuitBreaker>,
     pub retry: Option<RetryPolicy>,
     pub cors: Option<Cors>,
-    pub lb_policy: Option<LbPolicy>,
+    pub load_balancer: Option<policy::Balancer>,
+    /// The Module's `resolver`, the default of every Mapping and TCPMapping.
+    pub resolver: Option<Resolver>,
     pub keepalive: Option<KeepaliveSpec>,
     pub enable_ipv4: bool,
     pub enable_ipv6: bool,
@@ -75,7 +78,8 @@ impl Default for Settings {
             circuit_breakers: Vec::new(),
             retry: None,
             cors: None,
-            lb_policy: None,
+            load_balancer: None,
+            resolver: None,
             keepalive: None,
             enable_ipv4: true,
             enable_ipv6: false,
@@ -142,12 +146,12 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
     let enable_ipv4 = c.enable_ipv4.unwrap_or(true);
     let enable_ipv6 = c.enable_ipv6.unwrap_or(false);
     policy::dns_family(enable_ipv4, enable_ipv6)?;
-    if let Some(r) = c.resolver.as_deref().filter(|r| *r != "kubernetes-service") {
-        return Err((
-            "resolver".into(),
-            format!("{r:?}: only kubernetes-service is supported yet"),
-        ));
-    }
+    let resolver = c
+        .resolver
+        .as_deref()
+        .map(Resolver::parse)
+        .transpose()
+        .map_err(|m| ("resolver".to_string(), m))?;
     Ok(Settings {
         use_remote_address: c.use_remote_address.unwrap_or(true),
         server_name: c.server_name.clone(),
@@ -183,7 +187,8 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
             .map(policy::cors)
             .transpose()
             .map_err(sub("cors."))?,
-        lb_policy: c
+        resolver,
+        load_balancer: c
             .load_balancer
             .as_ref()
             .map(policy::load_balancer)

@@ -8,7 +8,8 @@ use crate::api::common::{
     RetryPolicySpec,
 };
 use crate::ir::{
-    CircuitBreaker, Cors, HeaderValue, LbPolicy, Priority, RetryPolicy, StringMatch, TcpKeepalive,
+    CircuitBreaker, Cors, HashPolicy, HeaderValue, LbPolicy, Priority, RetryPolicy, StringMatch,
+    TcpKeepalive,
 };
 
 use super::service::duration_ms;
@@ -125,38 +126,95 @@ pub(crate) fn circuit_breaker_token(cb: &CircuitBreaker) -> String {
     t
 }
 
-/// `round_robin` / `least_request` alone. `ring_hash` / `maglev` need a hash key and the
-/// endpoint resolver, which legate does not have yet: reported, never silently degraded.
-pub(crate) fn load_balancer(spec: &LoadBalancerSpec) -> Result<LbPolicy, FieldError> {
+/// A checked `load_balancer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Balancer {
+    pub policy: LbPolicy,
+    /// The route's hash key (ring hash and maglev only).
+    pub hash: Option<HashPolicy>,
+}
+
+impl Balancer {
+    /// Ring hash and maglev need endpoints Envoy can hash onto: the endpoint resolver.
+    pub fn needs_endpoints(&self) -> bool {
+        self.hash.is_some()
+    }
+
+    /// The cluster-name tokens of endpoint routing with a load balancer (§4.9):
+    /// `er-<policy>`, then `hdr-<h>`, `cookie-<c>` or `srcip`.
+    pub fn name_tokens(&self) -> Vec<String> {
+        let policy = match self.policy {
+            LbPolicy::RoundRobin => "round_robin",
+            LbPolicy::LeastRequest => "least_request",
+            LbPolicy::RingHash => "ring_hash",
+            LbPolicy::Maglev => "maglev",
+            LbPolicy::Random => "random",
+        };
+        let mut t = vec![format!("er-{policy}")];
+        match &self.hash {
+            Some(HashPolicy::Header(h)) => t.push(format!("hdr-{h}")),
+            Some(HashPolicy::Cookie { name, .. }) => t.push(format!("cookie-{name}")),
+            Some(HashPolicy::SourceIp) => t.push("srcip".into()),
+            None => {}
+        }
+        t
+    }
+}
+
+/// `round_robin` / `least_request` alone; `ring_hash` / `maglev` with exactly one of `cookie`,
+/// `header`, `source_ip: true`. Whether the resolver allows hashing is checked by the caller.
+pub(crate) fn load_balancer(spec: &LoadBalancerSpec) -> Result<Balancer, FieldError> {
     let keys = usize::from(spec.cookie.is_some())
         + usize::from(spec.header.is_some())
         + usize::from(spec.source_ip.is_some());
-    match spec.policy.as_str() {
-        "round_robin" | "least_request" if keys > 0 => Err(err(
-            "policy",
-            format!("{} takes no cookie, header or source_ip", spec.policy),
-        )),
-        "round_robin" => Ok(LbPolicy::RoundRobin),
-        "least_request" => Ok(LbPolicy::LeastRequest),
-        "ring_hash" | "maglev" if keys != 1 => Err(err(
-            "policy",
-            format!(
-                "{} needs exactly one of cookie, header, source_ip",
-                spec.policy
-            ),
-        )),
-        "ring_hash" | "maglev" => Err(err(
-            "policy",
-            format!(
-                "{} needs the endpoint resolver, which is not available yet (only kubernetes-service)",
-                spec.policy
-            ),
-        )),
-        other => Err(err(
-            "policy",
-            format!("{other:?} is not round_robin, least_request, ring_hash or maglev"),
-        )),
-    }
+    let policy = match spec.policy.as_str() {
+        "round_robin" | "least_request" if keys > 0 => {
+            return Err(err(
+                "policy",
+                format!("{} takes no cookie, header or source_ip", spec.policy),
+            ));
+        }
+        "round_robin" => LbPolicy::RoundRobin,
+        "least_request" => LbPolicy::LeastRequest,
+        "ring_hash" | "maglev" if keys != 1 => {
+            return Err(err(
+                "policy",
+                format!(
+                    "{} needs exactly one of cookie, header, source_ip",
+                    spec.policy
+                ),
+            ));
+        }
+        "ring_hash" => LbPolicy::RingHash,
+        "maglev" => LbPolicy::Maglev,
+        other => {
+            return Err(err(
+                "policy",
+                format!("{other:?} is not round_robin, least_request, ring_hash or maglev"),
+            ));
+        }
+    };
+    let hash = if let Some(c) = &spec.cookie {
+        let ttl_ms = match &c.ttl {
+            Some(t) => Some(duration_ms(t).map_err(|m| err("cookie.ttl", m))?),
+            None => None,
+        };
+        Some(HashPolicy::Cookie {
+            name: c.name.clone(),
+            path: c.path.clone(),
+            ttl_ms,
+        })
+    } else if let Some(h) = &spec.header {
+        Some(HashPolicy::Header(h.clone()))
+    } else if let Some(ip) = spec.source_ip {
+        if !ip {
+            return Err(err("source_ip", "must be true when set"));
+        }
+        Some(HashPolicy::SourceIp)
+    } else {
+        None
+    };
+    Ok(Balancer { policy, hash })
 }
 
 /// `idle_time` is used as `time` when `time` is unset (Emissary ignores it).

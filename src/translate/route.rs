@@ -144,7 +144,7 @@ fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold:
                 .cloned()
                 .unwrap_or_default(),
                 mirrors: g.mirror.iter().cloned().collect(),
-                hash_policy: Vec::new(),
+                hash_policy: plan.hash_policy.iter().cloned().collect(),
             })
         }
     };

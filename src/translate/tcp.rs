@@ -11,12 +11,12 @@ use crate::ir::{
     WeightedCluster,
 };
 
+use super::endpoint::{Resolution, Resolver};
 use super::load::{Meta, Obj};
-use super::mapping::cluster_name;
-use super::module::Settings;
+use super::mapping::{Context, cluster_name};
 use super::service::{Service, sanitize};
 use super::tls::Store;
-use super::{Errors, Options, group, policy};
+use super::{Errors, group, policy};
 
 /// A TCPMapping that passed its checks.
 #[derive(Debug, Clone)]
@@ -51,13 +51,11 @@ fn fail(field: &str, msg: impl Into<String>) -> Fail {
 
 pub(crate) fn plan_all(
     objs: &[Obj<TcpMappingSpec>],
-    settings: &Settings,
-    store: &Store,
-    options: &Options,
+    cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Vec<TcpPlan> {
     objs.iter()
-        .filter_map(|o| match plan(o, settings, store, options) {
+        .filter_map(|o| match plan(o, cx, errs) {
             Ok(p) => Some(p),
             Err((f, m)) => {
                 errs.push(o.meta.error(&f, m));
@@ -69,10 +67,10 @@ pub(crate) fn plan_all(
 
 fn plan(
     o: &Obj<TcpMappingSpec>,
-    settings: &Settings,
-    store: &Store,
-    options: &Options,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
 ) -> Result<TcpPlan, Fail> {
+    let (settings, store, options) = (cx.settings, cx.store, cx.options);
     let s = &o.spec;
     let meta = &o.meta;
     let port = match s.port {
@@ -85,12 +83,10 @@ fn plan(
         .as_deref()
         .ok_or_else(|| fail("service", "required"))?;
     let mut svc = Service::parse(service).map_err(|e| fail("service", e))?;
-    if let Some(r) = s.resolver.as_deref().filter(|r| *r != "kubernetes-service") {
-        return Err(fail(
-            "resolver",
-            format!("{r:?}: only kubernetes-service is supported yet"),
-        ));
-    }
+    let resolver = match s.resolver.as_deref() {
+        Some(r) => Some(Resolver::parse(r).map_err(|e| fail("resolver", e))?),
+        None => settings.resolver,
+    };
     if let Some(w) = s.weight
         && w > 100
     {
@@ -140,10 +136,21 @@ fn plan(
     parts.push(meta.namespace.clone());
     parts.extend(circuit_breakers.iter().map(policy::circuit_breaker_token));
     let port_up = svc.port_or_default(tls.is_some());
-    let mut cluster = Cluster::new(
-        cluster_name(&parts),
-        Discovery::StrictDns(vec![Endpoint::new(svc.host.clone(), port_up)]),
+    let (resolution, warning) = cx.index.resolve(
+        resolver,
+        &svc.host,
+        port_up,
+        dns_family,
+        &options.ambassador_namespace,
     );
+    if let Some(w) = warning {
+        errs.push(meta.warning("spec.service", w));
+    }
+    let discovery = match resolution {
+        Resolution::Eds(service_name) => Discovery::Eds { service_name },
+        Resolution::Dns => Discovery::StrictDns(vec![Endpoint::new(svc.host.clone(), port_up)]),
+    };
+    let mut cluster = Cluster::new(cluster_name(&parts), discovery);
     cluster.alt_stat_name = Some(
         s.stats_name
             .clone()
