@@ -84,7 +84,8 @@ pub struct App {
     metrics: Arc<Metrics>,
     trigger: Trigger,
     envoy: supervisor::Handle,
-    supervisor: JoinHandle<Result<Option<envoy::process::ExitInfo>, SupervisorError>>,
+    /// `None` once its result has been taken.
+    supervisor: Option<JoinHandle<Result<Option<envoy::process::ExitInfo>, SupervisorError>>>,
     not_draining: Guard,
     xds_stop: Option<oneshot::Sender<()>>,
     xds_task: JoinHandle<()>,
@@ -237,7 +238,7 @@ impl App {
             metrics,
             trigger: signals.trigger,
             envoy: handle,
-            supervisor,
+            supervisor: Some(supervisor),
             not_draining,
             xds_stop: Some(xds_stop),
             xds_task,
@@ -280,10 +281,16 @@ impl App {
     /// Runs until a drain completes or something fatal happens; returns the exit code.
     pub async fn wait(mut self) -> u8 {
         let mut drain = self.trigger.watch();
+        let Some(mut supervisor) = self.supervisor.take() else {
+            return exit::FATAL;
+        };
         let critical = futures_any(&mut self.critical);
         let code = tokio::select! {
-            _ = drain.started() => self.drain(drain).await,
-            result = &mut self.supervisor => {
+            _ = drain.started() => {
+                self.supervisor = Some(supervisor);
+                self.drain(drain).await
+            }
+            result = &mut supervisor => {
                 match result {
                     Ok(Err(SupervisorError::BudgetExhausted { deaths, window, last_exit })) => {
                         tracing::error!(deaths, ?window, %last_exit, "envoy restart budget spent; exiting");
@@ -369,10 +376,12 @@ impl App {
 
     /// 6. Envoy is stopped: now stop the ADS server, the sources and everything else.
     async fn finish(&mut self) {
-        if !self.supervisor.is_finished() {
-            let _ = self.envoy.stop_now().await;
+        if let Some(mut supervisor) = self.supervisor.take() {
+            if !supervisor.is_finished() {
+                let _ = self.envoy.stop_now().await;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut supervisor).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.supervisor).await;
         if let Some(stop) = self.xds_stop.take() {
             let _ = stop.send(());
         }
@@ -474,6 +483,7 @@ fn translate_options(
             .unwrap_or_else(|| "default".into()),
         probe_address: (probe_host, probe.port()),
         default_listeners: false,
+        endpoint_routing: config.source.endpoint_routing,
     }
 }
 

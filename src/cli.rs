@@ -40,6 +40,9 @@ pub enum Command {
     Translate(TranslateArgs),
     /// Validate a directory of getambassador.io YAML; exits 1 when any resource is invalid.
     Check(CheckArgs),
+    /// Print the getambassador.io CustomResourceDefinitions (YAML), generated from legate's
+    /// resource types.
+    Crds,
 }
 
 impl Cli {

@@ -130,6 +130,11 @@ pub struct SourceSettings {
     /// `AMBASSADOR_LABEL_SELECTOR`: only getambassador.io resources matching this Kubernetes
     /// label selector are read (Services, EndpointSlices and Secrets are not filtered).
     pub label_selector: Option<String>,
+    /// Route Mappings whose `service` names a Kubernetes Service through its EndpointSlices
+    /// (EDS: ready endpoints only, scaling without touching clusters or routes) instead of
+    /// DNS. Emissary's default is DNS (`kubernetes-service` resolver); a Mapping or Module
+    /// `resolver: kubernetes-endpoint` selects EDS regardless of this setting.
+    pub endpoint_routing: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +222,7 @@ impl Default for SourceSettings {
             namespace: None,
             single_namespace: false,
             label_selector: None,
+            endpoint_routing: false,
         }
     }
 }

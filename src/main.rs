@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Translate(args) => cmd::translate(args),
         Command::Check(args) => cmd::check(args),
+        Command::Crds => print_stdout(&legate::api::crd::crds_yaml()),
     })
 }
 
@@ -72,4 +73,17 @@ fn run(args: RunArgs) -> u8 {
 
 fn source_of(error: &dyn std::error::Error) -> String {
     error.source().map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// Writes to stdout; a closed pipe (`legate crds | head`) is not an error worth a panic.
+fn print_stdout(text: &str) -> u8 {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Ok(()) => exit::CLEAN,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::CLEAN,
+        Err(e) => {
+            eprintln!("legate: cannot write to stdout: {e}");
+            exit::FATAL
+        }
+    }
 }
