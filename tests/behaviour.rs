@@ -7,11 +7,12 @@
 //! websocket, TLS/SNI and TCPMapping (`behaviour/streams.rs`); hot reload under load
 //! (`behaviour/reload.rs`); the bad-input corpus served by Envoy (`behaviour/bad_input.rs`).
 
-mod common {
-    pub mod backend;
-    pub mod http;
-    pub mod legate;
-}
+#[path = "common/backend.rs"]
+mod backend;
+#[path = "common/legate.rs"]
+mod harness;
+#[path = "common/http.rs"]
+mod http;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
@@ -20,10 +21,9 @@ mod reload;
 #[path = "behaviour/streams.rs"]
 mod streams;
 
-
-use common::backend::Backend;
-use common::http::{self, Reply};
-use common::legate::{CHANGE, Legate, free_port, local, yaml};
+use backend::Backend;
+use harness::{CHANGE, Legate, free_port, local, yaml};
+use http::Reply;
 
 /// Sends until the answer is not Envoy's "no route yet" (404 without a backend) nor a
 /// connection error, i.e. until the configuration under test is in force; returns that reply.
@@ -150,7 +150,10 @@ async fn host_header_query_and_method_routing() {
     // Method matching.
     let r = routed(port, "POST", "/method/m", &[host]).await;
     let s = seen(&r, "b");
-    assert_eq!((s["method"].as_str(), s["path"].as_str()), (Some("POST"), Some("/m")));
+    assert_eq!(
+        (s["method"].as_str(), s["path"].as_str()),
+        (Some("POST"), Some("/m"))
+    );
     let r = routed(port, "GET", "/method/m", &[host]).await;
     assert_eq!(seen(&r, "a")["method"], "GET");
     let r = routed(port, "PUT", "/method/m", &[host]).await;
@@ -167,7 +170,10 @@ async fn rewrites() {
     let s = format!("'127.0.0.1:{}'", a.port());
     let config = yaml::docs(&[
         yaml::base(port),
-        yaml::mapping("default", &format!("hostname: '*', prefix: /default/, service: {s}")),
+        yaml::mapping(
+            "default",
+            &format!("hostname: '*', prefix: /default/, service: {s}"),
+        ),
         yaml::mapping(
             "keep",
             &format!("hostname: '*', prefix: /keep/, rewrite: '', service: {s}"),
@@ -261,11 +267,19 @@ async fn redirects_with_their_codes() {
     };
 
     for (path, code, location) in [
-        ("/r301/x?q=1", 301, "http://redirect.example.com:8443/r301/x?q=1"),
+        (
+            "/r301/x?q=1",
+            301,
+            "http://redirect.example.com:8443/r301/x?q=1",
+        ),
         ("/r302/x", 302, "http://redirect.example.com:8443/r302/x"),
         ("/r307/x", 307, "http://redirect.example.com:8443/r307/x"),
         ("/r308/x", 308, "http://redirect.example.com:8443/landing"),
-        ("/rprefix/x/y", 302, "http://redirect.example.com:8443/moved/x/y"),
+        (
+            "/rprefix/x/y",
+            302,
+            "http://redirect.example.com:8443/moved/x/y",
+        ),
     ] {
         let r = routed(plain, "GET", path, &[]).await;
         assert_eq!(r.status, code, "{path}: {r:?}");
@@ -286,7 +300,13 @@ async fn redirects_with_their_codes() {
         r.headers.get("location").and_then(|v| v.to_str().ok()),
         Some("https://secure.example.com/sec/page?x=1")
     );
-    let r = routed(xfp, "GET", "/sec/page", &[host, ("x-forwarded-proto", "https")]).await;
+    let r = routed(
+        xfp,
+        "GET",
+        "/sec/page",
+        &[host, ("x-forwarded-proto", "https")],
+    )
+    .await;
     let s = seen(&r, "a");
     assert_eq!(s["path"], "/page");
     assert_eq!(header(&s, "x-forwarded-proto"), Some("https"));
@@ -315,7 +335,10 @@ async fn cors_preflight() {
                 "hostname: '*', prefix: /cors/, service: {s}, cors: {{origins: 'https://a.com,https://b.com', methods: [GET, PUT], headers: 'x-a, x-b', exposed_headers: [x-e], max_age: 600}}"
             ),
         ),
-        yaml::mapping("nocors", &format!("hostname: '*', prefix: /nocors/, service: {s}")),
+        yaml::mapping(
+            "nocors",
+            &format!("hostname: '*', prefix: /nocors/, service: {s}"),
+        ),
     ]);
     let Some(_lg) = Legate::start(&[("cors.yaml", &config)]).await else {
         return;
@@ -348,9 +371,18 @@ async fn cors_preflight() {
     let r = preflight("https://b.com", "/cors/x").await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.backend().is_none(), "Envoy answers a preflight: {r:?}");
-    assert_eq!(get(&r, "access-control-allow-origin").as_deref(), Some("https://b.com"));
-    assert_eq!(get(&r, "access-control-allow-methods").as_deref(), Some("GET, PUT"));
-    assert_eq!(get(&r, "access-control-allow-headers").as_deref(), Some("x-a, x-b"));
+    assert_eq!(
+        get(&r, "access-control-allow-origin").as_deref(),
+        Some("https://b.com")
+    );
+    assert_eq!(
+        get(&r, "access-control-allow-methods").as_deref(),
+        Some("GET, PUT")
+    );
+    assert_eq!(
+        get(&r, "access-control-allow-headers").as_deref(),
+        Some("x-a, x-b")
+    );
     assert_eq!(get(&r, "access-control-max-age").as_deref(), Some("600"));
     assert_eq!(
         a.hits.load(std::sync::atomic::Ordering::Relaxed),
@@ -369,14 +401,25 @@ async fn cors_preflight() {
     assert_eq!(get(&r, "access-control-allow-origin"), None, "{r:?}");
 
     // An actual cross-origin request: forwarded, with the CORS response headers added.
-    let r = http::request(local(port), "GET", "/cors/y", &[("origin", "https://a.com")])
-        .await
-        .unwrap();
+    let r = http::request(
+        local(port),
+        "GET",
+        "/cors/y",
+        &[("origin", "https://a.com")],
+    )
+    .await
+    .unwrap();
     let s = seen(&r, "a");
     assert_eq!(s["path"], "/y");
     assert_eq!(header(&s, "origin"), Some("https://a.com"));
-    assert_eq!(get(&r, "access-control-allow-origin").as_deref(), Some("https://a.com"));
-    assert_eq!(get(&r, "access-control-expose-headers").as_deref(), Some("x-e"));
+    assert_eq!(
+        get(&r, "access-control-allow-origin").as_deref(),
+        Some("https://a.com")
+    );
+    assert_eq!(
+        get(&r, "access-control-expose-headers").as_deref(),
+        Some("x-e")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -432,13 +475,18 @@ async fn timeout_and_retries() {
         assert_eq!(s["path"], path.as_str());
     }
     let hits = retried.hits.load(std::sync::atomic::Ordering::Relaxed) - before;
-    assert!(hits >= 28, "20 requests, ~half retried once: the backend saw only {hits}");
+    assert!(
+        hits >= 28,
+        "20 requests, ~half retried once: the backend saw only {hits}"
+    );
 
     // Without a retry policy the same flaky backend shows its 503s.
     routed(port, "GET", "/flaky-once/warmup", &[]).await;
     let mut statuses = Vec::new();
     for i in 0..20 {
-        let r = http::get(local(port), &format!("/flaky-once/{i}")).await.unwrap();
+        let r = http::get(local(port), &format!("/flaky-once/{i}"))
+            .await
+            .unwrap();
         statuses.push(r.status);
     }
     let failed = statuses.iter().filter(|s| **s == 503).count();
@@ -465,7 +513,10 @@ async fn canary_weights() {
         ),
         yaml::mapping(
             "stable",
-            &format!("hostname: '*', prefix: /app/, service: '127.0.0.1:{}'", stable.port()),
+            &format!(
+                "hostname: '*', prefix: /app/, service: '127.0.0.1:{}'",
+                stable.port()
+            ),
         ),
     ]);
     let Some(_lg) = Legate::start(&[("canary.yaml", &config)]).await else {

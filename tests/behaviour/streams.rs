@@ -7,19 +7,24 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::backend::{Backend, TcpEcho};
-use crate::common::http;
-use crate::common::legate::{CHANGE, Legate, free_port, local, yaml};
+use crate::backend::{Backend, TcpEcho};
+use crate::harness::{CHANGE, Legate, free_port, local, yaml};
+use crate::http;
 use crate::routed;
 
 /// Sends a raw HTTP/1.1 websocket upgrade request; returns the stream and the response head.
 async fn upgrade(port: u16, path: &str) -> (TcpStream, String) {
-    let mut stream = TcpStream::connect(local(port)).await.expect("connect to envoy");
+    let mut stream = TcpStream::connect(local(port))
+        .await
+        .expect("connect to envoy");
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
-    stream.write_all(request.as_bytes()).await.expect("send upgrade");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send upgrade");
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     let read_head = async {
@@ -47,7 +52,10 @@ async fn websocket_upgrade() {
             "ws",
             &format!("hostname: '*', prefix: /ws/, allow_upgrade: [websocket], service: {s}"),
         ),
-        yaml::mapping("plain", &format!("hostname: '*', prefix: /plain/, service: {s}")),
+        yaml::mapping(
+            "plain",
+            &format!("hostname: '*', prefix: /plain/, service: {s}"),
+        ),
     ]);
     let Some(_lg) = Legate::start(&[("ws.yaml", &config)]).await else {
         return;
@@ -57,7 +65,10 @@ async fn websocket_upgrade() {
 
     // allow_upgrade: 101 through Envoy, then bytes flow both ways over the upgraded connection.
     let (mut stream, head) = upgrade(port, "/ws/chat").await;
-    assert!(head.starts_with("HTTP/1.1 101"), "expected 101 Switching Protocols: {head}");
+    assert!(
+        head.starts_with("HTTP/1.1 101"),
+        "expected 101 Switching Protocols: {head}"
+    );
     assert!(
         head.to_ascii_lowercase().contains("x-backend: ws"),
         "the backend answered the upgrade: {head}"
@@ -75,7 +86,10 @@ async fn websocket_upgrade() {
     // Without allow_upgrade Envoy refuses the upgrade itself (403) and the backend never sees it.
     let hits = a.hits.load(std::sync::atomic::Ordering::Relaxed);
     let (_stream, head) = upgrade(port, "/plain/chat").await;
-    assert!(head.starts_with("HTTP/1.1 403"), "the upgrade is refused: {head}");
+    assert!(
+        head.starts_with("HTTP/1.1 403"),
+        "the upgrade is refused: {head}"
+    );
     assert_eq!(a.hits.load(std::sync::atomic::Ordering::Relaxed), hits);
 }
 
@@ -122,9 +136,19 @@ async fn tcp_mapping_round_trips_bytes() {
 
 /// A self-signed certificate for `name` (with the SAN curl checks): (cert PEM, key PEM).
 fn self_signed(dir: &Path, name: &str) -> (String, String) {
-    let (cert, key) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
     let out = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "2", "-subj", &format!("/CN={name}")])
         .args(["-addext", &format!("subjectAltName=DNS:{name}")])
         .arg("-keyout")
@@ -191,20 +215,42 @@ async fn tls_termination_by_sni() {
     let port = free_port();
     let config = yaml::docs(&[
         yaml::listener("https", port, "HTTPS", "XFP"),
-        yaml::host("a", "a.example.com", "Redirect", "tlsSecret: {name: a-cert}"),
-        yaml::host("b", "b.example.com", "Redirect", "tlsSecret: {name: b-cert}"),
+        yaml::host(
+            "a",
+            "a.example.com",
+            "Redirect",
+            "tlsSecret: {name: a-cert}",
+        ),
+        yaml::host(
+            "b",
+            "b.example.com",
+            "Redirect",
+            "tlsSecret: {name: b-cert}",
+        ),
         yaml::mapping(
             "a",
-            &format!("hostname: a.example.com, prefix: /tls/, service: '127.0.0.1:{}'", a.port()),
+            &format!(
+                "hostname: a.example.com, prefix: /tls/, service: '127.0.0.1:{}'",
+                a.port()
+            ),
         ),
         yaml::mapping(
             "b",
-            &format!("hostname: b.example.com, prefix: /tls/, service: '127.0.0.1:{}'", b.port()),
+            &format!(
+                "hostname: b.example.com, prefix: /tls/, service: '127.0.0.1:{}'",
+                b.port()
+            ),
         ),
     ]);
     let Some(_lg) = Legate::start(&[
         ("tls.yaml", &config),
-        ("secrets.yaml", &yaml::docs(&[tls_secret("a-cert", &a_crt, &a_key), tls_secret("b-cert", &b_crt, &b_key)])),
+        (
+            "secrets.yaml",
+            &yaml::docs(&[
+                tls_secret("a-cert", &a_crt, &a_key),
+                tls_secret("b-cert", &b_crt, &b_key),
+            ]),
+        ),
     ])
     .await
     else {
@@ -228,13 +274,22 @@ async fn tls_termination_by_sni() {
     let (code, out) = curl("b.example.com", port, "/tls/z", &b_ca).await;
     assert_eq!(code, 0, "https for b.example.com: {out}");
     let s: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((s["backend"].as_str(), s["path"].as_str()), (Some("b"), Some("/z")));
+    assert_eq!(
+        (s["backend"].as_str(), s["path"].as_str()),
+        (Some("b"), Some("/z"))
+    );
 
     // The other host's certificate does not verify: the certificate really depends on SNI.
     let (code, _) = curl("b.example.com", port, "/tls/z", &a_ca).await;
-    assert_eq!(code, 60, "b.example.com must not present a.example.com's certificate");
+    assert_eq!(
+        code, 60,
+        "b.example.com must not present a.example.com's certificate"
+    );
     let (code, _) = curl("a.example.com", port, "/tls/z", &b_ca).await;
-    assert_eq!(code, 60, "a.example.com must not present b.example.com's certificate");
+    assert_eq!(
+        code, 60,
+        "a.example.com must not present b.example.com's certificate"
+    );
 
     // The cleartext chain on the same port: plain requests are redirected to https (XFP, Redirect).
     let r = routed(port, "GET", "/tls/x", &[("host", "a.example.com")]).await;

@@ -1,5 +1,7 @@
 //! Small HTTP client helpers and a keep-alive load generator for behaviour tests.
 
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,7 +28,10 @@ impl Reply {
 
     /// Which test backend answered (from its JSON body).
     pub fn backend(&self) -> Option<String> {
-        self.json().get("backend").and_then(|b| b.as_str()).map(str::to_string)
+        self.json()
+            .get("backend")
+            .and_then(|b| b.as_str())
+            .map(str::to_string)
     }
 }
 
@@ -38,9 +43,12 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Reply, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let (mut sender, conn) =
-        http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     send(&mut sender, method, path, headers).await
 }
@@ -54,9 +62,12 @@ pub type Conn = http1::SendRequest<Empty<Bytes>>;
 
 /// Opens a keep-alive connection.
 pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let (sender, conn) =
-        http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     Ok(sender)
 }
@@ -76,11 +87,23 @@ pub async fn send(
         b = b.header(*k, *v);
     }
     let req = b.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-    Ok(Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -127,7 +150,12 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(addr: SocketAddr, path: &'static str, connections: usize, interval: Duration) -> Load {
+    pub fn start(
+        addr: SocketAddr,
+        path: &'static str,
+        connections: usize,
+        interval: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..connections)
             .map(|_| {
@@ -135,7 +163,11 @@ impl Load {
                 tokio::spawn(async move { run_connection(addr, path, interval, stop).await })
             })
             .collect();
-        Load { stop, tasks, started: Instant::now() }
+        Load {
+            stop,
+            tasks,
+            started: Instant::now(),
+        }
     }
 
     pub async fn finish(self) -> LoadReport {
@@ -202,7 +234,9 @@ async fn run_connection(
             }
             Ok(r) => {
                 report.failed += 1;
-                report.failures.push(format!("status {}: {}", r.status, r.body));
+                report
+                    .failures
+                    .push(format!("status {}: {}", r.status, r.body));
             }
             Err(e) => {
                 report.failed += 1;

@@ -148,7 +148,9 @@ impl Legate {
 
     /// Admin `GET /errors`, each rendered as one line like the golden `errors.txt`.
     pub async fn errors(&self) -> Vec<String> {
-        let reply = http::get(self.admin, "/errors").await.expect("admin /errors");
+        let reply = http::get(self.admin, "/errors")
+            .await
+            .expect("admin /errors");
         assert_eq!(reply.status, 200, "admin /errors: {}", reply.body);
         let mut lines: Vec<String> = reply
             .json()
@@ -233,7 +235,10 @@ fn render_error(e: &serde_json::Value) -> String {
     }
     let kind = e["kind"].as_str().unwrap_or_default();
     if !kind.is_empty() {
-        line.push_str(&format!("{kind} {}: ", e["name"].as_str().unwrap_or_default()));
+        line.push_str(&format!(
+            "{kind} {}: ",
+            e["name"].as_str().unwrap_or_default()
+        ));
     }
     if let Some(field) = e["field"].as_str() {
         line.push_str(&format!("{field}: "));
