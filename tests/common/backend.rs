@@ -2,7 +2,13 @@
 //! request (method, path, headers), so a test can assert which backend answered and what it saw.
 //!
 //! Special paths: `/slow/<ms>` sleeps before answering; `/status/<code>` answers that status;
-//! `/flaky/...` fails with 503 every other request (counting per backend).
+//! `/flaky/...` fails with 503 every other request (counting per backend). A request with
+//! `Upgrade: websocket` is answered `101 Switching Protocols` and the connection then echoes
+//! every byte back (enough to prove an upgrade went through a proxy; no websocket framing).
+//!
+//! [`TcpEcho`] is a raw TCP backend that echoes every byte, for TCPMappings.
+
+#![allow(dead_code)]
 
 // Shared by several test binaries; each uses only part of it.
 #![allow(dead_code)]
@@ -19,6 +25,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 pub struct Backend {
@@ -75,9 +82,40 @@ impl Backend {
 async fn handle(
     name: String,
     hits: Arc<AtomicU64>,
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let n = hits.fetch_add(1, Ordering::Relaxed);
+    let websocket = req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if websocket {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 4096];
+                loop {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if io.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let resp = Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("x-backend", name.as_str())
+            .body(Full::new(Bytes::new()))
+            .expect("response");
+        return Ok(resp);
+    }
     let path = req.uri().path().to_string();
     let mut status = 200u16;
     if let Some(ms) = path
@@ -93,7 +131,7 @@ async fn handle(
     {
         status = code.parse().unwrap_or(500);
     }
-    if path.starts_with("/flaky") && n % 2 == 0 {
+    if path.starts_with("/flaky") && n.is_multiple_of(2) {
         status = 503;
     }
     let headers: BTreeMap<String, String> = req
@@ -114,4 +152,47 @@ async fn handle(
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("response");
     Ok(resp)
+}
+
+/// A raw TCP backend echoing every byte it receives.
+pub struct TcpEcho {
+    pub addr: SocketAddr,
+    pub connections: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TcpEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TcpEcho {
+    pub async fn start() -> TcpEcho {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
+        let addr = listener.local_addr().expect("echo addr");
+        let connections = Arc::new(AtomicU64::new(0));
+        let c = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                c.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let (mut r, mut w) = stream.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        TcpEcho {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
 }

@@ -58,7 +58,23 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<Reply, String> {
     request(addr, "GET", path, &[]).await
 }
 
-async fn send(
+/// A keep-alive HTTP/1.1 connection for [`send`].
+pub type Conn = http1::SendRequest<Empty<Bytes>>;
+
+/// Opens a keep-alive connection.
+pub async fn connect(addr: SocketAddr) -> Result<Conn, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// One request on an open connection (see [`request`] for `headers`).
+pub async fn send(
     sender: &mut http1::SendRequest<Empty<Bytes>>,
     method: &str,
     path: &str,

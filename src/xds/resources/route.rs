@@ -303,9 +303,10 @@ fn cors_policy(c: &ir::Cors) -> CorsPolicy {
     };
     CorsPolicy {
         allow_origin_string_match: c.origins.iter().map(origin).collect(),
-        allow_methods: c.methods.join(","),
-        allow_headers: c.headers.join(","),
-        expose_headers: c.exposed_headers.join(","),
+        // Emissary joins the lists with ", " (reference §4.6); clients see these verbatim.
+        allow_methods: c.methods.join(", "),
+        allow_headers: c.headers.join(", "),
+        expose_headers: c.exposed_headers.join(", "),
         max_age: c.max_age.clone().unwrap_or_default(),
         allow_credentials: c.credentials.then(|| boolv(true)),
         ..Default::default()

@@ -310,7 +310,7 @@ fn forward_uses_weighted_clusters_and_cors_per_filter_config() {
     assert_eq!(action.hash_policy.len(), 3);
 
     let cors: CorsPolicy = any_as(&r.typed_per_filter_config["envoy.filters.http.cors"]);
-    assert_eq!(cors.allow_methods, "GET,POST");
+    assert_eq!(cors.allow_methods, "GET, POST");
     assert_eq!(cors.allow_origin_string_match.len(), 2);
     assert!(cors.allow_credentials.unwrap().value);
 

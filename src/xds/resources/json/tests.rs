@@ -104,7 +104,7 @@ fn snapshot_json_groups_resources_in_envoy_form() {
     assert_eq!(canary["route"]["timeout"], "0s");
     assert_eq!(
         canary["typed_per_filter_config"]["envoy.filters.http.cors"]["allow_methods"],
-        "GET,POST"
+        "GET, POST"
     );
     assert_eq!(json["endpoints"].as_array().unwrap().len(), 2);
 }

@@ -1,0 +1,252 @@
+//! Hot reload under steady keep-alive traffic: files are added, changed and deleted while a
+//! load generator hits a steady path; each change must take effect (polled, time recorded) and
+//! the steady path must see zero failed requests throughout.
+
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::harness::{Legate, free_port, local, yaml};
+use crate::http::{self, Load, Reply};
+use crate::routed;
+
+/// Only a liveness check: the target is "within a second"; the observed times are printed
+/// (`--no-capture`) and recorded in the report. Wall time is never asserted tighter than this.
+const LIVENESS: Duration = Duration::from_secs(5);
+
+/// Polls every 10 ms (fresh connection each time) until `check` accepts the reply to
+/// `GET path` with `host`; returns the time since `since`.
+async fn time_to_effect(
+    port: u16,
+    path: &str,
+    host: &str,
+    since: Instant,
+    what: &str,
+    check: impl Fn(&Reply) -> bool,
+) -> Duration {
+    loop {
+        if let Ok(r) = http::request(local(port), "GET", path, &[("host", host)]).await
+            && check(&r)
+        {
+            let took = since.elapsed();
+            eprintln!("hot reload: {what}: served after {took:?}");
+            assert!(took < LIVENESS, "{what}: took {took:?}");
+            return took;
+        }
+        assert!(
+            since.elapsed() < LIVENESS,
+            "{what}: not served after {LIVENESS:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn backend_is(r: &Reply, name: &str) -> bool {
+    r.status == 200 && r.backend().as_deref() == Some(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_served_quickly_without_failing_steady_traffic() {
+    let steady = Backend::start("steady").await;
+    let steady2 = Backend::start("steady2").await;
+    let a = Backend::start("a").await;
+    let b = Backend::start("b").await;
+    let port = free_port();
+    let svc = |b: &Backend| format!("'127.0.0.1:{}'", b.port());
+    let steady_mapping = |service: &str, extra: &str| {
+        yaml::mapping(
+            "steady",
+            &format!("hostname: '*', prefix: /steady/, service: {service}{extra}"),
+        )
+    };
+    let Some(lg) = Legate::start(&[
+        ("base.yaml", &yaml::base(port)),
+        ("steady.yaml", &steady_mapping(&svc(&steady), "")),
+    ])
+    .await
+    else {
+        return;
+    };
+    routed(port, "GET", "/steady/x", &[]).await;
+
+    let load = Load::start(local(port), "/steady/x", 4, Duration::from_millis(10));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut times = Vec::new();
+
+    // 1. add a file
+    let t = Instant::now();
+    lg.write(
+        "added.yaml",
+        &yaml::mapping(
+            "added",
+            &format!("hostname: '*', prefix: /added/, service: {}", svc(&a)),
+        ),
+    );
+    times.push(
+        time_to_effect(
+            port,
+            "/added/x",
+            "localhost",
+            t,
+            "add a Mapping file",
+            |r| backend_is(r, "a"),
+        )
+        .await,
+    );
+
+    // 2. change it: another backend (a new cluster; the old one goes)
+    let t = Instant::now();
+    lg.write(
+        "added.yaml",
+        &yaml::mapping(
+            "added",
+            &format!("hostname: '*', prefix: /added/, service: {}", svc(&b)),
+        ),
+    );
+    times.push(
+        time_to_effect(
+            port,
+            "/added/x",
+            "localhost",
+            t,
+            "change its service",
+            |r| backend_is(r, "b"),
+        )
+        .await,
+    );
+
+    // 3. change it: rewrite and a request header
+    let t = Instant::now();
+    lg.write(
+        "added.yaml",
+        &yaml::mapping(
+            "added",
+            &format!(
+                "hostname: '*', prefix: /added/, rewrite: /v2/, add_request_headers: {{x-gen: '3'}}, service: {}",
+                svc(&b)
+            ),
+        ),
+    );
+    times.push(
+        time_to_effect(
+            port,
+            "/added/x",
+            "localhost",
+            t,
+            "change its rewrite and headers",
+            |r| {
+                let s = r.json();
+                backend_is(r, "b") && s["path"] == "/v2/x" && s["headers"]["x-gen"] == "3"
+            },
+        )
+        .await,
+    );
+
+    // 4. change the steady Mapping itself (its route), under load
+    let t = Instant::now();
+    lg.write(
+        "steady.yaml",
+        &steady_mapping(&svc(&steady), ", add_request_headers: {x-gen: '4'}"),
+    );
+    times.push(
+        time_to_effect(
+            port,
+            "/steady/x",
+            "localhost",
+            t,
+            "change the steady route",
+            |r| backend_is(r, "steady") && r.json()["headers"]["x-gen"] == "4",
+        )
+        .await,
+    );
+
+    // 5. move the steady Mapping to another backend (make-before-break: no request may fail)
+    let t = Instant::now();
+    lg.write("steady.yaml", &steady_mapping(&svc(&steady2), ""));
+    times.push(
+        time_to_effect(
+            port,
+            "/steady/x",
+            "localhost",
+            t,
+            "move the steady path to a new cluster",
+            |r| backend_is(r, "steady2"),
+        )
+        .await,
+    );
+
+    // 6. add a Host and its Mapping in a new file
+    let t = Instant::now();
+    lg.write(
+        "other.yaml",
+        &yaml::docs(&[
+            yaml::host("other", "other.example.com", "Route", ""),
+            yaml::mapping(
+                "other",
+                &format!(
+                    "hostname: other.example.com, prefix: /other/, service: {}",
+                    svc(&a)
+                ),
+            ),
+        ]),
+    );
+    times.push(
+        time_to_effect(
+            port,
+            "/other/x",
+            "other.example.com",
+            t,
+            "add a Host file",
+            |r| backend_is(r, "a"),
+        )
+        .await,
+    );
+
+    // 7. delete files: their routes disappear
+    let t = Instant::now();
+    lg.remove("added.yaml");
+    times.push(
+        time_to_effect(
+            port,
+            "/added/x",
+            "localhost",
+            t,
+            "delete a Mapping file",
+            |r| r.status == 404,
+        )
+        .await,
+    );
+    let t = Instant::now();
+    lg.remove("other.yaml");
+    times.push(
+        time_to_effect(
+            port,
+            "/other/x",
+            "other.example.com",
+            t,
+            "delete the Host file",
+            |r| r.status == 404,
+        )
+        .await,
+    );
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = load.finish().await;
+    eprintln!(
+        "hot reload: steady path: {} ok, {} failed, {:.0} req/s; times to effect: {times:?}",
+        report.ok,
+        report.failed,
+        report.rate()
+    );
+    assert_eq!(
+        report.failed, 0,
+        "steady traffic failed: {:?}",
+        report.failures
+    );
+    assert!(
+        report.ok >= 100,
+        "the load generator hardly ran: {report:?}"
+    );
+    assert!(steady.hits.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(steady2.hits.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}
