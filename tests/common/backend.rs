@@ -8,8 +8,6 @@
 //!
 //! [`TcpEcho`] is a raw TCP backend that echoes every byte, for TCPMappings.
 
-#![allow(dead_code)]
-
 // Shared by several test binaries; each uses only part of it.
 #![allow(dead_code)]
 
