@@ -1,6 +1,7 @@
 //! legate: PID 1 for an Envoy edge container, and its ADS control plane.
 
 pub mod api;
+pub mod cmd;
 pub mod config;
 pub mod drain;
 pub mod envoy;

@@ -68,8 +68,22 @@ impl Pipeline {
     ) -> (Pipeline, Outputs) {
         let (snapshots, snapshots_rx) = watch::channel(None);
         let (current, current_rx) = watch::channel(Arc::new(Current::default()));
-        let p = Pipeline { input, options, boot_id, metrics, first, snapshots, current };
-        (p, Outputs { snapshots: snapshots_rx, current: current_rx })
+        let p = Pipeline {
+            input,
+            options,
+            boot_id,
+            metrics,
+            first,
+            snapshots,
+            current,
+        };
+        (
+            p,
+            Outputs {
+                snapshots: snapshots_rx,
+                current: current_rx,
+            },
+        )
     }
 
     /// Runs until the input closes (its source stopped).
@@ -106,7 +120,8 @@ impl Pipeline {
         let options = self.options.clone();
         let boot_id = self.boot_id.clone();
         let started = Instant::now();
-        let built = tokio::task::spawn_blocking(move || build(step, &options, generation, &boot_id)).await;
+        let built =
+            tokio::task::spawn_blocking(move || build(step, &options, generation, &boot_id)).await;
         let (ir, errors, snapshot) = match built {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -114,7 +129,8 @@ impl Pipeline {
                 tracing::error!(error = %e, generation, "configuration not published; keeping the last good one");
                 let mut errors = self.current.borrow().errors.as_ref().clone();
                 errors.push(global_error(format!("configuration not published: {e}")));
-                self.current.send_modify(|c| Arc::make_mut(c).errors = Arc::new(errors));
+                self.current
+                    .send_modify(|c| Arc::make_mut(c).errors = Arc::new(errors));
                 return;
             }
             Err(e) => {
