@@ -69,22 +69,24 @@ impl RawObject {
     }
 
     pub fn name(&self) -> &str {
-        self.value
-            .pointer("/metadata/name")
+        self.metadata("name")
             .and_then(|v| v.as_str())
             .unwrap_or_default()
     }
 
     /// `metadata.namespace`, if set.
     pub fn namespace(&self) -> Option<&str> {
-        self.value
-            .pointer("/metadata/namespace")
-            .and_then(|v| v.as_str())
+        self.metadata("namespace").and_then(|v| v.as_str())
+    }
+
+    /// `metadata.<key>`. (Not `Value::pointer`, which allocates per path segment: these are
+    /// called for every object of every translation.)
+    fn metadata(&self, key: &str) -> Option<&serde_json::Value> {
+        self.value.get("metadata")?.get(key)
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.value
-            .pointer("/metadata/labels")
+        self.metadata("labels")
             .and_then(|v| v.as_object())
             .map(|m| {
                 m.iter()

@@ -8,7 +8,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+
+pub use crate::cmd::{Format, Output};
 
 /// Mirrors `exit::TABLE` (a test keeps them in step).
 const EXIT_CODES: &str = "Exit codes:
@@ -129,9 +131,10 @@ pub struct TranslateArgs {
     /// How to print it.
     #[arg(long, value_enum, default_value_t = Format::Json)]
     pub format: Format,
-    /// Translate only resources for this Ambassador ID.
-    #[arg(long, value_name = "ID", default_value = "default")]
-    pub ambassador_id: String,
+    /// Translate only resources for this Ambassador ID (default: $AMBASSADOR_ID, else
+    /// `default`).
+    #[arg(long, value_name = "ID")]
+    pub ambassador_id: Option<String>,
 }
 
 /// `legate check DIR`.
@@ -139,25 +142,9 @@ pub struct TranslateArgs {
 pub struct CheckArgs {
     /// Directory of getambassador.io YAML.
     pub dir: PathBuf,
-    /// Check only resources for this Ambassador ID.
-    #[arg(long, value_name = "ID", default_value = "default")]
-    pub ambassador_id: String,
-}
-
-/// `translate --output`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// legate's intermediate representation.
-    Ir,
-    /// The Envoy resources legate would serve over xDS.
-    Envoy,
-}
-
-/// `translate --format`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    Json,
-    Yaml,
+    /// Check only resources for this Ambassador ID (default: $AMBASSADOR_ID, else `default`).
+    #[arg(long, value_name = "ID")]
+    pub ambassador_id: Option<String>,
 }
 
 #[cfg(test)]
@@ -197,7 +184,7 @@ mod tests {
         let Command::Check(c) = parse(&["legate", "check", "d", "--ambassador-id", "x"]) else {
             panic!("expected check");
         };
-        assert_eq!(c.ambassador_id, "x");
+        assert_eq!(c.ambassador_id.as_deref(), Some("x"));
     }
 
     #[test]

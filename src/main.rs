@@ -20,8 +20,8 @@ fn main() -> ExitCode {
     let command = Cli::parse().into_command();
     ExitCode::from(match command {
         Command::Run(args) => run(args),
-        Command::Translate(args) => cmd::translate(args),
-        Command::Check(args) => cmd::check(args),
+        Command::Translate(args) => cmd::run_translate(args, &Env::from_process()),
+        Command::Check(args) => cmd::run_check(args, &Env::from_process()),
         Command::Crds => print_stdout(&legate::api::crd::crds_yaml()),
     })
 }

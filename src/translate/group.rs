@@ -309,32 +309,34 @@ fn round_half_even(x: f64) -> u32 {
 /// of its settings, and a warning (Emissary silently lets the first Mapping win).
 pub(crate) fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut Errors) {
     items.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
-    let mut by_name: BTreeMap<String, (Cluster, String)> = BTreeMap::new();
-    for (meta, c) in items {
-        match by_name.get(&c.name) {
+    // The first owner of each name, by position in `items` (no copies: with one cluster per
+    // Mapping this runs over every cluster of the configuration).
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..items.len() {
+        let first = match by_name.get(items[i].1.name.as_str()) {
             None => {
-                by_name.insert(c.name.clone(), (c.clone(), meta.id()));
+                by_name.insert(items[i].1.name.clone(), i);
+                continue;
             }
-            Some((existing, _)) if existing == &*c => {}
-            Some((_, first)) => {
-                let settings = serde_json::to_string(&*c).unwrap_or_default();
-                let digest = sha1_smol::Sha1::from(settings.as_bytes())
-                    .digest()
-                    .to_string();
-                let base = std::mem::take(&mut c.name);
-                c.name = format!("{base}-{}", &digest[..8]);
-                errs.push(meta.warning(
-                    "spec",
-                    format!(
-                        "cluster settings differ from {first}, which also uses {base}; using a separate cluster {}",
-                        c.name
-                    ),
-                ));
-                by_name
-                    .entry(c.name.clone())
-                    .or_insert((c.clone(), meta.id()));
-            }
-        }
+            Some(&j) if *items[j].1 == *items[i].1 => continue,
+            Some(&j) => j,
+        };
+        let first_id = items[first].0.id();
+        let (meta, c) = &mut items[i];
+        let settings = serde_json::to_string(&**c).unwrap_or_default();
+        let digest = sha1_smol::Sha1::from(settings.as_bytes())
+            .digest()
+            .to_string();
+        let base = std::mem::take(&mut c.name);
+        c.name = format!("{base}-{}", &digest[..8]);
+        errs.push(meta.warning(
+            "spec",
+            format!(
+                "cluster settings differ from {first_id}, which also uses {base}; using a separate cluster {}",
+                c.name
+            ),
+        ));
+        by_name.entry(c.name.clone()).or_insert(i);
     }
 }
 

@@ -370,7 +370,8 @@ pub(crate) fn typed<T: DeserializeOwned>(
     prefix: &str,
     errs: &mut Errors,
 ) -> Option<T> {
-    match serde_json::from_value::<T>(value.clone()) {
+    // `&Value` is a deserializer: typing borrows the value instead of deep-copying it.
+    match T::deserialize(value) {
         Ok(t) => Some(t),
         Err(whole) => {
             let culprit = value.as_object().and_then(|m| {
