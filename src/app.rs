@@ -369,10 +369,12 @@ impl App {
 
     /// 6. Envoy is stopped: now stop the ADS server, the sources and everything else.
     async fn finish(&mut self) {
+        // A finished supervisor may already have been awaited by `wait` (restart budget): a
+        // JoinHandle must not be polled again after it returned its output.
         if !self.supervisor.is_finished() {
             let _ = self.envoy.stop_now().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.supervisor).await;
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.supervisor).await;
         if let Some(stop) = self.xds_stop.take() {
             let _ = stop.send(());
         }
