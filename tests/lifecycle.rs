@@ -100,14 +100,21 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
         "ready again during the drain"
     );
 
-    let slow = slow.await.unwrap().expect("the in-flight request completes");
+    let slow = slow
+        .await
+        .unwrap()
+        .expect("the in-flight request completes");
     assert_eq!(slow.status, 200, "{}", slow.body);
     assert_eq!(slow.backend().as_deref(), Some("drain"));
     assert_eq!(slow.json()["path"], "/slow/3000");
 
     let status = legate.wait_exit(WAIT).await;
     let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "exit after a clean drain ({took:?})");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit after a clean drain ({took:?})"
+    );
     assert!(legate.logged("\"drained\""), "no `drained` log line");
     assert_no_envoy(&legate, &[envoy_pid]);
 }
@@ -118,10 +125,12 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 async fn second_sigterm_exits_4_at_once() {
     let Some(envoy) = envoy() else { return };
     let backend = Backend::start("fast").await;
-    let mut legate = Legate::start(
-        Spec::new(envoy, backend.port())
-            .args(&["--drain-min-ms", "60000", "--drain-deadline-ms", "90000"]),
-    );
+    let mut legate = Legate::start(Spec::new(envoy, backend.port()).args(&[
+        "--drain-min-ms",
+        "60000",
+        "--drain-deadline-ms",
+        "90000",
+    ]));
     legate.wait_ready().await;
     legate.wait_traffic("fast").await;
     let envoy_pid = legate.envoy_pid().await;
@@ -147,9 +156,7 @@ async fn second_sigterm_exits_4_at_once() {
 async fn killed_envoy_is_restarted() {
     let Some(envoy) = envoy() else { return };
     let backend = Backend::start("crash").await;
-    let mut legate = Legate::start(
-        Spec::new(envoy, backend.port()).args(&["--drain-min-ms", "0"]),
-    );
+    let mut legate = Legate::start(Spec::new(envoy, backend.port()).args(&["--drain-min-ms", "0"]));
     legate.wait_ready().await;
     legate.wait_traffic("crash").await;
     let first = legate.envoy_pid().await;
@@ -212,7 +219,11 @@ async fn spent_restart_budget_exits_3() {
     };
     legate.wait_exit(WAIT).await;
     assert_eq!(status.code(), Some(3), "exit code for a spent budget");
-    assert_eq!(killed.len(), 2, "one restart allowed, then exit: {killed:?}");
+    assert_eq!(
+        killed.len(),
+        2,
+        "one restart allowed, then exit: {killed:?}"
+    );
     assert!(
         legate.logged("restart budget"),
         "stderr names the restart budget"
@@ -300,11 +311,19 @@ async fn pid1_reaps_orphans() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(zombie_children(pid1), Vec::<i32>::new(), "zombies came back");
+    assert_eq!(
+        zombie_children(pid1),
+        Vec::<i32>::new(),
+        "zombies came back"
+    );
 
     kill(Pid::from_raw(pid1), Signal::SIGTERM).unwrap();
     let status = legate.wait_exit(WAIT).await;
-    assert_eq!(status.code(), Some(0), "unshare passes on legate's exit code");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "unshare passes on legate's exit code"
+    );
     assert_no_envoy(&legate, &[]);
 }
 

@@ -136,7 +136,11 @@ const LOOPBACK_PORTS: [&str; 4] = [
 #[test]
 fn missing_config_dir_exits_2() {
     let out = legate(
-        &[&["run", "--config-dir", "/nonexistent/legate-config"], &LOOPBACK_PORTS[..]].concat(),
+        &[
+            &["run", "--config-dir", "/nonexistent/legate-config"],
+            &LOOPBACK_PORTS[..],
+        ]
+        .concat(),
         &[],
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");

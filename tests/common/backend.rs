@@ -33,14 +33,18 @@ impl Drop for Backend {
 
 impl Backend {
     pub async fn start(name: &str) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind backend");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind backend");
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicU64::new(0));
         let name_owned = name.to_string();
         let h = hits.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let name = name_owned.clone();
                 let hits = h.clone();
                 tokio::spawn(async move {
@@ -52,7 +56,12 @@ impl Backend {
                 });
             }
         });
-        Backend { name: name.to_string(), addr, hits, task }
+        Backend {
+            name: name.to_string(),
+            addr,
+            hits,
+            task,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -68,14 +77,20 @@ async fn handle(
     let n = hits.fetch_add(1, Ordering::Relaxed);
     let path = req.uri().path().to_string();
     let mut status = 200u16;
-    if let Some(ms) = path.strip_prefix("/slow/").and_then(|s| s.split('/').next()) {
+    if let Some(ms) = path
+        .strip_prefix("/slow/")
+        .and_then(|s| s.split('/').next())
+    {
         let ms: u64 = ms.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    if let Some(code) = path.strip_prefix("/status/").and_then(|s| s.split('/').next()) {
+    if let Some(code) = path
+        .strip_prefix("/status/")
+        .and_then(|s| s.split('/').next())
+    {
         status = code.parse().unwrap_or(500);
     }
-    if path.starts_with("/flaky") && n % 2 == 0 {
+    if path.starts_with("/flaky") && n.is_multiple_of(2) {
         status = 503;
     }
     let headers: BTreeMap<String, String> = req

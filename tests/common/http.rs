@@ -26,7 +26,10 @@ impl Reply {
 
     /// Which test backend answered (from its JSON body).
     pub fn backend(&self) -> Option<String> {
-        self.json().get("backend").and_then(|b| b.as_str()).map(str::to_string)
+        self.json()
+            .get("backend")
+            .and_then(|b| b.as_str())
+            .map(str::to_string)
     }
 }
 
@@ -38,9 +41,12 @@ pub async fn request(
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<Reply, String> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let (mut sender, conn) =
-        http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("handshake: {e}"))?;
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(conn);
     send(&mut sender, method, path, headers).await
 }
@@ -63,11 +69,23 @@ async fn send(
         b = b.header(*k, *v);
     }
     let req = b.body(Empty::<Bytes>::new()).map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("send: {e}"))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| format!("send: {e}"))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.map_err(|e| format!("body: {e}"))?.to_bytes();
-    Ok(Reply { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("body: {e}"))?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
 }
 
 /// Polls `f` every 50 ms until it returns `Some`, or panics with `what` after `timeout`.
@@ -114,7 +132,12 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn start(addr: SocketAddr, path: &'static str, connections: usize, interval: Duration) -> Load {
+    pub fn start(
+        addr: SocketAddr,
+        path: &'static str,
+        connections: usize,
+        interval: Duration,
+    ) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let tasks = (0..connections)
             .map(|_| {
@@ -122,7 +145,11 @@ impl Load {
                 tokio::spawn(async move { run_connection(addr, path, interval, stop).await })
             })
             .collect();
-        Load { stop, tasks, started: Instant::now() }
+        Load {
+            stop,
+            tasks,
+            started: Instant::now(),
+        }
     }
 
     pub async fn finish(self) -> LoadReport {
@@ -189,7 +216,9 @@ async fn run_connection(
             }
             Ok(r) => {
                 report.failed += 1;
-                report.failures.push(format!("status {}: {}", r.status, r.body));
+                report
+                    .failures
+                    .push(format!("status {}: {}", r.status, r.body));
             }
             Err(e) => {
                 report.failed += 1;
