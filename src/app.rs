@@ -67,9 +67,14 @@ fn fail(code: u8, what: &str, error: impl std::fmt::Display) -> StartError {
 
 /// Runs legate until it drains or fails; returns the process exit code.
 pub async fn run(config: Config, env: Env, signals: Signals) -> u8 {
+    // The default runtime dir is legate's own (named after its pid): not left behind either.
+    let own_runtime_dir = config.runtime_dir.is_none().then(|| config.runtime_dir());
     match App::start(config, &env, signals, Overrides::default()).await {
         Ok(app) => app.wait().await,
         Err(e) => {
+            if let Some(dir) = own_runtime_dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
             tracing::error!(code = e.code, "cannot start: {}", e.message);
             eprintln!("legate: {}", e.message);
             e.code
@@ -205,8 +210,6 @@ impl App {
             ready.guard("envoy live"),
         )
         .map_err(|e| fail(exit::INVALID_SETTINGS, "envoy", e))?;
-        let supervisor = tokio::spawn(sup.run());
-        let pid_task = tokio::spawn(publish_pid(handle.status(), signals.envoy_pid.clone()));
 
         // 9. the admin listener (loopback unless configured)
         let views = admin_views(&config, &outputs, &clients, &handle);
@@ -218,6 +221,9 @@ impl App {
         )
         .await
         .map_err(|e| fail(exit::FATAL, "admin listener", e))?;
+        // Envoy starts last, once nothing can fail any more: a failed start leaves no Envoy.
+        let supervisor = tokio::spawn(sup.run());
+        let pid_task = tokio::spawn(publish_pid(handle.status(), signals.envoy_pid.clone()));
         let bound = Bound {
             probe: probe_addr,
             admin: admin.local_addr(),

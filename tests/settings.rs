@@ -1,5 +1,6 @@
-//! The built binary: bad settings exit 2 naming the setting; good settings serve probes and
-//! SIGTERM exits 0.
+//! The built binary: bad settings exit 2 naming the setting, a missing Envoy exits 5 saying how
+//! to install it, a port that cannot be bound exits 1 before Envoy starts; good settings serve
+//! probes and SIGTERM exits 0.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -14,6 +15,8 @@ fn legate(args: &[&str], env: &[(&str, &str)]) -> Output {
     let child = Command::new(BIN)
         .args(args)
         .env_remove("LEGATE_CONFIG")
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -113,9 +116,115 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     )
 }
 
+/// The start-up error line (`legate: ...`), after any log lines.
+fn start_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find(|l| l.starts_with("legate: "))
+        .unwrap_or_else(|| panic!("no `legate: ` line in stderr: {stderr}"))
+        .to_string()
+}
+
+const LOOPBACK_PORTS: [&str; 4] = [
+    "--probe-address",
+    "127.0.0.1:0",
+    "--admin-address",
+    "127.0.0.1:0",
+];
+
+#[test]
+fn missing_config_dir_exits_2() {
+    let out = legate(
+        &[
+            &["run", "--config-dir", "/nonexistent/legate-config"],
+            &LOOPBACK_PORTS[..],
+        ]
+        .concat(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let line = start_error(&out);
+    assert!(
+        line.starts_with("legate: invalid setting source.config_dir: "),
+        "{line}"
+    );
+    assert!(line.contains("/nonexistent/legate-config"), "{line}");
+    assert!(line.contains("does not exist"), "{line}");
+}
+
+#[test]
+fn no_config_source_exits_2() {
+    let out = legate(&[&["run"], &LOOPBACK_PORTS[..]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let line = start_error(&out);
+    assert!(
+        line.starts_with("legate: invalid setting source.config_dir: "),
+        "{line}"
+    );
+    assert!(line.contains("--config-dir"), "{line}");
+}
+
+#[test]
+fn missing_envoy_binary_exits_5_with_install_instructions() {
+    let config = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--runtime-dir",
+        runtime.path().to_str().unwrap(),
+        "--envoy-binary",
+        "/nonexistent/envoy",
+    ];
+    let out = legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let line = start_error(&out);
+    assert!(line.contains("/nonexistent/envoy"), "{line}");
+    assert!(line.contains("scripts/install-envoy"), "{line}");
+    assert!(line.contains("--envoy-binary"), "{line}");
+}
+
+#[test]
+fn taken_admin_port_exits_1_without_starting_envoy() {
+    let Some(envoy) = legate::envoy::locate::for_tests() else {
+        return;
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let config = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--runtime-dir",
+        runtime.path().to_str().unwrap(),
+        "--envoy-binary",
+        envoy.to_str().unwrap(),
+        "--probe-address",
+        "127.0.0.1:0",
+        "--admin-address",
+        &taken,
+    ];
+    let out = legate(&args, &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let line = start_error(&out);
+    assert!(line.contains("admin listener"), "{line}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("envoy started"), "{stderr}");
+    // not even the bootstrap was written: the supervisor never ran
+    assert!(!runtime.path().join("envoy.yaml").exists(), "{stderr}");
+}
+
 #[test]
 fn run_serves_probes_and_exits_0_on_sigterm() {
+    let Some(envoy) = legate::envoy::locate::for_tests() else {
+        return;
+    };
     let runtime = tempfile::tempdir().unwrap();
+    let config = tempfile::tempdir().unwrap();
     let mut child = Reap(
         Command::new(BIN)
             .args([
@@ -134,20 +243,28 @@ fn run_serves_probes_and_exits_0_on_sigterm() {
             ])
             .arg("--runtime-dir")
             .arg(runtime.path())
+            .arg("--config-dir")
+            .arg(config.path())
+            .arg("--envoy-binary")
+            .arg(envoy)
             .env_remove("LEGATE_CONFIG")
             .env_remove("RUST_LOG")
+            .env_remove("KUBECONFIG")
+            .env_remove("KUBERNETES_SERVICE_HOST")
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
-    // the bound addresses come from the `listening` log line
+    // the bound addresses come from the `legate started` log line; the rest of stderr is
+    // drained on a thread so legate never blocks writing it
     let mut lines = BufReader::new(child.0.stderr.take().unwrap()).lines();
-    let listening = lines
+    let started = lines
         .by_ref()
         .map(|l| serde_json::from_str::<serde_json::Value>(&l.unwrap()).unwrap())
-        .find(|l| l["message"] == "listening")
-        .expect("a `listening` log line");
-    let probe: SocketAddr = listening["probe"].as_str().unwrap().parse().unwrap();
+        .find(|l| l["message"] == "legate started")
+        .expect("a `legate started` log line");
+    std::thread::spawn(move || lines.for_each(drop));
+    let probe: SocketAddr = started["probe"].as_str().unwrap().parse().unwrap();
     let (status, body) = get(probe, "/live");
     assert_eq!((status, body.as_str()), (200, "alive\n"));
 

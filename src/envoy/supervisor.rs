@@ -303,6 +303,9 @@ impl Supervisor {
         let launcher = Launcher::new().map_err(SupervisorError::Spawn)?;
         let mut deaths: VecDeque<Instant> = VecDeque::new();
         loop {
+            if self.stop_requested() {
+                return Ok(None);
+            }
             let envoy = self.start(&launcher).await?;
             let (exit, reason) = match self.supervise(&envoy).await {
                 Ended::Stopped(exit) => {
@@ -357,6 +360,26 @@ impl Supervisor {
         bootstrap::validate(&self.paths.binary, &path).await?;
         tracing::info!(bootstrap = %path.display(), admin = %self.admin_address, xds = %self.paths.xds, "envoy bootstrap written");
         Ok(())
+    }
+
+    /// Answers a drain or stop that arrived before Envoy was started (e.g. SIGTERM while the
+    /// bootstrap was being checked): no Envoy is started, there is nothing to drain.
+    fn stop_requested(&mut self) -> bool {
+        while let Ok(req) = self.requests.try_recv() {
+            match req {
+                Request::Signal(_) => {}
+                Request::StopNow { reply } => {
+                    let _ = reply.send(None);
+                    return true;
+                }
+                Request::Drain { reply, .. } => {
+                    tracing::info!("drain requested before envoy started; not starting it");
+                    let _ = reply.send(DrainOutcome::nothing_to_drain());
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     async fn start(&self, launcher: &Launcher) -> Result<Process, SupervisorError> {
