@@ -3,10 +3,8 @@
 //! SIGTERM before Envoy is ready. Each test starts its own `legate run` (see `common/process.rs`)
 //! against a test backend; no Envoy or legate outlives its test.
 
-#[allow(dead_code)]
 #[path = "common/backend.rs"]
 mod backend;
-#[allow(dead_code)]
 #[path = "common/http.rs"]
 mod http;
 #[allow(dead_code)]
