@@ -37,8 +37,11 @@ pub fn filter(log: &LogSettings, env: &Env) -> Result<EnvFilter, TelemetryError>
 /// Installs the global subscriber. Call once, after the settings are loaded.
 pub fn init(log: &LogSettings, env: &Env) -> Result<(), TelemetryError> {
     let filter = filter(log, env)?;
+    // Colour only on a terminal: container logs must not carry escape codes.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let installed = if log.format == "json" {
         builder
