@@ -102,7 +102,7 @@ async fn handle(
     {
         status = code.parse().unwrap_or(500);
     }
-    if path.starts_with("/flaky") && n % 2 == 0 {
+    if path.starts_with("/flaky") && n.is_multiple_of(2) {
         status = 503;
     }
     let headers: BTreeMap<String, String> = req

@@ -53,7 +53,6 @@ impl Legate {
     /// Starts legate against `server`. `None` only when Envoy tests are explicitly skipped.
     pub async fn start(server: &FakeApiServer, tweak: impl FnOnce(&mut Config)) -> Option<Legate> {
         let binary = legate::envoy::locate::for_tests()?;
-        let _ = tracing_subscriber::fmt().with_env_filter("legate=debug").with_test_writer().try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig);
@@ -148,8 +147,8 @@ pub fn acked_versions(xds: &Value) -> Option<BTreeMap<String, String>> {
     }
     let mut out = BTreeMap::new();
     for (ty, state) in clients[0]["types"].as_object()? {
-        let subscribed = state["wildcard"] == true
-            || state["names"].as_array().is_some_and(|n| !n.is_empty());
+        let subscribed =
+            state["wildcard"] == true || state["names"].as_array().is_some_and(|n| !n.is_empty());
         if !subscribed {
             continue;
         }
