@@ -84,6 +84,10 @@ impl Process {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
     pub fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
