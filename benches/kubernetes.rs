@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use backend::Backend;
 use fake_apiserver::FakeApiServer;
 use harness::{
-    acked_versions, amb, endpoint_slice, free_port, get_host, host, http_listener, local,
-    mapping, metric_value, service,
+    acked_versions, amb, endpoint_slice, free_port, get_host, host, http_listener, local, mapping,
+    metric_value, service,
 };
 use process::Process;
 use serde_json::{Value, json};
@@ -58,6 +58,7 @@ async fn run() {
     // 1 + 2: 5,000 Mappings at start, then modifications
     let mut starts = Vec::new();
     let mut modify_5000 = Vec::new();
+    let mut rss_5000 = 0.0;
     for run in 0..STARTS {
         let server = FakeApiServer::start().await;
         let port = free_port();
@@ -69,22 +70,32 @@ async fn run() {
         served(local(port), &format!("/m-{}/", MAPPINGS - 1)).await;
         eprintln!("start {run}: {:?}", starts.last());
         if run == STARTS - 1 {
+            rss_5000 = legate_rss(legate.admin).await;
             modify_5000 = modifications(&server, port, backend.addr).await;
         }
         drop(legate);
     }
     rows.push((
         format!("{MAPPINGS} Mappings listed at start → `/ready` 200"),
-        format!("median {} (of {STARTS}: {})", ms(median(&starts)), list(&starts)),
+        format!(
+            "median {} (of {STARTS}: {})",
+            ms(median(&starts)),
+            list(&starts)
+        ),
     ));
-    let modify_1 = {
+    let (rss_1, modify_1) = {
         let server = FakeApiServer::start().await;
         let port = free_port();
         server.apply_all(base(port, backend.addr, 1));
         let legate = Process::start(&server, &envoy).await;
         wait_ready(legate.probe).await;
-        modifications(&server, port, backend.addr).await
+        let rss = legate_rss(legate.admin).await;
+        (rss, modifications(&server, port, backend.addr).await)
     };
+    rows.push((
+        "supervisor RSS, 1 Mapping / 5000 Mappings".into(),
+        format!("{} / {}", mib(rss_1), mib(rss_5000)),
+    ));
     for (n, samples) in [(1, &modify_1), (MAPPINGS, &modify_5000)] {
         rows.push((
             format!("one Mapping modified → Envoy serving it ({n} Mappings)"),
@@ -136,7 +147,10 @@ async fn run() {
         let ready = started.elapsed();
         served(local(port), &format!("/s-{}/", SLICES - 1)).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let text = http::get(legate.admin, "/metrics").await.expect("metrics").body;
+        let text = http::get(legate.admin, "/metrics")
+            .await
+            .expect("metrics")
+            .body;
         let rss = metric_value(
             &text,
             "legate_process_resident_memory_bytes{process=\"legate\"}",
@@ -264,11 +278,25 @@ async fn reconfigurations(admin: SocketAddr) -> f64 {
 
 /// A `/proc/<pid>/status` field in kB.
 fn proc_status(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
-        .ok()?;
+    let text =
+        std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+async fn legate_rss(admin: SocketAddr) -> f64 {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let text = http::get(admin, "/metrics").await.expect("metrics").body;
+    metric_value(
+        &text,
+        "legate_process_resident_memory_bytes{process=\"legate\"}",
+    )
+    .expect("legate rss metric")
+}
+
+fn mib(bytes: f64) -> String {
+    format!("{:.1} MiB", bytes / 1048576.0)
 }
 
 fn median(samples: &[Duration]) -> Duration {
@@ -282,5 +310,9 @@ fn ms(d: Duration) -> String {
 }
 
 fn list(samples: &[Duration]) -> String {
-    samples.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+    samples
+        .iter()
+        .map(|d| ms(*d))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
