@@ -505,14 +505,15 @@ async fn track_acks(
     let mut pending: Option<(Arc<Snapshot>, Instant)> = None;
     let mut current: Option<Arc<Snapshot>> = None;
     loop {
-        if snapshots.has_changed().unwrap_or(false) || current.is_none() {
-            let s = snapshots.borrow_and_update().clone();
-            if let Some(s) = s
-                && current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &s))
-            {
-                pending = Some((s.clone(), Instant::now()));
-                current = Some(s);
-            }
+        // Always look at the latest snapshot: `changed()` below marks it seen, so a
+        // `has_changed()` test here would miss every snapshot after the first and compare the
+        // ACKs with a stale one (readiness then stayed 503 after the first change).
+        let latest = snapshots.borrow_and_update().clone();
+        if let Some(s) = latest
+            && current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &s))
+        {
+            pending = Some((s.clone(), Instant::now()));
+            current = Some(s);
         }
         if let Some(s) = &current {
             let versions = s.versions();

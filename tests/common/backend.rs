@@ -44,6 +44,15 @@ impl Backend {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind backend");
+        Self::serve(name, listener)
+    }
+
+    /// Binds exactly `addr` (e.g. `127.0.0.3:<port>`: every 127/8 address is on loopback).
+    pub async fn start_on(name: &str, addr: SocketAddr) -> std::io::Result<Backend> {
+        Ok(Self::serve(name, TcpListener::bind(addr).await?))
+    }
+
+    fn serve(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicU64::new(0));
         let name_owned = name.to_string();
