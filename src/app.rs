@@ -314,7 +314,7 @@ impl App {
             }
             name = critical => {
                 tracing::error!(task = name, "a critical task ended unexpectedly; stopping");
-                let _ = self.envoy.stop_now().await;
+                self.stop_envoy_now().await;
                 exit::FATAL
             }
         };
@@ -349,9 +349,15 @@ impl App {
         }
         // 3–5. Envoy drains its listeners, connections are polled, Envoy is stopped and reaped
         let envoy = self.envoy.clone();
+        // The supervisor bounds every step; this outer bound only guards against it wedging.
+        let bound = deadline + Duration::from_millis(d.stop_timeout_ms) + Duration::from_secs(5);
         let outcome = tokio::select! {
             outcome = envoy.drain(&d, deadline) => outcome,
             _ = watch.reached(Phase::Fast) => return self.stop_fast().await,
+            _ = tokio::time::sleep_until(bound) => {
+                tracing::error!("drain did not finish by its deadline; stopping envoy");
+                return self.stop_fast().await;
+            }
         };
         match outcome {
             Ok(o) if o.completed && !o.envoy_died => {
@@ -368,15 +374,38 @@ impl App {
             }
             Err(error) => {
                 tracing::error!(%error, "drain failed");
-                let _ = self.envoy.stop_now().await;
+                self.stop_envoy_now().await;
                 exit::FORCED
+            }
+        }
+    }
+
+    /// Stops Envoy at once through the supervisor, bounded: if the supervisor does not confirm
+    /// in time, Envoy's process group is killed directly so no Envoy outlives legate.
+    async fn stop_envoy_now(&self) {
+        let pid = self.envoy.pid();
+        let bound =
+            Duration::from_millis(self.config.drain.stop_timeout_ms) + Duration::from_secs(3);
+        if tokio::time::timeout(bound, self.envoy.stop_now())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                ?pid,
+                "envoy supervisor did not stop envoy in time; killing it"
+            );
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
 
     async fn stop_fast(&mut self) -> u8 {
         tracing::warn!("fast exit requested; stopping envoy now");
-        let _ = self.envoy.stop_now().await;
+        self.stop_envoy_now().await;
         exit::FORCED
     }
 
@@ -384,7 +413,7 @@ impl App {
     async fn finish(&mut self) {
         if let Some(mut supervisor) = self.supervisor.take() {
             if !supervisor.is_finished() {
-                let _ = self.envoy.stop_now().await;
+                self.stop_envoy_now().await;
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut supervisor).await;
         }
@@ -504,10 +533,11 @@ async fn track_acks(
     let mut changes = clients.subscribe();
     let mut pending: Option<(Arc<Snapshot>, Instant)> = None;
     let mut current: Option<Arc<Snapshot>> = None;
+    // Whether the connected Envoy has applied some snapshot (reset when no Envoy is connected).
+    let mut applied = false;
     loop {
         // Always look at the latest snapshot: `changed()` below marks it seen, so a
-        // `has_changed()` test here would miss every snapshot after the first and compare the
-        // ACKs with a stale one (readiness then stayed 503 after the first change).
+        // `has_changed()` test here would miss every snapshot after the first.
         let latest = snapshots.borrow_and_update().clone();
         if let Some(s) = latest
             && current.as_ref().is_none_or(|c| !Arc::ptr_eq(c, &s))
@@ -515,20 +545,45 @@ async fn track_acks(
             pending = Some((s.clone(), Instant::now()));
             current = Some(s);
         }
+        if clients.is_empty() {
+            applied = false;
+        }
         if let Some(s) = &current {
-            let versions = s.versions();
-            guard.satisfied(clients.settled(&versions));
+            let settled = clients.settled(&s.versions());
+            applied |= settled;
             if let Some((p, at)) = &pending
                 && clients.acked(&p.versions())
             {
                 metrics.push_latency.observe(at.elapsed());
                 pending = None;
             }
+            // Ready once Envoy has applied the current config. Later changes do not flip
+            // readiness while Envoy applies them (it keeps serving the previous config), unless
+            // one stays un-ACKed past ACK_GRACE: then Envoy is stuck and readiness says so.
+            let in_grace = pending
+                .as_ref()
+                .is_some_and(|(_, at)| at.elapsed() < ACK_GRACE);
+            guard.satisfied(settled || (applied && (pending.is_none() || in_grace)));
         }
+        let grace_left = pending
+            .as_ref()
+            .map(|(_, at)| ACK_GRACE.saturating_sub(at.elapsed()))
+            .filter(|d| !d.is_zero());
         tokio::select! {
             r = snapshots.changed() => if r.is_err() { return },
             r = changes.changed() => if r.is_err() { return },
+            _ = sleep_or_never(grace_left) => {}
         }
+    }
+}
+
+/// How long a new snapshot may stay un-ACKed before readiness reports Envoy as stuck.
+const ACK_GRACE: Duration = Duration::from_secs(10);
+
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
     }
 }
 

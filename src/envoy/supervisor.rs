@@ -561,7 +561,9 @@ pub fn backoff(r: &RestartSettings, attempt: u32) -> Duration {
 
 type Observation = Result<(bool, ServerInfo), AdminError>;
 
-/// Polls `/ready` and `/server_info` every `interval` and reports each answer (or error).
+/// Polls `/ready` and `/server_info` every `interval` once Envoy is LIVE, and every
+/// [`FAST_POLL`] until then, so a starting (or restarted) Envoy is seen LIVE within tens of
+/// milliseconds instead of up to a whole interval later. Reports each answer (or error).
 /// For a TCP admin on port 0 it first reads the address Envoy wrote to `address_file`.
 async fn poll(
     current: watch::Receiver<Option<admin::Client>>,
@@ -571,28 +573,34 @@ async fn poll(
     tx: mpsc::Sender<Observation>,
     publish: watch::Sender<Option<admin::Client>>,
 ) {
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut live = false;
     loop {
-        tick.tick().await;
         let client = current.borrow().clone();
         let client = match client {
-            Some(c) => c,
-            None => match read_admin_address(&address_file, &configured) {
-                Some(c) => {
-                    tracing::debug!(admin = %c.target(), "envoy admin address known");
-                    publish.send_replace(Some(c.clone()));
-                    c
-                }
-                None => continue,
-            },
+            Some(c) => Some(c),
+            None => read_admin_address(&address_file, &configured).inspect(|c| {
+                tracing::debug!(admin = %c.target(), "envoy admin address known");
+                publish.send_replace(Some(c.clone()));
+            }),
         };
-        let obs = async { Ok((client.ready().await?, client.server_info().await?)) }.await;
-        if tx.send(obs).await.is_err() {
-            return;
+        if let Some(client) = client {
+            let obs = async { Ok((client.ready().await?, client.server_info().await?)) }.await;
+            live = matches!(&obs, Ok((true, info)) if info.state == State::Live);
+            if tx.send(obs).await.is_err() {
+                return;
+            }
         }
+        tokio::time::sleep(if live {
+            interval
+        } else {
+            interval.min(FAST_POLL)
+        })
+        .await;
     }
 }
+
+/// Poll period while Envoy is not (yet) LIVE.
+const FAST_POLL: Duration = Duration::from_millis(20);
 
 fn read_admin_address(file: &std::path::Path, configured: &Address) -> Option<admin::Client> {
     let text = std::fs::read_to_string(file).ok()?;
