@@ -18,7 +18,9 @@ pub use cluster::{
     Priority, TcpKeepalive, UpstreamTls,
 };
 pub use listener::{
-    AccessLog, ChainAction, DownstreamTls, FilterChain, HttpManager, Listener, TcpProxy, TlsVersion,
+    AccessLog, ChainAction, ClientCertDetails, DownstreamTls, FilterChain, ForwardClientCert,
+    HeaderKeyFormat, HeadersWithUnderscores, HttpManager, IpAction, IpPrincipal, IpRules,
+    IpSource, Listener, TcpProxy, TlsVersion,
 };
 pub use route::{
     Cors, Forward, HeaderMatch, HeaderValue, HostRewrite, Mirror, PathMatch, QueryMatch, Redirect,

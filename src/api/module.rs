@@ -25,9 +25,9 @@ pub struct ModuleSpec {
 pub struct ModuleConfig {
     pub use_remote_address: Option<bool>,
     pub server_name: Option<String>,
-    pub diagnostics: Option<Toggle>,
-    pub liveness_probe: Option<Toggle>,
-    pub readiness_probe: Option<Toggle>,
+    pub diagnostics: Option<BuiltinRouteSpec>,
+    pub liveness_probe: Option<BuiltinRouteSpec>,
+    pub readiness_probe: Option<BuiltinRouteSpec>,
     pub cluster_request_timeout_ms: Option<u64>,
     pub cluster_idle_timeout_ms: Option<u64>,
     pub cluster_max_connection_lifetime_ms: Option<u64>,
@@ -57,7 +57,7 @@ pub struct ModuleConfig {
     pub defaults: Option<ModuleDefaults>,
     pub admin_port: Option<u16>,
 
-    // Recognised but not implemented yet: reported as warnings when set.
+    // Checked by the translation, which names the exact key and entry at fault.
     pub ip_allow: Option<serde_json::Value>,
     pub ip_deny: Option<serde_json::Value>,
     pub allow_chunked_length: Option<serde_json::Value>,
@@ -82,10 +82,19 @@ pub struct ModuleConfig {
     pub extra: Extra,
 }
 
-/// `{enabled: bool}` plus overrides legate does not support yet.
+/// `liveness_probe`, `readiness_probe` and `diagnostics`: whether the built-in route exists and
+/// where it goes.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
-pub struct Toggle {
+pub struct BuiltinRouteSpec {
     pub enabled: Option<bool>,
+    /// The route's prefix (default: the built-in path).
+    pub prefix: Option<String>,
+    /// What the prefix is rewritten to (default: the built-in path, whatever the prefix).
+    pub rewrite: Option<String>,
+    /// The upstream, parsed like a Mapping's `service` (default: legate's probe server).
+    pub service: Option<String>,
+    /// `diagnostics` only, in Emissary: whether its diagnostics server answers non-local clients.
+    pub allow_non_local: Option<bool>,
     #[serde(flatten)]
     pub extra: Extra,
 }

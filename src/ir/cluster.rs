@@ -22,6 +22,10 @@ pub struct Cluster {
     pub idle_timeout_ms: Option<u64>,
     pub max_connection_duration_ms: Option<u64>,
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// HTTP/1 header-name case of requests sent upstream; `None` is lower case. Ignored for
+    /// HTTP/2 clusters. Left out of the serialized form while unset (see `HttpManager`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_key_format: Option<super::HeaderKeyFormat>,
 }
 
 impl Cluster {
@@ -41,6 +45,7 @@ impl Cluster {
             idle_timeout_ms: None,
             max_connection_duration_ms: None,
             tcp_keepalive: None,
+            header_key_format: None,
         }
     }
 }

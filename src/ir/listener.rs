@@ -77,6 +77,26 @@ pub struct HttpManager {
     /// Install the CORS filter (routes opt in with a policy).
     pub cors: bool,
     pub access_log: Option<AccessLog>,
+    // The fields below are left out of the serialized form while unset, so IR dumps (and the
+    // digests `translate` derives from them) do not change for configurations without them.
+    /// Allow or deny requests by client address: an RBAC filter placed before every other.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip_rules: Option<IpRules>,
+    /// HTTP/1: accept requests carrying both `Content-Length` and `Transfer-Encoding: chunked`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_chunked_length: bool,
+    /// What to do with header names containing `_`; `None` keeps Envoy's default (allow).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers_with_underscores: Option<HeadersWithUnderscores>,
+    /// `x-forwarded-client-cert` handling; `None` keeps Envoy's default (sanitize).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_client_cert: Option<ForwardClientCert>,
+    /// Which client-certificate details go into `x-forwarded-client-cert`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_current_client_cert: Option<ClientCertDetails>,
+    /// HTTP/1 header-name case of responses sent downstream; `None` is lower case.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_key_format: Option<HeaderKeyFormat>,
 }
 
 impl HttpManager {
@@ -99,8 +119,86 @@ impl HttpManager {
             suppress_envoy_headers: false,
             cors: true,
             access_log: None,
+            ip_rules: None,
+            allow_chunked_length: false,
+            headers_with_underscores: None,
+            forward_client_cert: None,
+            set_current_client_cert: None,
+            header_key_format: None,
         }
     }
+}
+
+/// An address-based access rule: requests whose client matches any principal are allowed
+/// (and all others denied), or denied (and all others allowed).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct IpRules {
+    pub action: IpAction,
+    /// Never empty.
+    pub principals: Vec<IpPrincipal>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpAction {
+    Allow,
+    Deny,
+}
+
+/// One CIDR range matched against a client address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct IpPrincipal {
+    pub source: IpSource,
+    /// An IPv4 or IPv6 address, as written.
+    pub address: String,
+    /// At most 32 for IPv4, 128 for IPv6.
+    pub prefix_len: u32,
+}
+
+/// Which client address a principal is matched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpSource {
+    /// The peer of the TCP connection (Envoy's `direct_remote_ip`).
+    Peer,
+    /// The client address after `x-forwarded-for` processing (Envoy's `remote_ip`).
+    Remote,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadersWithUnderscores {
+    Allow,
+    RejectRequest,
+    DropHeader,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForwardClientCert {
+    Sanitize,
+    ForwardOnly,
+    AppendForward,
+    SanitizeSet,
+    AlwaysForwardOnly,
+}
+
+/// The client-certificate fields added to `x-forwarded-client-cert` (the hash always is).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct ClientCertDetails {
+    pub subject: bool,
+    pub cert: bool,
+    pub chain: bool,
+    pub dns: bool,
+    pub uri: bool,
+}
+
+/// How HTTP/1 header names are written on the wire (Envoy lower-cases them otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderKeyFormat {
+    /// `content-type` → `Content-Type`: the first letter and each after a non-letter upper-cased.
+    ProperCaseWords,
 }
 
 /// A file access log.

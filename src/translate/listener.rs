@@ -419,6 +419,12 @@ fn hcm(l: &ListenerPlan, table: &str, s: &Settings) -> HttpManager {
     h.suppress_envoy_headers = s.suppress_envoy_headers;
     h.cors = true;
     h.access_log = s.access_log.clone();
+    h.ip_rules = s.http.ip_rules.clone();
+    h.allow_chunked_length = s.http.allow_chunked_length;
+    h.headers_with_underscores = s.http.headers_with_underscores;
+    h.forward_client_cert = s.http.forward_client_cert;
+    h.set_current_client_cert = s.http.set_current_client_cert;
+    h.header_key_format = s.http.header_key_format;
     h
 }
 

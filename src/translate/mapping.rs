@@ -663,6 +663,7 @@ fn cluster(
         .as_ref()
         .or(settings.keepalive.as_ref())
         .map(policy::keepalive);
+    c.header_key_format = settings.http.header_key_format.filter(|_| !c.http2);
     Ok(Upstream {
         authority: format!("{}:{port}", svc.host),
         hash_policy: balancer.and_then(|b| b.hash),
@@ -684,35 +685,20 @@ pub(crate) fn cluster_name(parts: &[String]) -> String {
 }
 
 /// `check_ready`, `check_alive` (and diagnostics when the Module enables it explicitly): on
-/// every Host, to legate's probe server, 10 s timeout, exempt from Module policies.
+/// every Host, to legate's probe server (or the Module's `service`), 10 s timeout, exempt from
+/// Module policies.
 fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
-    let (addr, port) = &options.probe_address;
-    let mut c = Cluster::new(
-        cluster_name(&[
-            "cluster".into(),
-            format!("{addr}:{port}"),
-            options.ambassador_namespace.clone(),
-        ]),
-        Discovery::StrictDns(vec![Endpoint::new(addr.clone(), *port)]),
-    );
-    c.alt_stat_name = Some(sanitize(&format!("{addr}:{port}")));
     let mut out = Vec::new();
-    for (enabled, name, prefix) in [
-        (
-            settings.readiness,
-            "check_ready",
-            "/ambassador/v0/check_ready",
-        ),
-        (
-            settings.liveness,
-            "check_alive",
-            "/ambassador/v0/check_alive",
-        ),
-        (settings.diagnostics, "diagnostics", "/ambassador/v0/"),
+    for (route, name) in [
+        (&settings.readiness, "check_ready"),
+        (&settings.liveness, "check_alive"),
+        (&settings.diagnostics, "diagnostics"),
     ] {
-        if !enabled {
+        let Some(route) = route else {
             continue;
-        }
+        };
+        let c = builtin_cluster(route.service.as_ref(), settings, options);
+        let prefix = route.prefix.as_str();
         let matcher = RouteMatch::prefix(prefix);
         let (group_key, sort) = super::group::identity(&matcher, prefix, None, 0);
         out.push(MappingPlan {
@@ -730,12 +716,12 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             group_key,
             sort,
             consistency: String::new(),
-            target: Target::Cluster(Box::new(c.clone())),
+            target: Target::Cluster(Box::new(c)),
             weight: None,
             shadow: false,
             timeout_ms: Some(10_000),
             idle_timeout_ms: None,
-            prefix_rewrite: Some(prefix.into()),
+            prefix_rewrite: Some(route.rewrite.clone()),
             host_rewrite: None,
             regex_rewrite: None,
             add_request_headers: Vec::new(),
@@ -750,4 +736,32 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
         });
     }
     out
+}
+
+/// `cluster_<service>_<Emissary namespace>`, by DNS, TLS for an `https://` service.
+fn builtin_cluster(service: Option<&Service>, settings: &Settings, options: &Options) -> Cluster {
+    let (addr, port) = &options.probe_address;
+    let (display, authority, host, port, tls) = match service {
+        None => {
+            let authority = format!("{addr}:{port}");
+            (authority.clone(), authority, addr.clone(), *port, None)
+        }
+        Some(svc) => {
+            let tls = (svc.https == Some(true)).then(UpstreamTls::plain);
+            let port = svc.port_or_default(tls.is_some());
+            (svc.display(), svc.authority(), svc.host.clone(), port, tls)
+        }
+    };
+    let mut c = Cluster::new(
+        cluster_name(&[
+            "cluster".into(),
+            display,
+            options.ambassador_namespace.clone(),
+        ]),
+        Discovery::StrictDns(vec![Endpoint::new(host, port)]),
+    );
+    c.alt_stat_name = Some(sanitize(&authority));
+    c.tls = tls;
+    c.header_key_format = settings.http.header_key_format;
+    c
 }

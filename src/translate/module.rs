@@ -1,15 +1,46 @@
 //! The `ambassador` Module → global [`Settings`] (reference §6): HCM options, Mapping and
-//! cluster defaults, the access log and which built-in routes exist.
+//! cluster defaults, the access log and the built-in routes (which exist, where they go).
+
+mod options;
 
 use std::collections::BTreeMap;
 
 use crate::api::common::{AddHeader, KeepaliveSpec, OneOrMany};
-use crate::api::module::{MappingDefaults, ModuleConfig, ModuleSpec};
+use crate::api::module::{BuiltinRouteSpec, MappingDefaults, ModuleConfig, ModuleSpec};
 use crate::ir::{AccessLog, CircuitBreaker, Cors, RetryPolicy};
 
 use super::endpoint::Resolver;
 use super::load::{Obj, unknown};
+use super::service::Service;
 use super::{Errors, Options, policy};
+
+pub(crate) use options::HttpOptions;
+
+/// Paths of the built-in routes (§10), which are also their default rewrites.
+pub(crate) const CHECK_READY: &str = "/ambassador/v0/check_ready";
+pub(crate) const CHECK_ALIVE: &str = "/ambassador/v0/check_alive";
+pub(crate) const DIAGNOSTICS: &str = "/ambassador/v0/";
+
+/// One built-in route as the Module leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BuiltinRoute {
+    pub prefix: String,
+    /// The path prefix sent upstream. As in Emissary, a custom `prefix` alone keeps the
+    /// built-in path here, so legate's probe server still understands the request.
+    pub rewrite: String,
+    /// The upstream; `None` is legate's probe server.
+    pub service: Option<Service>,
+}
+
+impl BuiltinRoute {
+    fn at(path: &str) -> Self {
+        BuiltinRoute {
+            prefix: path.into(),
+            rewrite: path.into(),
+            service: None,
+        }
+    }
+}
 
 /// Emissary's default access-log format.
 pub(crate) const DEFAULT_LOG_FORMAT: &str = "ACCESS [%START_TIME%] \"%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% %RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% \"%REQ(X-FORWARDED-FOR)%\" \"%REQ(USER-AGENT)%\" \"%REQ(X-REQUEST-ID)%\" \"%REQ(:AUTHORITY)%\" \"%UPSTREAM_HOST%\"\n";
@@ -20,9 +51,9 @@ pub(crate) struct Settings {
     pub use_remote_address: bool,
     pub server_name: Option<String>,
     /// Route `/ambassador/v0/` publicly: only when the Module enables it explicitly.
-    pub diagnostics: bool,
-    pub liveness: bool,
-    pub readiness: bool,
+    pub diagnostics: Option<BuiltinRoute>,
+    pub liveness: Option<BuiltinRoute>,
+    pub readiness: Option<BuiltinRoute>,
     pub request_timeout_ms: u64,
     pub cluster_idle_timeout_ms: Option<u64>,
     pub cluster_max_connection_lifetime_ms: Option<u64>,
@@ -52,6 +83,8 @@ pub(crate) struct Settings {
     pub remove_request_headers: Vec<String>,
     pub remove_response_headers: Vec<String>,
     pub tls_secret_namespacing: bool,
+    /// HCM options (and the upstream header-name case) checked by [`options`].
+    pub http: HttpOptions,
 }
 
 impl Default for Settings {
@@ -59,9 +92,9 @@ impl Default for Settings {
         Settings {
             use_remote_address: true,
             server_name: None,
-            diagnostics: false,
-            liveness: true,
-            readiness: true,
+            diagnostics: None,
+            liveness: Some(BuiltinRoute::at(CHECK_ALIVE)),
+            readiness: Some(BuiltinRoute::at(CHECK_READY)),
             request_timeout_ms: 3000,
             cluster_idle_timeout_ms: None,
             cluster_max_connection_lifetime_ms: None,
@@ -94,6 +127,7 @@ impl Default for Settings {
             remove_request_headers: Vec::new(),
             remove_response_headers: Vec::new(),
             tls_secret_namespacing: true,
+            http: HttpOptions::default(),
         }
     }
 }
@@ -155,9 +189,9 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
     Ok(Settings {
         use_remote_address: c.use_remote_address.unwrap_or(true),
         server_name: c.server_name.clone(),
-        diagnostics: c.diagnostics.as_ref().and_then(|t| t.enabled) == Some(true),
-        liveness: c.liveness_probe.as_ref().and_then(|t| t.enabled) != Some(false),
-        readiness: c.readiness_probe.as_ref().and_then(|t| t.enabled) != Some(false),
+        diagnostics: builtin("diagnostics", c.diagnostics.as_ref(), false, DIAGNOSTICS)?,
+        liveness: builtin("liveness_probe", c.liveness_probe.as_ref(), true, CHECK_ALIVE)?,
+        readiness: builtin("readiness_probe", c.readiness_probe.as_ref(), true, CHECK_READY)?,
         request_timeout_ms: c.cluster_request_timeout_ms.unwrap_or(3000),
         cluster_idle_timeout_ms: c.cluster_idle_timeout_ms,
         cluster_max_connection_lifetime_ms: c.cluster_max_connection_lifetime_ms,
@@ -216,7 +250,40 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
         tls_secret_namespacing: defaults
             .tls_secret_namespacing
             .unwrap_or(d.tls_secret_namespacing),
+        http: options::read(c)?,
     })
+}
+
+/// A built-in route, or `None` when disabled. Probes are on unless `enabled: false`;
+/// diagnostics only with an explicit `enabled: true` (§10, legate). Empty overrides count as
+/// unset, as in Emissary.
+fn builtin(
+    key: &str,
+    spec: Option<&BuiltinRouteSpec>,
+    on_by_default: bool,
+    path: &str,
+) -> Result<Option<BuiltinRoute>, policy::FieldError> {
+    let enabled = spec.and_then(|s| s.enabled).unwrap_or(on_by_default);
+    let Some(spec) = spec.filter(|_| enabled) else {
+        return Ok(enabled.then(|| BuiltinRoute::at(path)));
+    };
+    let set = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let prefix = set(&spec.prefix).unwrap_or_else(|| path.into());
+    if !prefix.starts_with('/') {
+        return Err((
+            format!("{key}.prefix"),
+            format!("{prefix:?} must start with /"),
+        ));
+    }
+    let service = set(&spec.service)
+        .map(|s| Service::parse(&s))
+        .transpose()
+        .map_err(|m| (format!("{key}.service"), m))?;
+    Ok(Some(BuiltinRoute {
+        prefix,
+        rewrite: set(&spec.rewrite).unwrap_or_else(|| path.into()),
+        service,
+    }))
 }
 
 /// `defaults.<key>` overridden by `defaults.httpmapping.<key>`.
@@ -344,49 +411,36 @@ fn warn_config(m: &Obj<ModuleSpec>, c: &ModuleConfig, errs: &mut Errors) {
             errs.push(m.meta.warning(&format!("spec.config.{key}"), msg));
         }
     }
-    let unsupported = [
-        ("ip_allow", c.ip_allow.is_some()),
-        ("ip_deny", c.ip_deny.is_some()),
-        ("allow_chunked_length", c.allow_chunked_length.is_some()),
-        (
-            "headers_with_underscores_action",
-            c.headers_with_underscores_action.is_some(),
-        ),
-        (
-            "forward_client_cert_details",
-            c.forward_client_cert_details.is_some(),
-        ),
-        (
-            "set_current_client_cert_details",
-            c.set_current_client_cert_details.is_some(),
-        ),
-        ("proper_case", c.proper_case.is_some()),
-        ("header_case_overrides", c.header_case_overrides.is_some()),
-        (
-            "error_response_overrides",
-            c.error_response_overrides.is_some(),
-        ),
-    ];
-    for (key, set) in unsupported {
-        if set {
-            errs.push(
-                m.meta
-                    .warning(&format!("spec.config.{key}"), "not supported yet; ignored"),
-            );
-        }
+    let overrides = c.header_case_overrides.as_ref().and_then(|v| v.as_array());
+    if overrides.is_some_and(|o| !o.is_empty()) {
+        errs.push(m.meta.warning(
+            "spec.config.header_case_overrides",
+            "ignored: Envoy 1.40 has no per-header case rules (Emissary's patched Envoy adds them); use proper_case",
+        ));
+    }
+    if c.error_response_overrides.is_some() {
+        errs.push(m.meta.warning(
+            "spec.config.error_response_overrides",
+            "not supported yet; ignored",
+        ));
     }
     for (key, t) in [
         ("diagnostics", &c.diagnostics),
         ("liveness_probe", &c.liveness_probe),
         ("readiness_probe", &c.readiness_probe),
     ] {
-        if let Some(t) = t {
-            for k in t.extra.keys() {
-                errs.push(m.meta.warning(
-                    &format!("spec.config.{key}.{k}"),
-                    "not supported yet; ignored",
-                ));
-            }
+        let Some(t) = t else { continue };
+        unknown(&m.meta, &format!("spec.config.{key}"), &t.extra, errs);
+        if t.allow_non_local.is_some() {
+            let msg = if key == "diagnostics" {
+                "has no effect; legate serves diagnostics on its loopback admin address"
+            } else {
+                "applies to diagnostics only; ignored"
+            };
+            errs.push(
+                m.meta
+                    .warning(&format!("spec.config.{key}.allow_non_local"), msg),
+            );
         }
     }
 }

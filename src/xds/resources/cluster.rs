@@ -166,13 +166,18 @@ fn http_options(c: &ir::Cluster) -> Option<Any> {
         ExplicitHttpConfig, UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
     };
     let timeouts = c.idle_timeout_ms.is_some() || c.max_connection_duration_ms.is_some();
-    if !c.http2 && !timeouts {
+    // Header-name case is an HTTP/1 matter: it has no effect (and is not sent) over HTTP/2.
+    let header_key_format = c.header_key_format.filter(|_| !c.http2);
+    if !c.http2 && !timeouts && header_key_format.is_none() {
         return None;
     }
     let protocol = if c.http2 {
         ProtocolConfig::Http2ProtocolOptions(Http2ProtocolOptions::default())
     } else {
-        ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+        ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions {
+            header_key_format: header_key_format.map(super::listener::header_key_format),
+            ..Default::default()
+        })
     };
     let options = HttpProtocolOptions {
         common_http_protocol_options: timeouts.then(|| CommonHttpOptions {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, DataSource, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions,
-    SocketAddress, SubstitutionFormatString, address, data_source, socket_address,
-    substitution_format_string,
+    SocketAddress, SubstitutionFormatString, address, data_source, http1_protocol_options,
+    http_protocol_options, socket_address, substitution_format_string,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,
@@ -19,7 +19,8 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::listener::proxy_protocol::v3::ProxyProtocol;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager, http_filter,
+    HttpConnectionManager, HttpFilter, Rds, http_connection_manager,
+    http_connection_manager::ForwardClientCertDetails, http_filter,
 };
 use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{TcpProxy, tcp_proxy};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
@@ -31,6 +32,7 @@ use prost::{Message, Name};
 use super::{ads, boolv, duration_ms, pack, sds, tls_params, tls_transport_socket, u32v};
 use crate::ir;
 
+mod rbac;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +40,7 @@ pub(super) const HCM: &str = "envoy.filters.network.http_connection_manager";
 const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
 pub(super) const CORS: &str = "envoy.filters.http.cors";
 const ROUTER: &str = "envoy.filters.http.router";
+const RBAC: &str = "envoy.filters.http.rbac";
 
 /// The LDS resource for one IR listener.
 pub fn listener(l: &ir::Listener) -> Listener {
@@ -145,6 +148,10 @@ fn downstream_tls(tls: &ir::DownstreamTls) -> DownstreamTlsContext {
 fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
     use http_connection_manager::PathWithEscapedSlashesAction;
     let mut http_filters = Vec::new();
+    // Address rules run before anything else can act on (or answer) the request.
+    if let Some(rules) = &h.ip_rules {
+        http_filters.push(http_filter(RBAC, rbac::config(rules)));
+    }
     if h.cors {
         http_filters.push(http_filter(CORS, pack(Cors::default())));
     }
@@ -165,10 +172,7 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
         use_remote_address: Some(boolv(h.use_remote_address)),
         xff_num_trusted_hops: h.xff_num_trusted_hops,
         server_name: h.server_name.clone().unwrap_or_default(),
-        common_http_protocol_options: h.idle_timeout_ms.map(|ms| HttpProtocolOptions {
-            idle_timeout: Some(duration_ms(ms)),
-            ..Default::default()
-        }),
+        common_http_protocol_options: common_http_options(h),
         max_request_headers_kb: h.max_request_headers_kb.map(u32v),
         http2_protocol_options: h
             .http2_max_concurrent_streams
@@ -183,13 +187,75 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
         } else {
             PathWithEscapedSlashesAction::ImplementationSpecificDefault as i32
         },
-        http_protocol_options: h.accept_http_10.then(|| Http1ProtocolOptions {
-            accept_http_10: true,
-            ..Default::default()
-        }),
+        http_protocol_options: http1_options(h),
         preserve_external_request_id: h.preserve_external_request_id,
+        forward_client_cert_details: h
+            .forward_client_cert
+            .map_or(ForwardClientCertDetails::Sanitize, forward_client_cert)
+            as i32,
+        set_current_client_cert_details: h.set_current_client_cert.map(|d| {
+            http_connection_manager::SetCurrentClientCertDetails {
+                subject: d.subject.then(|| boolv(true)),
+                cert: d.cert,
+                chain: d.chain,
+                dns: d.dns,
+                uri: d.uri,
+                ..Default::default()
+            }
+        }),
         access_log: h.access_log.iter().map(file_access_log).collect(),
         ..Default::default()
+    }
+}
+
+/// Downstream options shared by every HTTP version, or `None` when all are Envoy's defaults.
+fn common_http_options(h: &ir::HttpManager) -> Option<HttpProtocolOptions> {
+    use http_protocol_options::HeadersWithUnderscoresAction as Action;
+    if h.idle_timeout_ms.is_none() && h.headers_with_underscores.is_none() {
+        return None;
+    }
+    let action = match h.headers_with_underscores {
+        None | Some(ir::HeadersWithUnderscores::Allow) => Action::Allow,
+        Some(ir::HeadersWithUnderscores::RejectRequest) => Action::RejectRequest,
+        Some(ir::HeadersWithUnderscores::DropHeader) => Action::DropHeader,
+    };
+    Some(HttpProtocolOptions {
+        idle_timeout: h.idle_timeout_ms.map(duration_ms),
+        headers_with_underscores_action: action as i32,
+        ..Default::default()
+    })
+}
+
+/// Downstream HTTP/1 options, or `None` when all are Envoy's defaults.
+fn http1_options(h: &ir::HttpManager) -> Option<Http1ProtocolOptions> {
+    (h.accept_http_10 || h.allow_chunked_length || h.header_key_format.is_some()).then(|| {
+        Http1ProtocolOptions {
+            accept_http_10: h.accept_http_10,
+            allow_chunked_length: h.allow_chunked_length,
+            header_key_format: h.header_key_format.map(header_key_format),
+            ..Default::default()
+        }
+    })
+}
+
+/// An HTTP/1 header-name format, for the HCM (downstream) and clusters (upstream).
+pub(super) fn header_key_format(f: ir::HeaderKeyFormat) -> http1_protocol_options::HeaderKeyFormat {
+    use http1_protocol_options::header_key_format::{HeaderFormat, ProperCaseWords};
+    let format = match f {
+        ir::HeaderKeyFormat::ProperCaseWords => HeaderFormat::ProperCaseWords(ProperCaseWords {}),
+    };
+    http1_protocol_options::HeaderKeyFormat {
+        header_format: Some(format),
+    }
+}
+
+fn forward_client_cert(f: ir::ForwardClientCert) -> ForwardClientCertDetails {
+    match f {
+        ir::ForwardClientCert::Sanitize => ForwardClientCertDetails::Sanitize,
+        ir::ForwardClientCert::ForwardOnly => ForwardClientCertDetails::ForwardOnly,
+        ir::ForwardClientCert::AppendForward => ForwardClientCertDetails::AppendForward,
+        ir::ForwardClientCert::SanitizeSet => ForwardClientCertDetails::SanitizeSet,
+        ir::ForwardClientCert::AlwaysForwardOnly => ForwardClientCertDetails::AlwaysForwardOnly,
     }
 }
 
