@@ -16,6 +16,7 @@ use super::*;
 use crate::ir::*;
 
 pub(super) mod fixture;
+mod http_options;
 mod validate;
 
 use fixture::{CERT, KEY, rich_ir};
@@ -228,7 +229,11 @@ fn hcm_uses_rds_over_ads_and_typed_filters() {
     let filters: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         filters,
-        ["envoy.filters.http.cors", "envoy.filters.http.router"]
+        [
+            "envoy.filters.http.rbac",
+            "envoy.filters.http.cors",
+            "envoy.filters.http.router"
+        ]
     );
     for f in &hcm.http_filters {
         assert!(matches!(

@@ -63,6 +63,32 @@ fn full_hcm(table: &str) -> HttpManager {
         accept_http_10: true,
         preserve_external_request_id: true,
         suppress_envoy_headers: true,
+        ip_rules: Some(IpRules {
+            action: IpAction::Deny,
+            principals: vec![
+                IpPrincipal {
+                    source: IpSource::Peer,
+                    address: "192.0.2.0".into(),
+                    prefix_len: 24,
+                },
+                IpPrincipal {
+                    source: IpSource::Remote,
+                    address: "2001:db8::".into(),
+                    prefix_len: 32,
+                },
+            ],
+        }),
+        allow_chunked_length: true,
+        headers_with_underscores: Some(HeadersWithUnderscores::DropHeader),
+        forward_client_cert: Some(ForwardClientCert::SanitizeSet),
+        set_current_client_cert: Some(ClientCertDetails {
+            subject: true,
+            cert: true,
+            chain: true,
+            dns: true,
+            uri: true,
+        }),
+        header_key_format: Some(HeaderKeyFormat::ProperCaseWords),
         access_log: Some(AccessLog {
             path: "/dev/stdout".into(),
             text_format: None,
@@ -91,6 +117,14 @@ fn edge_listener() -> ir::Listener {
             path: "/dev/stdout".into(),
             text_format: Some("%REQ(:METHOD)% %RESPONSE_CODE%\n".into()),
             json_format: vec![],
+        }),
+        ip_rules: Some(IpRules {
+            action: IpAction::Allow,
+            principals: vec![IpPrincipal {
+                source: IpSource::Peer,
+                address: "127.0.0.1".into(),
+                prefix_len: 32,
+            }],
         }),
         ..HttpManager::new("ingress_http", "edge/plain")
     };
@@ -195,6 +229,7 @@ fn clusters() -> Vec<ir::Cluster> {
             time_s: Some(30),
             interval_s: Some(5),
         }),
+        header_key_format: Some(HeaderKeyFormat::ProperCaseWords),
         ..ir::Cluster::new(
             "web",
             Discovery::StrictDns(vec![
@@ -228,6 +263,7 @@ fn clusters() -> Vec<ir::Cluster> {
         lb_policy: LbPolicy::Maglev,
         dns_family: DnsFamily::Auto,
         tls: Some(UpstreamTls::plain()),
+        header_key_format: Some(HeaderKeyFormat::ProperCaseWords),
         ..ir::Cluster::new(
             "logical",
             Discovery::LogicalDns(vec![Endpoint::new("example.internal", 443)]),
@@ -236,6 +272,8 @@ fn clusters() -> Vec<ir::Cluster> {
     let eds = ir::Cluster {
         lb_policy: LbPolicy::Random,
         http2: true,
+        // Not sent: header-name case is an HTTP/1 matter.
+        header_key_format: Some(HeaderKeyFormat::ProperCaseWords),
         ..ir::Cluster::new(
             "eds-svc",
             Discovery::Eds {
