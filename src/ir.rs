@@ -19,8 +19,8 @@ pub use cluster::{
 };
 pub use listener::{
     AccessLog, ChainAction, ClientCertDetails, DownstreamTls, FilterChain, ForwardClientCert,
-    HeaderKeyFormat, HeadersWithUnderscores, HttpManager, IpAction, IpPrincipal, IpRules,
-    IpSource, Listener, TcpProxy, TlsVersion,
+    HeaderKeyFormat, HeadersWithUnderscores, HttpManager, IpAction, IpPrincipal, IpRules, IpSource,
+    Listener, TcpProxy, TlsVersion,
 };
 pub use route::{
     Cors, Forward, HeaderMatch, HeaderValue, HostRewrite, Mirror, PathMatch, QueryMatch, Redirect,

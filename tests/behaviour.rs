@@ -5,7 +5,8 @@
 //!
 //! Families: routing and rewrites, redirects and CORS, timeouts, retries and canaries (here);
 //! websocket, TLS/SNI and TCPMapping (`behaviour/streams.rs`); hot reload under load
-//! (`behaviour/reload.rs`); the bad-input corpus served by Envoy (`behaviour/bad_input.rs`).
+//! (`behaviour/reload.rs`); the bad-input corpus served by Envoy (`behaviour/bad_input.rs`);
+//! the Module's address rules, header case and probe overrides (`behaviour/module.rs`).
 
 #[path = "common/backend.rs"]
 mod backend;
@@ -16,6 +17,8 @@ mod http;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
+#[path = "behaviour/module.rs"]
+mod module;
 #[path = "behaviour/reload.rs"]
 mod reload;
 #[path = "behaviour/streams.rs"]

@@ -114,7 +114,12 @@ fn client_cert_details(v: Option<&Value>) -> Result<Option<ClientCertDetails>, F
             "chain" => &mut d.chain,
             "dns" => &mut d.dns,
             "uri" => &mut d.uri,
-            _ => return Err(err(format!("{KEY}.{k}"), format!("is not one of {CERT_DETAILS}"))),
+            _ => {
+                return Err(err(
+                    format!("{KEY}.{k}"),
+                    format!("is not one of {CERT_DETAILS}"),
+                ));
+            }
         };
         *slot = v
             .as_bool()
@@ -170,10 +175,12 @@ fn ip_rules(c: &ModuleConfig) -> Result<Option<IpRules>, FieldError> {
     }
     let mut principals = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let map = item
-            .as_object()
-            .filter(|m| !m.is_empty())
-            .ok_or_else(|| err(format!("{key}[{i}]"), "must be {peer: CIDR} or {remote: CIDR}"))?;
+        let map = item.as_object().filter(|m| !m.is_empty()).ok_or_else(|| {
+            err(
+                format!("{key}[{i}]"),
+                "must be {peer: CIDR} or {remote: CIDR}",
+            )
+        })?;
         for (kind, range) in map {
             let field = format!("{key}[{i}].{kind}");
             let source = match kind.as_str() {
@@ -264,9 +271,19 @@ mod tests {
     fn bad_ip_rules_name_the_entry() {
         let e = error(json!({"ip_allow": [{"peer": "10.0.0.0/8"}, {"peer": "10.0.0.0/33"}]}));
         assert_eq!(e.0, "ip_allow[1].peer");
-        assert!(e.1.contains("\"10.0.0.0/33\" is not a CIDR range"), "{}", e.1);
-        assert_eq!(error(json!({"ip_deny": [{"peer": "nope"}]})).0, "ip_deny[0].peer");
-        assert_eq!(error(json!({"ip_deny": [{"host": "::1"}]})).0, "ip_deny[0].host");
+        assert!(
+            e.1.contains("\"10.0.0.0/33\" is not a CIDR range"),
+            "{}",
+            e.1
+        );
+        assert_eq!(
+            error(json!({"ip_deny": [{"peer": "nope"}]})).0,
+            "ip_deny[0].peer"
+        );
+        assert_eq!(
+            error(json!({"ip_deny": [{"host": "::1"}]})).0,
+            "ip_deny[0].host"
+        );
         assert_eq!(error(json!({"ip_deny": ["::1"]})).0, "ip_deny[0]");
         assert_eq!(error(json!({"ip_deny": []})).0, "ip_deny");
         assert_eq!(error(json!({"ip_deny": "::1"})).0, "ip_deny");

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use envoy_types::pb::envoy::config::accesslog::v3::{AccessLog, access_log};
 use envoy_types::pb::envoy::config::core::v3::{
     Address, DataSource, Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions,
-    SocketAddress, SubstitutionFormatString, address, data_source, http1_protocol_options,
-    http_protocol_options, socket_address, substitution_format_string,
+    SocketAddress, SubstitutionFormatString, address, data_source, http_protocol_options,
+    http1_protocol_options, socket_address, substitution_format_string,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
     Filter, FilterChain, FilterChainMatch, Listener, ListenerFilter, filter, listener_filter,

@@ -107,10 +107,7 @@ mod tests {
             }],
             principals: vec![
                 Principal {
-                    identifier: Some(principal::Identifier::DirectRemoteIp(cidr(
-                        "127.0.0.1",
-                        32,
-                    ))),
+                    identifier: Some(principal::Identifier::DirectRemoteIp(cidr("127.0.0.1", 32))),
                 },
                 Principal {
                     identifier: Some(principal::Identifier::RemoteIp(cidr("2001:db8::", 32))),

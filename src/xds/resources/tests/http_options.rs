@@ -103,9 +103,7 @@ fn upstream_options(c: &Cluster) -> Option<HttpProtocolOptions> {
 }
 
 fn http1_header_format(c: &Cluster) -> Option<HeaderFormat> {
-    use http_protocol_options::{
-        UpstreamProtocolOptions, explicit_http_config::ProtocolConfig,
-    };
+    use http_protocol_options::{UpstreamProtocolOptions, explicit_http_config::ProtocolConfig};
     match upstream_options(c)?.upstream_protocol_options? {
         UpstreamProtocolOptions::ExplicitHttpConfig(e) => match e.protocol_config? {
             ProtocolConfig::HttpProtocolOptions(h1) => h1.header_key_format?.header_format,
