@@ -38,19 +38,23 @@ pub(super) fn config(rules: &ir::IpRules) -> Any {
         ..Default::default()
     }
     .encode_to_vec();
-    for (name, policy) in [(name, policy)] {
-        let entry = Rules {
-            policies: HashMap::from([(name.to_string(), policy)]),
-            ..Default::default()
-        };
-        encoded.extend(entry.encode_to_vec());
-    }
+    // Further policies would each be appended the same way, in a fixed order.
+    encoded.extend(policy_entry(name, policy));
     let mut value = Rbac::default().encode_to_vec();
     prost::encoding::bytes::encode(RULES_TAG, &encoded, &mut value);
     Any {
         type_url: Rbac::type_url(),
         value,
     }
+}
+
+/// One `policies` map entry, encoded alone (a map entry is an independent record on the wire).
+fn policy_entry(name: &str, policy: Policy) -> Vec<u8> {
+    Rules {
+        policies: HashMap::from([(name.to_string(), policy)]),
+        ..Default::default()
+    }
+    .encode_to_vec()
 }
 
 fn principal(p: &ir::IpPrincipal) -> Principal {
