@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use super::clients::{Clients, Nack, Protocol, TypeState, TypeView, name_list, now_ms};
-use super::stream::{Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack};
+use super::stream::{Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack, redact};
 use crate::metrics::Metrics;
 use crate::xds::snapshot::{Snapshot, TypeKind};
 
@@ -302,7 +302,7 @@ impl Handler for Delta {
             }
         }
         if !req.response_nonce.is_empty() {
-            let error = req.error_detail.map(|s| s.message);
+            let error = req.error_detail.map(|s| redact(s.message));
             self.on_answer(kind, &req.response_nonce, error);
         }
     }

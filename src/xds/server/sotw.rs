@@ -21,7 +21,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use super::clients::{Clients, Nack, Protocol, TypeState, TypeView, name_list, now_ms};
-use super::stream::{Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack};
+use super::stream::{Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack, redact};
 use crate::metrics::Metrics;
 use crate::xds::snapshot::{Resource, Snapshot, TypeKind};
 
@@ -289,7 +289,7 @@ impl Handler for Sotw {
                 return;
             };
             match req.error_detail {
-                Some(status) => self.on_nack(kind, past, status.message, snapshot),
+                Some(status) => self.on_nack(kind, past, redact(status.message), snapshot),
                 None => {
                     if req.version_info == past.version {
                         self.clients.record_ack(kind, &past.view);
@@ -324,7 +324,7 @@ impl Handler for Sotw {
                 st.acked = Some(req.version_info);
             }
             if let Some(past) = st.sent.as_ref().filter(|_| echoes).map(Sent::past) {
-                self.on_nack(kind, past, status.message, snapshot);
+                self.on_nack(kind, past, redact(status.message), snapshot);
             }
             return;
         }

@@ -147,6 +147,24 @@ fn is_eds_cluster(r: &Resource) -> bool {
 }
 
 /// Logs and counts a NACK.
+/// Removes private-key material from an Envoy NACK message before it is logged or shown on the
+/// admin endpoint: when a resource fails validation, Envoy dumps the offending proto, secrets
+/// included.
+pub(crate) fn redact(message: String) -> String {
+    static PEM_KEY: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?s)-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|"|$)"#,
+        )
+        .expect("static regex")
+    });
+    if !message.contains("PRIVATE KEY") {
+        return message;
+    }
+    PEM_KEY
+        .replace_all(&message, "<redacted private key>")
+        .into_owned()
+}
+
 pub(crate) fn log_nack(
     metrics: &Metrics,
     stream: u64,
@@ -164,4 +182,25 @@ pub(crate) fn log_nack(
         error = message,
         "envoy rejected configuration"
     );
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn private_keys_in_nack_messages_are_redacted() {
+        let msg = r#"Proto constraint validation failed: tls_certificate { private_key { inline_string: "-----BEGIN PRIVATE KEY-----\nMIIEvQSECRET\n-----END PRIVATE KEY-----\n" } }"#;
+        let out = redact(msg.to_string());
+        assert!(!out.contains("MIIEvQSECRET"), "{out}");
+        assert!(out.contains("<redacted private key>"), "{out}");
+        // truncated dumps lose the END line: still redacted up to the closing quote
+        let cut =
+            r#"private_key { inline_string: "-----BEGIN EC PRIVATE KEY-----\nSECRETSECRET" }"#;
+        assert!(!redact(cut.to_string()).contains("SECRETSECRET"));
+        assert_eq!(
+            redact("duplicate cluster c1 found".into()),
+            "duplicate cluster c1 found"
+        );
+    }
 }
