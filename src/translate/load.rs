@@ -282,7 +282,14 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
 fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
     match meta.kind {
         "Secret" => {
-            if let Some(s) = typed::<SecretObject>(&meta, spec, "", errs) {
+            // serde's messages quote the offending value: never let key material through.
+            let mut secret_errs = Errors::default();
+            let typed = typed::<SecretObject>(&meta, spec, "", &mut secret_errs);
+            for mut e in secret_errs.0 {
+                e.message = redact_quoted(&e.message);
+                errs.push(e);
+            }
+            if let Some(s) = typed {
                 loaded.secrets.push(Obj { meta, spec: s });
             }
             return;
@@ -364,6 +371,20 @@ fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
 
 /// Types `value`; on failure, names the first field whose value alone does not type (every
 /// spec field is optional at the serde level, so a one-key object isolates the culprit).
+/// Replaces every quoted value in a message with `"<redacted>"`.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    for (i, part) in parts.enumerate() {
+        out.push('"');
+        out.push_str(if i % 2 == 0 { "<redacted>" } else { part });
+    }
+    out
+}
+
 pub(crate) fn typed<T: DeserializeOwned>(
     meta: &Meta,
     value: &Value,

@@ -172,3 +172,20 @@ fn garbage_never_panics_and_yields_a_valid_ir() {
     assert_eq!(t.ir.validate(), Ok(()));
     assert!(t.failures().count() >= 5, "{:#?}", t.errors);
 }
+
+#[test]
+fn malformed_secret_errors_never_quote_key_material() {
+    let objects = [raw(
+        1,
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "default"},
+            "type": "kubernetes.io/tls",
+            "data": "TOP-SECRET-KEY-MATERIAL"
+        }),
+    )];
+    let t = translate(&objects, &Options::default());
+    let text: Vec<String> = t.errors.iter().map(|e| e.to_string()).collect();
+    assert!(!text.is_empty(), "a malformed Secret is reported");
+    assert!(text.iter().all(|e| !e.contains("TOP-SECRET")), "{text:?}");
+}
