@@ -7,15 +7,17 @@
 //! `managedFields`, `ownerReferences` and an EndpointSlice endpoint's `targetRef` are one or
 //! more such nodes each.
 //!
-//! Dropped:
-//! - every kind: `metadata.managedFields`, `metadata.ownerReferences`, the
-//!   `kubectl.kubernetes.io/last-applied-configuration` annotation, and `status`;
-//! - Secrets: everything but `type`, `data`, `stringData` (the parts `api::secret` reads);
-//! - EndpointSlices: everything of an endpoint but `addresses` and `conditions` (the parts
-//!   `api::service::SliceEndpoint` reads: no `targetRef`, `nodeName`, `zone`, `hints`).
+//! Kept: `apiVersion`, `kind`, and
+//! - `metadata`: `name`, `namespace`, `labels` and `annotations` (but the
+//!   `kubectl.kubernetes.io/last-applied-configuration` one); everything else goes
+//!   (`managedFields`, `ownerReferences`, `uid`, `resourceVersion`, timestamps...), so an
+//!   update that changes only those publishes nothing;
+//! - Secrets: `type`, `data`, `stringData` (the parts `api::secret` reads);
+//! - EndpointSlices: all but, per endpoint, what `api::service::SliceEndpoint` does not read
+//!   (only `addresses` and `conditions` stay: no `targetRef`, `nodeName`, `zone`, `hints`);
+//! - other kinds: all but `status`.
 //!
-//! `apiVersion`, `kind` and the rest of `metadata` (name, namespace, labels, other annotations,
-//! resourceVersion) are kept. Keep this in step with what the translation reads (`api::*`).
+//! Keep this in step with what the translation reads (`api::*`, `RawObject`'s accessors).
 
 use serde_json::{Map, Value};
 
@@ -26,8 +28,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 pub(super) fn strip(kind: &str, object: &mut Map<String, Value>) {
     object.remove("status");
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-        meta.remove("ownerReferences");
+        meta.retain(|k, _| matches!(k.as_str(), "name" | "namespace" | "labels" | "annotations"));
         if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
             annotations.remove(LAST_APPLIED);
             if annotations.is_empty() {
@@ -71,6 +72,7 @@ mod tests {
     fn metadata(extra: Value) -> Value {
         let mut meta = json!({
             "name": "n", "namespace": "ns", "resourceVersion": "7", "uid": "u",
+            "creationTimestamp": "2025-01-01T00:00:00Z", "generation": 3,
             "labels": {"app": "a"},
             "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
             "ownerReferences": [{"kind": "Service", "name": "n", "uid": "u2"}],
@@ -96,8 +98,8 @@ mod tests {
             stripped("Mapping", mapping),
             json!({
                 "apiVersion": "getambassador.io/v3alpha1", "kind": "Mapping",
-                "metadata": {"name": "n", "namespace": "ns", "resourceVersion": "7", "uid": "u",
-                             "labels": {"app": "a"}, "annotations": {"team": "edge"}},
+                "metadata": {"name": "n", "namespace": "ns", "labels": {"app": "a"},
+                             "annotations": {"team": "edge"}},
                 "spec": {"prefix": "/a/", "service": "a"},
             })
         );
