@@ -10,6 +10,8 @@
 //!   (apply to the last route served and Envoy ACKed);
 //! - supervisor RSS (the legate process, not Envoy) with 5,000 Mappings and 5,000
 //!   EndpointSlices (each Mapping to its own Service through its slice, EDS).
+//!
+//! `cargo bench --bench kubernetes -- slices` runs only the last measure (memory work).
 
 #[path = "../tests/common/backend.rs"]
 mod backend;
@@ -54,7 +56,19 @@ async fn run() {
     let envoy = legate::envoy::locate::for_tests().expect("envoy (scripts/install-envoy)");
     let backend = Backend::start("a").await;
     let mut rows: Vec<(String, String)> = Vec::new();
+    if !std::env::args().any(|a| a == "slices") {
+        counts(&envoy, &backend, &mut rows).await;
+    }
+    rows.push(slices_rss(&envoy, &backend).await);
 
+    println!("| measure | result |\n|---|---|");
+    for (measure, result) in rows {
+        println!("| {measure} | {result} |");
+    }
+}
+
+/// Measures 1 to 3: start, modification and burst timings, and RSS with Mappings only.
+async fn counts(envoy: &Path, backend: &Backend, rows: &mut Vec<(String, String)>) {
     // 1 + 2: 5,000 Mappings at start, then modifications
     let mut starts = Vec::new();
     let mut modify_5000 = Vec::new();
@@ -64,7 +78,7 @@ async fn run() {
         let port = free_port();
         server.apply_all(base(port, backend.addr, MAPPINGS));
         let started = Instant::now();
-        let legate = Process::start(&server, &envoy).await;
+        let legate = Process::start(&server, envoy).await;
         wait_ready(legate.probe).await;
         starts.push(started.elapsed());
         served(local(port), &format!("/m-{}/", MAPPINGS - 1)).await;
@@ -87,7 +101,7 @@ async fn run() {
         let server = FakeApiServer::start().await;
         let port = free_port();
         server.apply_all(base(port, backend.addr, 1));
-        let legate = Process::start(&server, &envoy).await;
+        let legate = Process::start(&server, envoy).await;
         wait_ready(legate.probe).await;
         let rss = legate_rss(legate.admin).await;
         (rss, modifications(&server, port, backend.addr).await)
@@ -114,7 +128,7 @@ async fn run() {
         let server = FakeApiServer::start().await;
         let port = free_port();
         server.apply_all(base(port, backend.addr, 1));
-        let legate = Process::start(&server, &envoy).await;
+        let legate = Process::start(&server, envoy).await;
         wait_ready(legate.probe).await;
         settled(legate.admin).await;
         let before = reconfigurations(legate.admin).await;
@@ -135,14 +149,16 @@ async fn run() {
             format!("{pushes} push(es); settled in {}", ms(settle)),
         ));
     }
+}
 
-    // 4: RSS with 5,000 Mappings and 5,000 EndpointSlices
+/// Measure 4: RSS with 5,000 Mappings and 5,000 EndpointSlices.
+async fn slices_rss(envoy: &Path, backend: &Backend) -> (String, String) {
     {
         let server = FakeApiServer::start().await;
         let port = free_port();
         server.apply_all(with_slices(port, backend.addr, MAPPINGS, SLICES));
         let started = Instant::now();
-        let legate = Process::start(&server, &envoy).await;
+        let legate = Process::start(&server, envoy).await;
         wait_ready(legate.probe).await;
         let ready = started.elapsed();
         served(local(port), &format!("/s-{}/", SLICES - 1)).await;
@@ -161,7 +177,7 @@ async fn run() {
             "legate_process_resident_memory_bytes{process=\"envoy\"}",
         );
         let hwm = proc_status(legate.pid(), "VmHWM");
-        rows.push((
+        (
             format!("supervisor RSS, {MAPPINGS} Mappings + {SLICES} EndpointSlices"),
             format!(
                 "{:.1} MiB (peak {}; Envoy {}; ready in {})",
@@ -173,12 +189,7 @@ async fn run() {
                     .unwrap_or_else(|| "?".into()),
                 ms(ready)
             ),
-        ));
-    }
-
-    println!("| measure | result |\n|---|---|");
-    for (measure, result) in rows {
-        println!("| {measure} | {result} |");
+        )
     }
 }
 

@@ -18,6 +18,10 @@
 //!   objects atomically when it completes, so nothing half-listed is ever published.
 //! - Losing the API server keeps the last published state.
 //!
+//! Fields legate never reads (`managedFields`, the last-applied annotation, `status`, a
+//! Secret's other fields, an endpoint's `targetRef`...) are dropped as objects are read
+//! (`strip`).
+//!
 //! `ambassador_id` filtering is the translation's job, as for the file source.
 
 use std::collections::BTreeMap;
@@ -34,6 +38,7 @@ use crate::source::SourceState;
 
 mod detect;
 mod publish;
+mod strip;
 mod watch_task;
 
 pub use detect::{Environment, detect};

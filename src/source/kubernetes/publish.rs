@@ -4,6 +4,13 @@
 //! missing); the readiness guard is released with that first publication. After that, changes
 //! are published once none has arrived for `debounce` (at most ten windows after the first),
 //! as one publication, and only if something actually changed.
+//!
+//! Memory: the published state is the only copy of the objects. Between publications each
+//! watch's changes wait in its slot ([`Pending`]); a publication merges them into the previous
+//! state's objects, moving the unchanged ones out of it when no consumer still holds it (the
+//! pipeline lets go of a state once it is translated), and cloning them only when one does.
+//! The published objects are in watch order, then sorted by namespace/name, so each watch's
+//! objects are one contiguous, sorted run.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +34,21 @@ struct Slot {
     /// Initial list done (or the CRD is missing): this slot's objects are a complete view.
     synced: bool,
     status: WatchStatus,
-    objects: BTreeMap<Key, RawObject>,
+    /// How many of the published objects are this watch's.
+    published: usize,
+    /// Changes since the last publication.
+    pending: Pending,
+}
+
+/// What a watch changed since the last publication.
+#[derive(Debug, Default)]
+enum Pending {
+    #[default]
+    Nothing,
+    /// Per key: the new object, or `None` for a deletion.
+    Changes(BTreeMap<Key, Option<RawObject>>),
+    /// A complete (re)list: replaces every published object of the watch.
+    Replace(BTreeMap<Key, RawObject>),
 }
 
 pub(super) struct Publisher {
@@ -39,8 +60,6 @@ pub(super) struct Publisher {
     /// The watch tasks, stopped when the publisher ends.
     tasks: Vec<AbortHandle>,
     slots: Vec<Slot>,
-    generation: u64,
-    dirty: bool,
 }
 
 impl Drop for Publisher {
@@ -66,7 +85,8 @@ impl Publisher {
                 watched: *watched,
                 synced: false,
                 status: WatchStatus::Pending,
-                objects: BTreeMap::new(),
+                published: 0,
+                pending: Pending::Nothing,
             })
             .collect();
         Publisher {
@@ -77,8 +97,6 @@ impl Publisher {
             state,
             tasks,
             slots,
-            generation: 0,
-            dirty: false,
         }
     }
 
@@ -113,42 +131,18 @@ impl Publisher {
         };
         match msg.change {
             Change::Replace(objects) => {
-                if !slot.synced || slot.objects != objects {
-                    self.dirty = true;
-                }
                 slot.synced = true;
-                slot.objects = objects;
+                slot.pending = Pending::Replace(objects);
             }
-            Change::Apply(key, raw) => {
-                if slot.objects.get(&key) != Some(&raw) {
-                    slot.objects.insert(key, raw);
-                    self.dirty = true;
-                }
-            }
-            Change::Delete(key) => {
-                if slot.objects.remove(&key).is_some() {
-                    self.dirty = true;
-                }
-            }
+            Change::Apply(key, raw) => slot.pending.set(key, Some(raw)),
+            Change::Delete(key) => slot.pending.set(key, None),
             Change::Status(status) => {
                 if status == WatchStatus::Missing {
                     // No CRD, no objects: a missing kind counts as synced and empty.
-                    if !slot.synced || !slot.objects.is_empty() {
-                        self.dirty = true;
-                    }
                     slot.synced = true;
-                    slot.objects.clear();
+                    slot.pending = Pending::Replace(BTreeMap::new());
                 }
                 if slot.status != status {
-                    if matches!(status, WatchStatus::Missing | WatchStatus::Forbidden(_))
-                        || matches!(
-                            slot.status,
-                            WatchStatus::Missing | WatchStatus::Forbidden(_)
-                        )
-                    {
-                        // These show in the published errors.
-                        self.dirty = true;
-                    }
                     let name = slot.watched.resource_name();
                     self.status.send_modify(|all| {
                         all.insert(name, status.clone());
@@ -159,30 +153,81 @@ impl Publisher {
         }
     }
 
+    /// Publishes the pending changes, if every watch has synced and they change anything (the
+    /// first publication always happens).
     fn publish(&mut self) {
-        if !self.dirty || !self.slots.iter().all(|s| s.synced) {
+        if !self.slots.iter().all(|s| s.synced) {
             return;
         }
-        self.dirty = false;
-        self.generation += 1;
-        let objects: Vec<RawObject> = self
-            .slots
-            .iter()
-            .flat_map(|s| s.objects.values().cloned())
-            .collect();
         let errors: Vec<ResourceError> = self.slots.iter().filter_map(|s| self.error(s)).collect();
+        let (generation, unique) = {
+            let current = self.state.borrow();
+            if current.is_synced() && current.errors == errors && !self.changes(&current.objects) {
+                drop(current);
+                for slot in &mut self.slots {
+                    slot.pending = Pending::Nothing;
+                }
+                return;
+            }
+            (current.generation + 1, Arc::strong_count(&*current) == 1)
+        };
+        // A consumer still holds the current state: copy its objects outside the channel's
+        // lock. Otherwise they are moved out of it below.
+        let copied = (!unique).then(|| self.state.borrow().objects.clone());
+        let slots = &mut self.slots;
+        let mut count = 0;
+        let error_count = errors.len();
+        self.state.send_if_modified(|current| {
+            let previous = match (copied, std::mem::take(current)) {
+                (Some(objects), _) => objects,
+                (None, state) => Arc::try_unwrap(state)
+                    .map(|s| s.objects)
+                    .unwrap_or_else(|shared| shared.objects.clone()),
+            };
+            let objects = merge(slots, previous);
+            count = objects.len();
+            *current = Arc::new(SourceState {
+                generation,
+                objects,
+                errors,
+            });
+            true
+        });
         tracing::info!(
-            generation = self.generation,
-            objects = objects.len(),
-            errors = errors.len(),
+            generation,
+            objects = count,
+            errors = error_count,
             "kubernetes state published"
         );
-        self.state.send_replace(Arc::new(SourceState {
-            generation: self.generation,
-            objects,
-            errors,
-        }));
         self.guard.release();
+    }
+
+    /// Whether the pending changes differ from `published` (the current objects).
+    fn changes(&self, published: &[RawObject]) -> bool {
+        let mut start = 0;
+        for slot in &self.slots {
+            let Some(old) = published.get(start..start + slot.published) else {
+                return true;
+            };
+            start += slot.published;
+            let changed = match &slot.pending {
+                Pending::Nothing => false,
+                Pending::Replace(objects) => {
+                    objects.len() != old.len() || objects.values().zip(old).any(|(n, o)| n != o)
+                }
+                Pending::Changes(changes) => changes.iter().any(|(key, change)| {
+                    let found = old
+                        .binary_search_by(|o| key_of(o).cmp(&(key.0.as_str(), key.1.as_str())))
+                        .ok()
+                        .map(|i| &old[i]);
+                    change.as_ref() != found
+                }),
+            };
+            if changed {
+                return true;
+            }
+        }
+        false
     }
 
     /// A watch-level problem as a resource error, so it shows with the others on the admin
@@ -214,5 +259,230 @@ impl Publisher {
             message,
             warning,
         })
+    }
+}
+
+impl Pending {
+    /// Records that `key` is now `object` (`None`: deleted).
+    fn set(&mut self, key: Key, object: Option<RawObject>) {
+        match self {
+            Pending::Nothing => *self = Pending::Changes(BTreeMap::from([(key, object)])),
+            Pending::Changes(changes) => {
+                changes.insert(key, object);
+            }
+            Pending::Replace(objects) => match object {
+                Some(object) => {
+                    objects.insert(key, object);
+                }
+                None => {
+                    objects.remove(&key);
+                }
+            },
+        }
+    }
+}
+
+/// The next published objects: `previous` (each slot's run, in slot order) with every slot's
+/// pending changes applied, which are cleared. Updates each slot's `published` count.
+fn merge(slots: &mut [Slot], previous: Vec<RawObject>) -> Vec<RawObject> {
+    let capacity = slots
+        .iter()
+        .map(|s| match &s.pending {
+            Pending::Nothing => s.published,
+            Pending::Replace(objects) => objects.len(),
+            Pending::Changes(changes) => s.published + changes.len(),
+        })
+        .sum();
+    let mut out = Vec::with_capacity(capacity);
+    let mut previous = previous.into_iter();
+    for slot in slots {
+        let start = out.len();
+        let mut old = previous.by_ref().take(slot.published).peekable();
+        match std::mem::take(&mut slot.pending) {
+            Pending::Nothing => {}
+            Pending::Replace(objects) => {
+                old.by_ref().for_each(drop);
+                out.extend(objects.into_values());
+            }
+            Pending::Changes(changes) => {
+                for (key, change) in changes {
+                    let key = (key.0.as_str(), key.1.as_str());
+                    while let Some(o) = old.next_if(|o| key_of(o) < key) {
+                        out.push(o);
+                    }
+                    // Replaced or deleted.
+                    old.next_if(|o| key_of(o) == key);
+                    out.extend(change);
+                }
+            }
+        }
+        out.extend(old);
+        slot.published = out.len() - start;
+    }
+    out
+}
+
+/// The namespace/name an object is keyed by (its origin, set from the same metadata).
+fn key_of(object: &RawObject) -> (&str, &str) {
+    match &object.origin {
+        Origin::Kubernetes { namespace, name } => (namespace, name),
+        _ => ("", ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::readiness::Ready;
+
+    fn key(ns: &str, name: &str) -> Key {
+        (ns.into(), name.into())
+    }
+
+    fn raw(ns: &str, name: &str, spec: &str) -> RawObject {
+        RawObject {
+            origin: Origin::Kubernetes {
+                namespace: ns.into(),
+                name: name.into(),
+            },
+            value: serde_json::json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}),
+        }
+    }
+
+    fn names(objects: &[RawObject]) -> Vec<String> {
+        objects
+            .iter()
+            .map(|o| format!("{}/{}={}", key_of(o).0, key_of(o).1, o.value["spec"]))
+            .collect()
+    }
+
+    /// Where the object's map lives: the same after a move, new after a clone.
+    fn address(object: &RawObject) -> *const u8 {
+        let map = object.value.as_object().expect("an object");
+        map.keys().next().expect("a key").as_ptr()
+    }
+
+    fn publisher() -> (Publisher, watch::Receiver<Arc<SourceState>>, Ready) {
+        let ready = Ready::new();
+        let (state, rx) = watch::channel(Arc::new(SourceState::default()));
+        let publisher = Publisher::new(
+            Scope::All,
+            Duration::from_millis(1),
+            ready.guard("test"),
+            watch::Sender::new(Statuses::new()),
+            state,
+            Vec::new(),
+        );
+        (publisher, rx, ready)
+    }
+
+    fn msg(slot: usize, change: Change) -> Msg {
+        Msg { slot, change }
+    }
+
+    fn sync_all(p: &mut Publisher, first: BTreeMap<Key, RawObject>) {
+        p.apply(msg(0, Change::Replace(first)));
+        for slot in 1..WATCHED.len() {
+            p.apply(msg(slot, Change::Replace(BTreeMap::new())));
+        }
+    }
+
+    #[test]
+    fn merge_applies_changes_in_key_order_per_slot() {
+        let (mut p, _rx, _ready) = publisher();
+        let slots = &mut p.slots[..3];
+        slots[0].published = 2;
+        slots[0].pending = Pending::Changes(BTreeMap::from([
+            (key("a", "w"), Some(raw("a", "w", "new"))),
+            (key("a", "x"), None),
+            (key("c", "z"), Some(raw("c", "z", "new"))),
+        ]));
+        slots[1].published = 2;
+        slots[1].pending = Pending::Changes(BTreeMap::from([(
+            key("a", "2"),
+            Some(raw("a", "2", "changed")),
+        )]));
+        slots[2].pending = Pending::Replace(BTreeMap::from([(key("n", "q"), raw("n", "q", "r"))]));
+        let previous = vec![
+            raw("a", "x", "old"),
+            raw("b", "y", "old"),
+            raw("a", "1", "old"),
+            raw("a", "2", "old"),
+        ];
+        let merged = merge(slots, previous);
+        assert_eq!(
+            names(&merged),
+            [
+                "a/w=\"new\"",
+                "b/y=\"old\"",
+                "c/z=\"new\"",
+                "a/1=\"old\"",
+                "a/2=\"changed\"",
+                "n/q=\"r\"",
+            ]
+        );
+        assert_eq!(
+            slots.iter().map(|s| s.published).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
+        assert!(slots.iter().all(|s| matches!(s.pending, Pending::Nothing)));
+    }
+
+    #[test]
+    fn unchanged_objects_are_moved_unless_a_consumer_holds_the_state() {
+        let (mut p, rx, ready) = publisher();
+        sync_all(
+            &mut p,
+            BTreeMap::from([
+                (key("a", "1"), raw("a", "1", "x")),
+                (key("a", "2"), raw("a", "2", "x")),
+            ]),
+        );
+        p.publish();
+        assert!(ready.is_ready());
+        let first = address(&rx.borrow().objects[0]);
+
+        // Nobody holds the state: the untouched object is moved into the next one.
+        p.apply(msg(0, Change::Apply(key("a", "2"), raw("a", "2", "y"))));
+        p.publish();
+        let second = rx.borrow().clone();
+        assert_eq!(second.generation, 2);
+        assert_eq!(names(&second.objects), ["a/1=\"x\"", "a/2=\"y\""]);
+        assert_eq!(address(&second.objects[0]), first);
+
+        // A consumer holds generation 2: it keeps it intact, the next state gets copies.
+        p.apply(msg(0, Change::Delete(key("a", "2"))));
+        p.publish();
+        let third = rx.borrow().clone();
+        assert_eq!(third.generation, 3);
+        assert_eq!(names(&third.objects), ["a/1=\"x\""]);
+        assert_eq!(names(&second.objects), ["a/1=\"x\"", "a/2=\"y\""]);
+        assert_ne!(address(&third.objects[0]), first);
+    }
+
+    #[test]
+    fn changes_that_restore_the_published_state_publish_nothing() {
+        let (mut p, rx, _ready) = publisher();
+        sync_all(
+            &mut p,
+            BTreeMap::from([(key("a", "1"), raw("a", "1", "x"))]),
+        );
+        p.publish();
+        p.apply(msg(0, Change::Apply(key("a", "1"), raw("a", "1", "y"))));
+        p.apply(msg(0, Change::Apply(key("a", "1"), raw("a", "1", "x"))));
+        p.apply(msg(0, Change::Delete(key("a", "9"))));
+        p.publish();
+        assert_eq!(rx.borrow().generation, 1);
+        // A relist with the same content is no change either; one with other content is.
+        p.apply(msg(
+            0,
+            Change::Replace(BTreeMap::from([(key("a", "1"), raw("a", "1", "x"))])),
+        ));
+        p.publish();
+        assert_eq!(rx.borrow().generation, 1);
+        p.apply(msg(0, Change::Replace(BTreeMap::new())));
+        p.publish();
+        assert_eq!(rx.borrow().generation, 2);
+        assert!(rx.borrow().objects.is_empty());
     }
 }

@@ -13,6 +13,7 @@ use kube::runtime::watcher;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
+use super::strip::strip;
 use super::{Scope, Timing, WatchStatus, Watched};
 use crate::api::{Origin, RawObject};
 
@@ -166,7 +167,7 @@ impl WatchTask {
     }
 
     /// The object as a `RawObject`, with `apiVersion`/`kind` set (list items may omit them) and
-    /// `managedFields` dropped (large, never used).
+    /// the fields legate never reads dropped ([`strip`]).
     fn raw(&self, obj: DynamicObject) -> (Key, RawObject) {
         let namespace = obj.metadata.namespace.clone().unwrap_or_default();
         let name = obj.metadata.name.clone().unwrap_or_default();
@@ -174,9 +175,7 @@ impl WatchTask {
         if let Some(map) = value.as_object_mut() {
             map.insert("apiVersion".into(), self.watched.api_version().into());
             map.insert("kind".into(), self.watched.kind.into());
-            if let Some(meta) = map.get_mut("metadata").and_then(|m| m.as_object_mut()) {
-                meta.remove("managedFields");
-            }
+            strip(self.watched.kind, map);
         }
         let origin = Origin::Kubernetes {
             namespace: namespace.clone(),

@@ -44,7 +44,7 @@ struct TypeSt {
     must_answer: bool,
     sent: Option<Sent>,
     /// Resources of the last response ACKed while it was the latest.
-    held: BTreeMap<String, Resource>,
+    held: Contents,
     /// Earlier responses, so that a late ACK or NACK of one is still recorded.
     earlier: VecDeque<Past>,
     /// The latest response has been ACKed or NACKed.
@@ -73,7 +73,17 @@ struct Sent {
     view: TypeView,
     /// False for a CDS response that still carries stale clusters.
     exact: bool,
-    resources: BTreeMap<String, Resource>,
+    resources: Contents,
+}
+
+/// The resources of a response, by name, each with the view it is found in (a stale cluster
+/// kept in a CDS response comes from an earlier snapshot). Shared between a response and
+/// `held`; the resources themselves are never copied out of their snapshots.
+type Contents = Arc<BTreeMap<String, TypeView>>;
+
+/// The resource `name` of `view`.
+fn resource<'a>(name: &str, view: &'a TypeView) -> Option<&'a Resource> {
+    view.get().resources.get(name)
 }
 
 impl Sent {
@@ -175,29 +185,34 @@ impl Sotw {
         if !(outdated || st.must_answer || finish) {
             return None;
         }
-        let mut resources: BTreeMap<String, Resource> = target
+        let mut resources: BTreeMap<String, TypeView> = target
             .view
             .get()
             .resources
-            .iter()
-            .filter(|(n, _)| st.wants(n))
-            .map(|(n, r)| (n.clone(), r.clone()))
+            .keys()
+            .filter(|n| st.wants(n))
+            .map(|n| (n.clone(), target.view.clone()))
             .collect();
         let mut exact = true;
         let before: BTreeMap<String, String> = st.sent.as_ref().map_or_else(BTreeMap::new, |s| {
             s.resources
                 .iter()
-                .map(|(n, r)| (n.clone(), r.version.clone()))
+                .filter_map(|(n, v)| Some((n.clone(), resource(n, v)?.version.clone())))
                 .collect()
         });
         if kind == TypeKind::Cluster && !finish {
-            for (n, r) in st.sent.as_ref().map(|s| &s.resources).into_iter().flatten() {
+            let sent = st.sent.as_ref().map(|s| s.resources.as_ref());
+            for (n, v) in sent.into_iter().flatten() {
                 if !resources.contains_key(n) && st.wants(n) {
-                    resources.insert(n.clone(), r.clone());
+                    resources.insert(n.clone(), v.clone());
                     exact = false;
                 }
             }
         }
+        let bodies: Vec<&Resource> = resources
+            .iter()
+            .filter_map(|(n, v)| resource(n, v))
+            .collect();
         let version = match exact {
             true => target.view.version().to_string(),
             false => format!("{}+keep", target.view.version()),
@@ -206,15 +221,15 @@ impl Sotw {
         let nonce = format!("{}-{}", self.id, self.nonce);
         let resp = DiscoveryResponse {
             version_info: version.clone(),
-            resources: resources.values().map(|r| r.body.clone()).collect(),
+            resources: bodies.iter().map(|r| r.body.clone()).collect(),
             type_url: kind.type_url().to_string(),
             nonce: nonce.clone(),
             ..Default::default()
         };
         tracing::debug!(stream = self.id, r#type = kind.short(), %version, %nonce,
-            resources = resources.len(), "ads push");
+            resources = bodies.len(), "ads push");
         let refresh_eds = kind == TypeKind::Cluster
-            && !changed_eds_clusters(resources.values(), &before).is_empty();
+            && !changed_eds_clusters(bodies.into_iter(), &before).is_empty();
         if let Some(prev) = st.sent.take() {
             st.earlier.push_back(prev.past());
             if st.earlier.len() > EARLIER_MEMORY {
@@ -227,7 +242,7 @@ impl Sotw {
             basis: target.basis,
             view: target.view,
             exact,
-            resources,
+            resources: Arc::new(resources),
         });
         st.answered = false;
         st.must_answer = false;
@@ -280,12 +295,17 @@ impl Handler for Sotw {
             // Superseded by a newer response: not answered, but what it says about the
             // older response is recorded (a snapshot change can overtake an ACK).
             tracing::debug!(stream = self.id, r#type = kind.short(), nonce = %req.response_nonce, "ignoring a request with a stale nonce");
-            let Some(past) = st
+            let Some(pos) = st
                 .earlier
                 .iter()
-                .find(|p| p.nonce == req.response_nonce)
-                .cloned()
+                .position(|p| p.nonce == req.response_nonce)
             else {
+                return;
+            };
+            // Envoy answers in order: the responses before this one will not be answered
+            // any more, and need not keep their snapshots alive.
+            st.earlier.drain(..pos);
+            let Some(past) = st.earlier.front().cloned() else {
                 return;
             };
             match req.error_detail {
@@ -317,6 +337,9 @@ impl Handler for Sotw {
         st.must_answer |= first || changed || (kind == TypeKind::Endpoint && st.eds_refresh);
         if echoes {
             st.answered = true;
+            // The latest response is answered, so are all earlier ones (in order): their
+            // snapshots need not be kept alive.
+            st.earlier.clear();
         }
         if let Some(status) = req.error_detail {
             // `version_info` of a NACK is the version the client keeps.

@@ -495,3 +495,38 @@ async fn push_answered_with_empty_type_url_does_not_hold_back_routes() {
     .await;
     assert_eq!(c.recv_type(Listener).await.version_info, "v2");
 }
+
+#[tokio::test]
+async fn superseded_snapshots_are_released_once_answered() {
+    let h = Harness::tcp().await;
+    let mut c = h.sotw("n1").await;
+    let s1 = basic("v1").build();
+    let weak1 = std::sync::Arc::downgrade(&s1);
+    h.set(s1);
+    c.subscribe(Cluster, &[]).await;
+    let r1 = c.recv_type(Cluster).await;
+    c.ack(&r1, &[]).await;
+    let s2 = basic("v1")
+        .with(Cluster, "v2", vec![eds_cluster("c1", 2)])
+        .build();
+    let weak2 = std::sync::Arc::downgrade(&s2);
+    h.set(s2);
+    let r2 = c.recv_type(Cluster).await;
+    h.set(
+        basic("v1")
+            .with(Cluster, "v3", vec![eds_cluster("c1", 3)])
+            .build(),
+    );
+    let r3 = c.recv_type(Cluster).await;
+    assert_eq!(r3.version_info, "v3");
+    // r2 is still unanswered: its snapshot must be kept for a late ACK or NACK.
+    assert!(weak2.upgrade().is_some());
+    c.ack(&r2, &[]).await;
+    c.ack(&r3, &[]).await;
+    h.until("v3 acked", |cl| {
+        cl.state()[0].types[&Cluster].acked_version.as_deref() == Some("v3")
+    })
+    .await;
+    assert!(weak1.upgrade().is_none(), "v1's snapshot is still held");
+    assert!(weak2.upgrade().is_none(), "v2's snapshot is still held");
+}
