@@ -111,7 +111,8 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
     let mut order: Vec<&RawObject> = objects.iter().collect();
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
     let mut loaded = Loaded::default();
-    let mut seen: BTreeMap<(&'static str, String, String), Origin> = BTreeMap::new();
+    // Keys and origins borrow from the objects: no copies for the duplicate check.
+    let mut seen: BTreeMap<(&'static str, &str, &str), &Origin> = BTreeMap::new();
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
             continue;
@@ -123,12 +124,12 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
             tracing::debug!(name = %meta.id(), kind, "ambassador_id does not match: skipped");
             continue;
         }
-        let key = (kind, meta.namespace.clone(), meta.name.clone());
+        let key = (kind, namespace_of(raw, options), raw.name());
         if let Some(first) = seen.get(&key) {
             errs.push(meta.error("", format!("duplicate {kind}: already defined at {first}")));
             continue;
         }
-        seen.insert(key, meta.origin.clone());
+        seen.insert(key, &raw.origin);
         if version == Version::V2 && raw.api_version().starts_with("getambassador.io/") {
             errs.push(meta.warning(
                 "apiVersion",
@@ -161,8 +162,16 @@ trait SortByKey {
 }
 
 impl<T> SortByKey for Vec<Obj<T>> {
+    /// Sorts positions, then moves each object once (typed specs are large: sorting them in
+    /// place moves each one about log n times).
     fn sort_by_key(&mut self) {
-        self.sort_by(|a, b| a.meta.order_key().cmp(&b.meta.order_key()));
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by(|&a, &b| self[a].meta.order_key().cmp(&self[b].meta.order_key()));
+        if order.iter().enumerate().all(|(i, &j)| i == j) {
+            return;
+        }
+        let mut slots: Vec<Option<Obj<T>>> = std::mem::take(self).into_iter().map(Some).collect();
+        *self = order.into_iter().filter_map(|i| slots[i].take()).collect();
     }
 }
 
@@ -186,14 +195,15 @@ fn classify<'a>(
         bad(errs, "not a Kubernetes object (expected a mapping)");
         return None;
     }
-    if raw.api_version().is_empty() || raw.kind().is_empty() {
+    let (api_version, kind) = (raw.api_version(), raw.kind());
+    if api_version.is_empty() || kind.is_empty() {
         bad(
             errs,
             "not a Kubernetes object: apiVersion and kind are required",
         );
         return None;
     }
-    match (raw.api_version(), raw.kind()) {
+    match (api_version, kind) {
         ("v1", "Secret") => return Some(("Secret", Version::V2, &raw.value)),
         ("v1", "Service") => return Some(("Service", Version::V2, &raw.value)),
         ("discovery.k8s.io/v1", "EndpointSlice") => {
@@ -202,12 +212,12 @@ fn classify<'a>(
         ("v1", _) => return None,
         _ => {}
     }
-    let version = match raw.api_version() {
+    let version = match api_version {
         "getambassador.io/v3alpha1" => Version::V3,
         "getambassador.io/v2" | "getambassador.io/v1" => Version::V2,
         _ => return None,
     };
-    let kind = match raw.kind() {
+    let kind = match kind {
         "Mapping" => "Mapping",
         "Host" => "Host",
         "Listener" => "Listener",
@@ -237,15 +247,11 @@ fn meta(
     options: &Options,
     errs: &mut Errors,
 ) -> Option<Meta> {
-    let namespace = match raw.namespace() {
-        None | Some("") | Some("_automatic_") => options.ambassador_namespace.clone(),
-        Some(ns) => ns.to_string(),
-    };
     let meta = Meta {
         origin: raw.origin.clone(),
         kind,
         name: raw.name().to_string(),
-        namespace,
+        namespace: namespace_of(raw, options).to_string(),
         labels: raw.labels(),
         version,
     };
@@ -254,6 +260,14 @@ fn meta(
         return None;
     }
     Some(meta)
+}
+
+/// The namespace an object is treated as being in.
+fn namespace_of<'a>(raw: &'a RawObject, options: &'a Options) -> &'a str {
+    match raw.namespace() {
+        None | Some("") | Some("_automatic_") => &options.ambassador_namespace,
+        Some(ns) => ns,
+    }
 }
 
 /// §1.3: `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;

@@ -13,7 +13,7 @@ use crate::ir::{
 };
 
 use super::endpoint::{Index, Resolution, Resolver};
-use super::group::SortKey;
+use super::group::{GroupKey, SortKey};
 use super::host::{authority_matcher, check_glob};
 use super::load::{Meta, Obj};
 use super::module::Settings;
@@ -44,7 +44,7 @@ pub(crate) struct MappingPlan {
     pub builtin: bool,
     pub host: Option<HostGlob>,
     pub matcher: RouteMatch,
-    pub group_key: String,
+    pub group_key: GroupKey,
     pub sort: SortKey,
     /// Fields that must agree within a group (§4.7), serialized.
     pub consistency: String,
