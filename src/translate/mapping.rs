@@ -93,19 +93,60 @@ pub(crate) struct Context<'c, 'a> {
     pub index: &'c mut Index<'a>,
 }
 
+/// Below this many Mappings, planning stays on the calling thread.
+const PARALLEL_MIN: usize = 512;
+
+/// Plans every Mapping, after the built-ins, in input order. A large input is planned in two
+/// halves on two threads (each Mapping's plan depends only on the Mapping and the shared,
+/// read-only context); the halves and their errors are joined in order.
 pub(crate) fn plan_all(
     mappings: &[Obj<MappingSpec>],
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Vec<MappingPlan> {
     let mut out = builtins(cx.settings, cx.options);
+    out.reserve(mappings.len());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if mappings.len() < PARALLEL_MIN || threads < 2 {
+        plan_some(mappings, cx, errs, &mut out);
+        return out;
+    }
+    let (first, second) = mappings.split_at(mappings.len() / 2);
+    let mut index = cx.index.fork();
+    let mut cx2 = Context {
+        settings: cx.settings,
+        store: cx.store,
+        options: cx.options,
+        index: &mut index,
+    };
+    let mut errs2 = Errors::default();
+    let mut out2 = Vec::with_capacity(second.len());
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| plan_some(second, &mut cx2, &mut errs2, &mut out2));
+        plan_some(first, cx, errs, &mut out);
+        // A panic while planning is a bug; it propagates as it would on one thread.
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    cx.index.absorb(index);
+    errs.0.extend(errs2.0);
+    out.extend(out2);
+    out
+}
+
+fn plan_some(
+    mappings: &[Obj<MappingSpec>],
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+    out: &mut Vec<MappingPlan>,
+) {
     for m in mappings {
         match plan(m, cx, errs) {
             Ok(p) => out.push(p),
             Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
         }
     }
-    out
 }
 
 fn compile(field: &str, re: &str) -> Result<(), Fail> {
