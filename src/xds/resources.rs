@@ -19,7 +19,7 @@ mod static_config;
 
 pub use cluster::cluster;
 pub use endpoint::load_assignment;
-pub use json::to_json;
+pub use json::{to_json, write_json};
 pub use listener::listener;
 pub use route::route_configuration;
 pub use secret::secret;
@@ -62,6 +62,8 @@ pub enum Error {
     },
     #[error("cannot render Envoy JSON: {0}")]
     Json(String),
+    #[error("cannot write the output: {0}")]
+    Write(#[source] std::io::Error),
     #[error("listener {listener} uses route configuration {route}, which the snapshot lacks")]
     MissingRoute { listener: String, route: String },
 }

@@ -8,8 +8,16 @@
 //! dynamic messages and serializes them with serde.
 //!
 //! Private keys never reach the output: secrets are redacted before serialization.
+//!
+//! [`write_json`] prints the same document as `serde_json::to_writer_pretty(to_json(..))`
+//! without the whole-document tree: each resource is rendered on its own (on every core, for
+//! a large snapshot) through a lean sorted tree ([`tree`]) and streamed to the writer.
 
+mod tree;
+
+use std::io::Write;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
@@ -18,7 +26,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use serde_json::Value;
 
 use super::{Error, pack, unpack};
-use crate::xds::{Snapshot, TypeKind};
+use crate::xds::{Resource, Snapshot, TypeKind};
 
 /// The version of envoy-types whose descriptors `descriptors.bin` holds.
 const DESCRIPTORS_FROM: &str = "0.7.7";
@@ -54,8 +62,95 @@ pub fn to_json(snapshot: &Snapshot) -> Result<Value, Error> {
     Ok(Value::Object(out))
 }
 
-/// The JSON of one packed message (without the outer `@type`). Performs no redaction.
-pub(in crate::xds::resources) fn any_to_json(any: &Any) -> Result<Value, Error> {
+/// The document of [`to_json`], pretty-printed to `out` as `serde_json::to_writer_pretty` prints
+/// it (two-space indent, keys sorted), without a final newline.
+pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error> {
+    // The sections in the order `to_json`'s map prints them: by key.
+    let mut sections = [
+        (TypeKind::Listener, "listeners"),
+        (TypeKind::Route, "route_configurations"),
+        (TypeKind::Cluster, "clusters"),
+        (TypeKind::Endpoint, "endpoints"),
+        (TypeKind::Secret, "secrets"),
+    ];
+    sections.sort_by_key(|(_, key)| *key);
+    let jobs: Vec<(TypeKind, &Resource)> = sections
+        .iter()
+        .flat_map(|&(kind, _)| {
+            let resources = snapshot.get(kind).map(|t| t.resources.values());
+            resources.into_iter().flatten().map(move |r| (kind, r))
+        })
+        .collect();
+    let rendered = render_all(&jobs)?;
+    let mut rendered = rendered.iter();
+    let io = Error::Write;
+    out.write_all(b"{").map_err(io)?;
+    for (n, &(kind, key)) in sections.iter().enumerate() {
+        let sep = if n == 0 { "" } else { "," };
+        write!(out, "{sep}\n  \"{key}\": [").map_err(io)?;
+        let count = snapshot.get(kind).map_or(0, |t| t.resources.len());
+        for i in 0..count {
+            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })
+                .map_err(io)?;
+            let text = rendered.next().map_or(&[][..], Vec::as_slice);
+            // Nested two levels down: every line after the first is indented four more spaces
+            // (JSON strings hold no raw newline, so every newline starts a line).
+            for (j, line) in text.split(|&b| b == b'\n').enumerate() {
+                if j > 0 {
+                    out.write_all(b"\n    ").map_err(io)?;
+                }
+                out.write_all(line).map_err(io)?;
+            }
+        }
+        out.write_all(if count == 0 { b"]" } else { b"\n  ]" })
+            .map_err(io)?;
+    }
+    out.write_all(b"\n}").map_err(io)
+}
+
+/// Each resource's pretty JSON, in order; on two or more threads when there are many.
+fn render_all(jobs: &[(TypeKind, &Resource)]) -> Result<Vec<Vec<u8>>, Error> {
+    let render = |&(kind, r): &(TypeKind, &Resource)| -> Result<Vec<u8>, Error> {
+        let node = match kind {
+            TypeKind::Secret => any_to_tree(&redacted(&r.name, &r.body)?)?,
+            _ => any_to_tree(&r.body)?,
+        };
+        let mut buf = Vec::with_capacity(r.body.value.len() * 3);
+        serde_json::to_writer_pretty(&mut buf, &node).map_err(|e| Error::Json(e.to_string()))?;
+        Ok(buf)
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(jobs.len() / 64);
+    if threads < 2 {
+        return jobs.iter().map(render).collect();
+    }
+    // Jobs are taken one at a time, so one large resource (a route table) does not leave the
+    // other threads idle behind it.
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = jobs.get(i) else {
+                return done;
+            };
+            done.push((i, render(job)));
+        }
+    };
+    let mut results: Vec<(usize, Result<Vec<u8>, Error>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        // A panic while rendering is a bug; it propagates as it would on one thread.
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The dynamic message of one packed resource.
+fn decode(any: &Any) -> Result<(DynamicMessage, &str), Error> {
     let pool = POOL
         .as_ref()
         .map_err(|e| Error::Json(format!("the embedded descriptors do not decode: {e}")))?;
@@ -68,9 +163,26 @@ pub(in crate::xds::resources) fn any_to_json(any: &Any) -> Result<Value, Error> 
     })?;
     let message = DynamicMessage::decode(descriptor, any.value.as_slice())
         .map_err(|e| Error::Json(format!("{name} does not decode: {e}")))?;
-    let options = SerializeOptions::new().use_proto_field_name(true);
+    Ok((message, name))
+}
+
+fn options() -> SerializeOptions {
+    SerializeOptions::new().use_proto_field_name(true)
+}
+
+/// The JSON of one packed message (without the outer `@type`). Performs no redaction.
+pub(in crate::xds::resources) fn any_to_json(any: &Any) -> Result<Value, Error> {
+    let (message, name) = decode(any)?;
     message
-        .serialize_with_options(serde_json::value::Serializer, &options)
+        .serialize_with_options(serde_json::value::Serializer, &options())
+        .map_err(|e| Error::Json(format!("{name} does not serialize: {e}")))
+}
+
+/// [`any_to_json`] as a [`tree::Node`].
+fn any_to_tree(any: &Any) -> Result<tree::Node, Error> {
+    let (message, name) = decode(any)?;
+    message
+        .serialize_with_options(tree::NodeSerializer, &options())
         .map_err(|e| Error::Json(format!("{name} does not serialize: {e}")))
 }
 
