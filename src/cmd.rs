@@ -43,6 +43,9 @@ pub(crate) struct Loaded {
     pub translation: Translation,
     /// Problems of the reader and of the translation (warnings included), sorted by origin.
     pub problems: Vec<ResourceError>,
+    /// The objects as read (the translation no longer needs them): kept so that a one-shot
+    /// command can leave them to the process exit instead of freeing them one by one.
+    pub objects: Vec<crate::api::RawObject>,
 }
 
 /// Reads `dir` once and translates it, as the `run` pipeline does for every source state.
@@ -60,6 +63,7 @@ pub(crate) fn load(
     Ok(Loaded {
         translation,
         problems,
+        objects: state.objects,
     })
 }
 
@@ -90,7 +94,7 @@ fn options(ambassador_id: Option<&str>, env: &Env) -> (Options, LoadOptions) {
 /// `legate translate DIR`, wired to stdout/stderr. Returns the exit code.
 pub fn run_translate(args: TranslateArgs, env: &Env) -> u8 {
     let (options, load) = options(args.ambassador_id.as_deref(), env);
-    translate::translate(
+    translate::translate_once(
         &args.dir,
         args.output,
         args.format,
