@@ -13,6 +13,7 @@
 //! without the whole-document tree: each resource is rendered on its own (on every core, for
 //! a large snapshot) through a lean sorted tree ([`tree`]) and streamed to the writer.
 
+mod routes;
 mod tree;
 
 use std::io::Write;
@@ -22,7 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
 use envoy_types::pb::google::protobuf::Any;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::Value;
 
 use super::{Error, pack, unpack};
@@ -83,6 +84,7 @@ pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error>
         .collect();
     let rendered = render_all(&jobs)?;
     let mut rendered = rendered.iter();
+    let mut line = Vec::new();
     let io = Error::Write;
     out.write_all(b"{").map_err(io)?;
     for (n, &(kind, key)) in sections.iter().enumerate() {
@@ -92,15 +94,11 @@ pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error>
         for i in 0..count {
             out.write_all(if i == 0 { b"\n    " } else { b",\n    " })
                 .map_err(io)?;
+            // Two levels down: each resource is indented by four spaces.
             let text = rendered.next().map_or(&[][..], Vec::as_slice);
-            // Nested two levels down: every line after the first is indented four more spaces
-            // (JSON strings hold no raw newline, so every newline starts a line).
-            for (j, line) in text.split(|&b| b == b'\n').enumerate() {
-                if j > 0 {
-                    out.write_all(b"\n    ").map_err(io)?;
-                }
-                out.write_all(line).map_err(io)?;
-            }
+            line.clear();
+            routes::indented(&mut line, text, 4);
+            out.write_all(&line[4..]).map_err(io)?;
         }
         out.write_all(if count == 0 { b"]" } else { b"\n  ]" })
             .map_err(io)?;
@@ -111,13 +109,11 @@ pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error>
 /// Each resource's pretty JSON, in order; on two or more threads when there are many.
 fn render_all(jobs: &[(TypeKind, &Resource)]) -> Result<Vec<Vec<u8>>, Error> {
     let render = |&(kind, r): &(TypeKind, &Resource)| -> Result<Vec<u8>, Error> {
-        let node = match kind {
-            TypeKind::Secret => any_to_tree(&redacted(&r.name, &r.body)?)?,
-            _ => any_to_tree(&r.body)?,
-        };
-        let mut buf = Vec::with_capacity(r.body.value.len() * 3);
-        serde_json::to_writer_pretty(&mut buf, &node).map_err(|e| Error::Json(e.to_string()))?;
-        Ok(buf)
+        match kind {
+            TypeKind::Secret => pretty(&any_to_tree(&redacted(&r.name, &r.body)?)?),
+            TypeKind::Route => routes::route_configuration(&r.body),
+            _ => pretty(&any_to_tree(&r.body)?),
+        }
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(jobs.len() / 64);
@@ -149,21 +145,40 @@ fn render_all(jobs: &[(TypeKind, &Resource)]) -> Result<Vec<Vec<u8>>, Error> {
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// The dynamic message of one packed resource.
-fn decode(any: &Any) -> Result<(DynamicMessage, &str), Error> {
+fn pretty(node: &tree::Node) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    serde_json::to_writer_pretty(&mut buf, node).map_err(|e| Error::Json(e.to_string()))?;
+    Ok(buf)
+}
+
+/// The descriptor of a message type, by full name.
+fn descriptor(name: &str) -> Result<MessageDescriptor, Error> {
     let pool = POOL
         .as_ref()
         .map_err(|e| Error::Json(format!("the embedded descriptors do not decode: {e}")))?;
-    let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let descriptor = pool.get_message_by_name(name).ok_or_else(|| {
+    pool.get_message_by_name(name).ok_or_else(|| {
         Error::Json(format!(
-            "no descriptor for {} in envoy-types {DESCRIPTORS_FROM}",
-            any.type_url
+            "no descriptor for {name} in envoy-types {DESCRIPTORS_FROM}"
         ))
-    })?;
-    let message = DynamicMessage::decode(descriptor, any.value.as_slice())
+    })
+}
+
+/// The dynamic message of one packed resource.
+fn decode(any: &Any) -> Result<(DynamicMessage, &str), Error> {
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let message = DynamicMessage::decode(descriptor(name)?, any.value.as_slice())
         .map_err(|e| Error::Json(format!("{name} does not decode: {e}")))?;
     Ok((message, name))
+}
+
+/// The tree of an encoded message of the given type.
+fn bytes_to_tree(descriptor: &MessageDescriptor, bytes: &[u8]) -> Result<tree::Node, Error> {
+    let name = descriptor.full_name();
+    let message = DynamicMessage::decode(descriptor.clone(), bytes)
+        .map_err(|e| Error::Json(format!("{name} does not decode: {e}")))?;
+    message
+        .serialize_with_options(tree::NodeSerializer, &options())
+        .map_err(|e| Error::Json(format!("{name} does not serialize: {e}")))
 }
 
 fn options() -> SerializeOptions {

@@ -21,6 +21,20 @@ pub(super) enum Node {
     Map(Vec<(String, Node)>),
 }
 
+impl Node {
+    /// Sets `key` of an object, keeping its keys sorted.
+    pub fn insert(&mut self, key: &str, value: Node) -> Result<(), TreeError> {
+        let Node::Map(entries) = self else {
+            return Err(TreeError(format!("{key}: not an object")));
+        };
+        match entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => entries[i].1 = value,
+            Err(i) => entries.insert(i, (key.to_string(), value)),
+        }
+        Ok(())
+    }
+}
+
 impl Serialize for Node {
     fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use ser::{SerializeMap, SerializeSeq};
