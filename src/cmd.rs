@@ -43,9 +43,6 @@ pub(crate) struct Loaded {
     pub translation: Translation,
     /// Problems of the reader and of the translation (warnings included), sorted by origin.
     pub problems: Vec<ResourceError>,
-    /// The objects as read (the translation no longer needs them): kept so that a one-shot
-    /// command can leave them to the process exit instead of freeing them one by one.
-    pub objects: Vec<crate::api::RawObject>,
 }
 
 /// Reads `dir` once and translates it, as the `run` pipeline does for every source state.
@@ -54,6 +51,8 @@ pub(crate) fn load(
     options: &Options,
     load: &LoadOptions,
 ) -> Result<Loaded, SourceError> {
+    // The objects read are freed on return: the translation no longer needs them, and later
+    // phases reuse their memory.
     let state = load_dir(dir, load)?;
     let translation = crate::translate::translate(&state.objects, options);
     let mut problems = state.errors;
@@ -63,7 +62,6 @@ pub(crate) fn load(
     Ok(Loaded {
         translation,
         problems,
-        objects: state.objects,
     })
 }
 
