@@ -78,10 +78,20 @@ pub(crate) struct Obj<T> {
     pub spec: T,
 }
 
+/// An object that passed loading but is typed only when it is used: Mappings, typed one at a
+/// time as they are planned, so the typed specs of a large input (over a kilobyte each,
+/// mostly empty options) are never all in memory at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Untyped<'a> {
+    pub meta: Meta,
+    pub spec: &'a Value,
+}
+
 /// Everything that survived loading, each list in processing order.
 #[derive(Debug, Default)]
-pub(crate) struct Loaded {
-    pub mappings: Vec<Obj<MappingSpec>>,
+pub(crate) struct Loaded<'a> {
+    /// Typed by [`mapping_spec`].
+    pub mappings: Vec<Untyped<'a>>,
     pub hosts: Vec<Obj<HostSpec>>,
     pub listeners: Vec<Obj<ListenerSpec>>,
     pub tls_contexts: Vec<Obj<TlsContextSpec>>,
@@ -107,12 +117,16 @@ const UNSUPPORTED_KINDS: &[&str] = &[
 /// Kubernetes core kinds: typed whole, never filtered by `ambassador_id`.
 const CORE_KINDS: &[&str] = &["Secret", "Service", "EndpointSlice"];
 
-pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) -> Loaded {
+pub(crate) fn load<'a>(
+    objects: &'a [RawObject],
+    options: &Options,
+    errs: &mut Errors,
+) -> Loaded<'a> {
     let mut order: Vec<&RawObject> = objects.iter().collect();
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
-    let mut loaded = Loaded::default();
     // Keys and origins borrow from the objects: no copies for the duplicate check.
     let mut seen: BTreeMap<(&'static str, &str, &str), &Origin> = BTreeMap::new();
+    let mut accepted: Vec<(Meta, &'a Value)> = Vec::with_capacity(order.len());
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
             continue;
@@ -139,40 +153,19 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
                 ),
             ));
         }
+        accepted.push((meta, spec));
+    }
+    // Each list is in processing order (name, namespace, then origin). Sorting the accepted
+    // objects before typing them (stable, so equal keys keep origin order) puts every list in
+    // that order without moving typed specs around.
+    accepted.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
+    let mut loaded = Loaded::default();
+    let mappings = accepted.iter().filter(|(m, _)| m.kind == "Mapping").count();
+    loaded.mappings.reserve_exact(mappings);
+    for (meta, spec) in accepted {
         push(&mut loaded, meta, spec, errs);
     }
-    for list in [
-        &mut loaded.mappings as &mut dyn SortByKey,
-        &mut loaded.hosts,
-        &mut loaded.listeners,
-        &mut loaded.tls_contexts,
-        &mut loaded.modules,
-        &mut loaded.tcp_mappings,
-        &mut loaded.secrets,
-        &mut loaded.services,
-        &mut loaded.endpoint_slices,
-    ] {
-        list.sort_by_key();
-    }
     loaded
-}
-
-trait SortByKey {
-    fn sort_by_key(&mut self);
-}
-
-impl<T> SortByKey for Vec<Obj<T>> {
-    /// Sorts positions, then moves each object once (typed specs are large: sorting them in
-    /// place moves each one about log n times).
-    fn sort_by_key(&mut self) {
-        let mut order: Vec<usize> = (0..self.len()).collect();
-        order.sort_by(|&a, &b| self[a].meta.order_key().cmp(&self[b].meta.order_key()));
-        if order.iter().enumerate().all(|(i, &j)| i == j) {
-            return;
-        }
-        let mut slots: Vec<Option<Obj<T>>> = std::mem::take(self).into_iter().map(Some).collect();
-        *self = order.into_iter().filter_map(|i| slots[i].take()).collect();
-    }
 }
 
 /// Kind, version and the part to type (`spec`, or the whole object for a core kind); `None`
@@ -293,7 +286,7 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
     ids.iter().any(|i| *i == id || *i == "_automatic_")
 }
 
-fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
+fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Errors) {
     match meta.kind {
         "Secret" => {
             if let Some(s) = typed::<SecretObject>(&meta, spec, "", errs) {
@@ -320,25 +313,7 @@ fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
         return;
     }
     match meta.kind {
-        "Mapping" => {
-            if let Some(mut s) = typed::<MappingSpec>(&meta, spec, "spec", errs) {
-                // §1.2: in file mode, a v2 Mapping without a host binds to every Host.
-                if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
-                    s.hostname = Some("*".into());
-                }
-                unknown(&meta, "spec", &s.extra, errs);
-                for (field, extra) in [
-                    ("retry_policy", s.retry_policy.as_ref().map(|r| &r.extra)),
-                    ("cors", s.cors.as_ref().map(|c| &c.extra)),
-                    ("load_balancer", s.load_balancer.as_ref().map(|l| &l.extra)),
-                ] {
-                    if let Some(extra) = extra {
-                        unknown(&meta, &format!("spec.{field}"), extra, errs);
-                    }
-                }
-                loaded.mappings.push(Obj { meta, spec: s });
-            }
-        }
+        "Mapping" => loaded.mappings.push(Untyped { meta, spec }),
         "Host" => {
             if let Some(s) = typed::<HostSpec>(&meta, spec, "spec", errs) {
                 unknown(&meta, "spec", &s.extra, errs);
@@ -374,6 +349,26 @@ fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
         }
         _ => {}
     }
+}
+
+/// Types a Mapping's spec (errors and unknown-field warnings reported as for every kind).
+pub(crate) fn mapping_spec(meta: &Meta, spec: &Value, errs: &mut Errors) -> Option<MappingSpec> {
+    let mut s = typed::<MappingSpec>(meta, spec, "spec", errs)?;
+    // §1.2: in file mode, a v2 Mapping without a host binds to every Host.
+    if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
+        s.hostname = Some("*".into());
+    }
+    unknown(meta, "spec", &s.extra, errs);
+    for (field, extra) in [
+        ("retry_policy", s.retry_policy.as_ref().map(|r| &r.extra)),
+        ("cors", s.cors.as_ref().map(|c| &c.extra)),
+        ("load_balancer", s.load_balancer.as_ref().map(|l| &l.extra)),
+    ] {
+        if let Some(extra) = extra {
+            unknown(meta, &format!("spec.{field}"), extra, errs);
+        }
+    }
+    Some(s)
 }
 
 /// Types `value`; on failure, names the first field whose value alone does not type (every

@@ -15,7 +15,7 @@ use crate::ir::{
 use super::endpoint::{Index, Resolution, Resolver};
 use super::group::{GroupKey, SortKey};
 use super::host::{authority_matcher, check_glob};
-use super::load::{Meta, Obj};
+use super::load::{Meta, Untyped, mapping_spec};
 use super::module::Settings;
 use super::service::{Service, sanitize};
 use super::tls::Store;
@@ -96,11 +96,12 @@ pub(crate) struct Context<'c, 'a> {
 /// Below this many Mappings, planning stays on the calling thread.
 const PARALLEL_MIN: usize = 512;
 
-/// Plans every Mapping, after the built-ins, in input order. A large input is planned in two
-/// halves on two threads (each Mapping's plan depends only on the Mapping and the shared,
-/// read-only context); the halves and their errors are joined in order.
+/// Types and plans every Mapping, after the built-ins, in input order (each typed spec is
+/// dropped once planned). A large input is planned in two halves on two threads (each
+/// Mapping's plan depends only on the Mapping and the shared, read-only context); the halves
+/// and their errors are joined in order.
 pub(crate) fn plan_all(
-    mappings: &[Obj<MappingSpec>],
+    mappings: &[Untyped<'_>],
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Vec<MappingPlan> {
@@ -136,13 +137,16 @@ pub(crate) fn plan_all(
 }
 
 fn plan_some(
-    mappings: &[Obj<MappingSpec>],
+    mappings: &[Untyped<'_>],
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
     out: &mut Vec<MappingPlan>,
 ) {
     for m in mappings {
-        match plan(m, cx, errs) {
+        let Some(spec) = mapping_spec(&m.meta, m.spec, errs) else {
+            continue;
+        };
+        match plan(&m.meta, &spec, cx, errs) {
             Ok(p) => out.push(p),
             Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
         }
@@ -178,13 +182,12 @@ fn exact_or_present(field: &str, v: &Value) -> Result<StringMatch, Fail> {
 }
 
 fn plan(
-    m: &Obj<MappingSpec>,
+    meta: &Meta,
+    s: &MappingSpec,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<MappingPlan, Fail> {
     let settings = cx.settings;
-    let s = &m.spec;
-    let meta = &m.meta;
     let prefix = s.prefix.clone().ok_or_else(|| fail("prefix", "required"))?;
     let regex_path = s.prefix_regex == Some(true);
     let exact_path = s.prefix_exact == Some(true);
