@@ -87,7 +87,7 @@ pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Err
         v.collect(
             ir.route_tables
                 .iter()
-                .map(|t| (&t.name, Ir::hash_of(t), pack(route_configuration(t)))),
+                .map(|t| (&t.name, Ir::hash_of(t), route::route_configuration_any(t))),
         )
     };
     let rest = || -> Result<_, Error> {
