@@ -84,7 +84,6 @@ pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error>
         .collect();
     let rendered = render_all(&jobs)?;
     let mut rendered = rendered.iter();
-    let mut line = Vec::new();
     let io = Error::Write;
     out.write_all(b"{").map_err(io)?;
     for (n, &(kind, key)) in sections.iter().enumerate() {
@@ -94,11 +93,16 @@ pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error>
         for i in 0..count {
             out.write_all(if i == 0 { b"\n    " } else { b",\n    " })
                 .map_err(io)?;
-            // Two levels down: each resource is indented by four spaces.
+            // Two levels down: every line after the first is indented four more spaces
+            // (JSON strings hold no raw newline, so every newline starts a line). Written
+            // piece by piece: a route table's text is megabytes.
             let text = rendered.next().map_or(&[][..], Vec::as_slice);
-            line.clear();
-            routes::indented(&mut line, text, 4);
-            out.write_all(&line[4..]).map_err(io)?;
+            for (j, line) in text.split(|&b| b == b'\n').enumerate() {
+                if j > 0 {
+                    out.write_all(b"\n    ").map_err(io)?;
+                }
+                out.write_all(line).map_err(io)?;
+            }
         }
         out.write_all(if count == 0 { b"]" } else { b"\n  ]" })
             .map_err(io)?;

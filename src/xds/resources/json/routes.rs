@@ -138,7 +138,7 @@ fn with_list(mut node: tree::Node, key: &str, items: Vec<Vec<u8>>) -> Result<Vec
 
 /// Appends `text` indented by `indent` spaces: before its first line and after every newline
 /// (a JSON string holds no raw newline, so every newline starts a line).
-pub(super) fn indented(out: &mut Vec<u8>, text: &[u8], indent: usize) {
+fn indented(out: &mut Vec<u8>, text: &[u8], indent: usize) {
     for (j, line) in text.split(|&b| b == b'\n').enumerate() {
         if j > 0 {
             out.push(b'\n');
