@@ -124,17 +124,19 @@ fn render_all(jobs: &[(TypeKind, &Resource)]) -> Result<Vec<Vec<u8>>, Error> {
     if threads < 2 {
         return jobs.iter().map(render).collect();
     }
-    // Jobs are taken one at a time, so one large resource (a route table) does not leave the
-    // other threads idle behind it.
+    // Jobs are taken one at a time, so one large resource does not hold up the others.
+    // Route tables first: one of them can be as much work as all the clusters, and started
+    // last it would leave the other threads idle at the end.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| jobs[i].0 != TypeKind::Route);
     let next = AtomicUsize::new(0);
     let work = || {
         let mut done = Vec::new();
         loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(job) = jobs.get(i) else {
+            let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
                 return done;
             };
-            done.push((i, render(job)));
+            done.push((i, render(&jobs[i])));
         }
     };
     let mut results: Vec<(usize, Result<Vec<u8>, Error>)> = std::thread::scope(|scope| {
