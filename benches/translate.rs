@@ -2,7 +2,9 @@
 //! of `shared/bench/gen-mappings.py`, written as the same YAML text into a tempdir and read by
 //! the real file source. Measured: resources → IR → Envoy resources (`translate` +
 //! `xds::resources::snapshot`), for N = 5,000 (target ≤ 30 ms) and N = 50,000 (scaling check).
-//! Reading the directory and rendering Envoy JSON are measured separately, for the record.
+//! Reading the directory and rendering Envoy JSON (as a tree, `to_json`, and streamed,
+//! `write_json`, which `legate translate --output envoy` uses) are measured separately, for
+//! the record.
 //! The end-to-end measure runs twice: wall clock (`translate_snapshot/N`) and process CPU time
 //! (`translate_snapshot_cpu/N`), which other processes on a shared machine do not inflate.
 //!
@@ -20,7 +22,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use legate::api::RawObject;
 use legate::source::{LoadOptions, load_dir};
 use legate::translate::{Options, translate};
-use legate::xds::resources::{snapshot, to_json};
+use legate::xds::resources::{snapshot, to_json, write_json};
 
 /// Writes what `gen-mappings.py N DIR` writes: `00-base.yaml`, then 100 Mappings a file.
 fn write_mappings(n: usize, dir: &Path) {
@@ -131,6 +133,9 @@ fn wall(c: &mut Criterion) {
     let snap = snapshot(&ir, 1, "bench").unwrap();
     g.bench_function("to_json/5000", |b| {
         b.iter(|| to_json(black_box(&snap)).unwrap())
+    });
+    g.bench_function("write_json/5000", |b| {
+        b.iter(|| write_json(black_box(&snap), &mut std::io::sink()).unwrap())
     });
     g.finish();
 }

@@ -51,6 +51,8 @@ pub(crate) fn load(
     options: &Options,
     load: &LoadOptions,
 ) -> Result<Loaded, SourceError> {
+    // The objects read are freed on return: the translation no longer needs them, and later
+    // phases reuse their memory.
     let state = load_dir(dir, load)?;
     let translation = crate::translate::translate(&state.objects, options);
     let mut problems = state.errors;
@@ -90,7 +92,7 @@ fn options(ambassador_id: Option<&str>, env: &Env) -> (Options, LoadOptions) {
 /// `legate translate DIR`, wired to stdout/stderr. Returns the exit code.
 pub fn run_translate(args: TranslateArgs, env: &Env) -> u8 {
     let (options, load) = options(args.ambassador_id.as_deref(), env);
-    translate::translate(
+    translate::translate_once(
         &args.dir,
         args.output,
         args.format,

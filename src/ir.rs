@@ -69,10 +69,14 @@ impl Ir {
     pub fn validate(&self) -> Result<(), Vec<Dangling>> {
         use std::collections::BTreeSet;
         let mut errors = Vec::new();
-        let mut names = |kind: &'static str, it: &mut dyn Iterator<Item = &str>| {
+        fn names<'a>(
+            errors: &mut Vec<Dangling>,
+            kind: &'static str,
+            it: impl Iterator<Item = &'a str>,
+        ) -> BTreeSet<&'a str> {
             let mut seen = BTreeSet::new();
             for name in it {
-                if !seen.insert(name.to_string()) {
+                if !seen.insert(name) {
                     errors.push(Dangling::Duplicate {
                         kind,
                         name: name.to_string(),
@@ -80,53 +84,53 @@ impl Ir {
                 }
             }
             seen
-        };
-        let clusters = names(
-            "cluster",
-            &mut self.clusters.iter().map(|c| c.name.as_str()),
-        );
+        }
+        let e = &mut errors;
+        let clusters = names(e, "cluster", self.clusters.iter().map(|c| c.name.as_str()));
         let tables = names(
+            e,
             "route table",
-            &mut self.route_tables.iter().map(|t| t.name.as_str()),
+            self.route_tables.iter().map(|t| t.name.as_str()),
         );
-        let secrets = names("secret", &mut self.secrets.iter().map(|s| s.name.as_str()));
+        let secrets = names(e, "secret", self.secrets.iter().map(|s| s.name.as_str()));
         names(
+            e,
             "listener",
-            &mut self.listeners.iter().map(|l| l.name.as_str()),
+            self.listeners.iter().map(|l| l.name.as_str()),
         );
-        names(
-            "endpoints",
-            &mut self.endpoints.iter().map(|e| e.service_name.as_str()),
-        );
+        let endpoints = self.endpoints.iter().map(|x| x.service_name.as_str());
+        names(e, "endpoints", endpoints);
 
-        let need_cluster = |errors: &mut Vec<Dangling>, user: String, cluster: &str| {
-            if !clusters.contains(cluster) {
-                errors.push(Dangling::Cluster {
-                    user,
-                    cluster: cluster.to_string(),
-                });
-            }
-        };
-        let need_secret = |errors: &mut Vec<Dangling>, user: String, secret: &str| {
+        // `user` is only formatted for an error: this runs for every route.
+        let need_cluster =
+            |errors: &mut Vec<Dangling>, user: &dyn Fn() -> String, cluster: &str| {
+                if !clusters.contains(cluster) {
+                    errors.push(Dangling::Cluster {
+                        user: user(),
+                        cluster: cluster.to_string(),
+                    });
+                }
+            };
+        let need_secret = |errors: &mut Vec<Dangling>, user: &dyn Fn() -> String, secret: &str| {
             if !secrets.contains(secret) {
                 errors.push(Dangling::Secret {
-                    user,
+                    user: user(),
                     secret: secret.to_string(),
                 });
             }
         };
         for l in &self.listeners {
             for fc in &l.filter_chains {
-                let user = format!("filter chain {} of listener {}", fc.name, l.name);
+                let user = || format!("filter chain {} of listener {}", fc.name, l.name);
                 if let Some(tls) = &fc.tls {
-                    need_secret(&mut errors, user.clone(), &tls.certificate);
+                    need_secret(&mut errors, &user, &tls.certificate);
                     if let Some(ca) = &tls.validation {
-                        need_secret(&mut errors, user.clone(), ca);
+                        need_secret(&mut errors, &user, ca);
                     }
                 }
                 match &fc.action {
                     ChainAction::Http(h) => {
-                        if !tables.contains(&h.route_table) {
+                        if !tables.contains(h.route_table.as_str()) {
                             errors.push(Dangling::RouteTable {
                                 listener: l.name.clone(),
                                 chain: fc.name.clone(),
@@ -136,7 +140,7 @@ impl Ir {
                     }
                     ChainAction::Tcp(t) => {
                         for wc in &t.clusters {
-                            need_cluster(&mut errors, user.clone(), &wc.name);
+                            need_cluster(&mut errors, &user, &wc.name);
                         }
                     }
                 }
@@ -145,13 +149,13 @@ impl Ir {
         for t in &self.route_tables {
             for vh in &t.virtual_hosts {
                 for (i, r) in vh.routes.iter().enumerate() {
-                    let user = format!("route {i} of virtual host {} in {}", vh.name, t.name);
+                    let user = || format!("route {i} of virtual host {} in {}", vh.name, t.name);
                     if let RouteAction::Forward(f) = &r.action {
                         for wc in &f.clusters {
-                            need_cluster(&mut errors, user.clone(), &wc.name);
+                            need_cluster(&mut errors, &user, &wc.name);
                         }
                         for m in &f.mirrors {
-                            need_cluster(&mut errors, user.clone(), &m.cluster);
+                            need_cluster(&mut errors, &user, &m.cluster);
                         }
                     }
                 }
@@ -159,12 +163,12 @@ impl Ir {
         }
         for c in &self.clusters {
             if let Some(tls) = &c.tls {
-                let user = format!("cluster {}", c.name);
+                let user = || format!("cluster {}", c.name);
                 if let Some(cert) = &tls.certificate {
-                    need_secret(&mut errors, user.clone(), cert);
+                    need_secret(&mut errors, &user, cert);
                 }
                 if let Some(ca) = &tls.validation {
-                    need_secret(&mut errors, user.clone(), ca);
+                    need_secret(&mut errors, &user, ca);
                 }
             }
         }

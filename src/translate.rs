@@ -93,7 +93,7 @@ impl Translation {
 /// Translates every object into one IR. Pure and deterministic.
 pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
     let mut errs = Errors::default();
-    let loaded = load::load(objects, options, &mut errs);
+    let mut loaded = load::load(objects, options, &mut errs);
     let settings = module::settings(&loaded.modules, options, &mut errs);
     let mut tls = tls::Store::new(&loaded.secrets, &mut errs);
     tls.namespacing = settings.tls_secret_namespacing;
@@ -112,6 +112,7 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
         index: &mut index,
     };
     let mappings = mapping::plan_all(&loaded.mappings, &mut cx, &mut errs);
+    drop(std::mem::take(&mut loaded.mappings));
     let tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
     let mut ir = listener::assemble(
         listener::Inputs {

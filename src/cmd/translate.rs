@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{Format, Output, load, print_problems};
 use crate::source::LoadOptions;
 use crate::translate::Options;
-use crate::xds::resources;
+use crate::xds::{Snapshot, resources};
 
 /// Printed, then exit code 0.
 pub const EXIT_OK: u8 = 0;
@@ -35,7 +35,51 @@ pub fn translate(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let loaded = match load(dir, options, load_options) {
+    run(dir, output, format, options, load_options, out, err, drop)
+}
+
+/// [`translate`] for a process that exits right after (the `legate translate` command): what
+/// is still allocated once the document is printed (Envoy resources, problems) is not freed
+/// but left to the process exit: freeing tens of thousands of small allocations one by one
+/// is slower than the operating system reclaiming the whole heap at once. (The objects read
+/// and the IR are freed as soon as they are no longer needed, so later phases reuse their
+/// memory.)
+pub fn translate_once(
+    dir: &Path,
+    output: Output,
+    format: Format,
+    options: &Options,
+    load_options: &LoadOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    run(
+        dir,
+        output,
+        format,
+        options,
+        load_options,
+        out,
+        err,
+        std::mem::forget,
+    )
+}
+
+/// What becomes of the command's data once printed: dropped, or forgotten.
+type Dispose = fn(Box<dyn std::any::Any>);
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    dir: &Path,
+    output: Output,
+    format: Format,
+    options: &Options,
+    load_options: &LoadOptions,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    dispose: Dispose,
+) -> u8 {
+    let mut loaded = match load(dir, options, load_options) {
         Ok(l) => l,
         Err(e) => {
             let _ = writeln!(err, "legate translate: {e}");
@@ -44,22 +88,51 @@ pub fn translate(
     };
     // Problems first: they explain what is missing from the document that follows.
     let _ = print_problems(&loaded.problems, err);
-    let ir = &loaded.translation.ir;
     let printed = match output {
-        Output::Ir => print(ir, format, out),
+        Output::Ir => print(&loaded.translation.ir, format, out),
         Output::Envoy => {
-            let json = resources::snapshot(ir, 1, BOOT_ID).and_then(|s| resources::to_json(&s));
-            match json {
-                Ok(json) => print(&json, format, out),
+            let snapshot = resources::snapshot(&loaded.translation.ir, 1, BOOT_ID);
+            // The IR is freed once the resources are built (not left to the exit): rendering
+            // reuses its memory, which keeps the peak RSS down.
+            drop(std::mem::take(&mut loaded.translation.ir));
+            match snapshot {
+                Ok(snapshot) => {
+                    let printed = print_envoy(&snapshot, format, out);
+                    dispose(Box::new(snapshot));
+                    printed
+                }
                 Err(e) => Err(format!("cannot build the Envoy resources: {e}")),
             }
         }
     };
+    dispose(Box::new(loaded));
     match printed {
         Ok(()) => EXIT_OK,
         Err(e) => {
             let _ = writeln!(err, "legate translate: {e}");
             EXIT_FAILED
+        }
+    }
+}
+
+/// The Envoy resources: JSON is streamed resource by resource (no whole-document tree); YAML
+/// goes through the JSON tree, as [`print`] does.
+fn print_envoy(snapshot: &Snapshot, format: Format, out: &mut dyn Write) -> Result<(), String> {
+    match format {
+        Format::Json => {
+            let mut buf = BufWriter::with_capacity(1 << 16, out);
+            resources::write_json(snapshot, &mut buf).map_err(|e| match e {
+                resources::Error::Write(e) => format!("cannot write the output: {e}"),
+                e => format!("cannot build the Envoy resources: {e}"),
+            })?;
+            buf.write_all(b"\n")
+                .and_then(|()| buf.flush())
+                .map_err(|e| format!("cannot write the output: {e}"))
+        }
+        Format::Yaml => {
+            let json = resources::to_json(snapshot)
+                .map_err(|e| format!("cannot build the Envoy resources: {e}"))?;
+            print(&json, format, out)
         }
     }
 }

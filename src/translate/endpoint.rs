@@ -72,7 +72,8 @@ struct Svc<'a> {
 /// The Services and EndpointSlices of one input, and the EDS endpoints resolved so far.
 #[derive(Debug)]
 pub(crate) struct Index<'a> {
-    services: BTreeMap<(&'a str, &'a str), Svc<'a>>,
+    /// Shared by the forks of one translation (see [`Index::fork`]).
+    services: std::sync::Arc<BTreeMap<(&'a str, &'a str), Svc<'a>>>,
     endpoint_routing: bool,
     resolved: BTreeMap<String, Vec<Endpoint>>,
 }
@@ -103,9 +104,27 @@ impl<'a> Index<'a> {
             }
         }
         Index {
-            services: map,
+            services: std::sync::Arc::new(map),
             endpoint_routing,
             resolved: BTreeMap::new(),
+        }
+    }
+
+    /// An index over the same Services that records its own resolutions, for planning part of
+    /// the input on another thread; [`Index::absorb`] merges them back.
+    pub fn fork(&self) -> Index<'a> {
+        Index {
+            services: self.services.clone(),
+            endpoint_routing: self.endpoint_routing,
+            resolved: BTreeMap::new(),
+        }
+    }
+
+    /// Takes the resolutions of a fork. A name always resolves to the same endpoints (they
+    /// depend only on the name's Service, port and family), so merge order does not matter.
+    pub fn absorb(&mut self, fork: Index<'a>) {
+        for (name, endpoints) in fork.resolved {
+            self.resolved.entry(name).or_insert(endpoints);
         }
     }
 

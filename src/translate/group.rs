@@ -31,41 +31,35 @@ fn value_of(m: &StringMatch) -> (&str, bool) {
     }
 }
 
-/// The group id (a SHA-1, §4.7) and sort key of a route match.
+/// The group identity (§4.7) and sort key of a route match.
 pub(crate) fn identity(
     m: &RouteMatch,
     prefix: &str,
     method: Option<&str>,
     precedence: i64,
-) -> (String, SortKey) {
+) -> (GroupKey, SortKey) {
+    use std::fmt::Write as _;
     let method = method.unwrap_or("GET").to_ascii_uppercase();
-    let mut id = format!("HTTP-{method}-{prefix}");
+    let mut id = String::with_capacity(6 + method.len() + prefix.len());
+    let _ = write!(id, "HTTP-{method}-{prefix}");
     let mut header_weight = 0;
-    let mut headers = Vec::new();
+    let mut headers = Vec::with_capacity(m.headers.len());
     for h in &m.headers {
         let (v, regex) = value_of(&h.matcher);
         header_weight += h.name.len() + v.len() + usize::from(regex);
         headers.push(format!("{}-{v}", h.name));
-        id.push_str(&format!(
-            "\0h{}={v}{}",
-            h.name,
-            if regex { "~" } else { "" }
-        ));
+        let _ = write!(id, "\0h{}={v}{}", h.name, if regex { "~" } else { "" });
     }
     let mut query_weight = 0;
-    let mut query = Vec::new();
+    let mut query = Vec::with_capacity(m.query_parameters.len());
     for q in &m.query_parameters {
         let (v, regex) = value_of(&q.matcher);
         query_weight += q.name.len() + v.len() + usize::from(regex);
         query.push(format!("{}-{v}", q.name));
-        id.push_str(&format!(
-            "\0q{}={v}{}",
-            q.name,
-            if regex { "~" } else { "" }
-        ));
+        let _ = write!(id, "\0q{}={v}{}", q.name, if regex { "~" } else { "" });
     }
     if precedence != 0 {
-        id.push_str(&format!("\0p{precedence}"));
+        let _ = write!(id, "\0p{precedence}");
     }
     let key = SortKey {
         precedence,
@@ -77,10 +71,19 @@ pub(crate) fn identity(
         headers,
         query,
     };
-    (
-        sha1_smol::Sha1::from(id.as_bytes()).digest().to_string(),
-        key,
-    )
+    (GroupKey(id), key)
+}
+
+/// A group's identity (§4.7): the text the group id is the SHA-1 of. Mappings group by equal
+/// text; the digest itself only orders groups whose sort keys tie, so it is computed only then
+/// (its bytes order as its lowercase hex form would).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct GroupKey(String);
+
+impl GroupKey {
+    fn digest(&self) -> [u8; 20] {
+        sha1_smol::Sha1::from(self.0.as_bytes()).digest().bytes()
+    }
 }
 
 /// A group: Mappings with the same identity, forming a run of consecutive routes.
@@ -108,20 +111,19 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
         (!plans[a].builtin, plans[a].meta.order_key())
             .cmp(&(!plans[b].builtin, plans[b].meta.order_key()))
     });
-    let mut by_key: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for i in order {
-        by_key.entry(&plans[i].group_key).or_default().push(i);
-    }
+    // A stable sort by identity: each group is then a run of `order`, in processing order.
+    // (The run order does not matter: the groups are sorted below.)
+    order.sort_by(|&a, &b| plans[a].group_key.cmp(&plans[b].group_key));
     let mut groups = Vec::new();
-    for members in by_key.into_values() {
+    for members in order.chunk_by(|&a, &b| plans[a].group_key == plans[b].group_key) {
         let first = &plans[members[0]];
         let mut kept: Vec<usize> = Vec::new();
         let mut shadow: Option<usize> = None;
         let mut weight_sum = 0u32;
-        for &i in &members {
+        for &i in members {
             let p = &plans[i];
             let reject = |why: String| p.meta.error("spec", why);
-            if p.consistency != first.consistency {
+            if i != members[0] && p.consistency != first.consistency {
                 errs.push(reject(format!(
                     "conflicts with Mapping {} of the same group (prefix, method, headers, circuit_breakers, connect/cluster timeouts, keepalive, labels and load_balancer must agree)",
                     first.meta.id()
@@ -188,7 +190,7 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
         let (pa, pb) = (&plans[a.members[0]], &plans[b.members[0]]);
         pb.sort
             .cmp(&pa.sort)
-            .then_with(|| pa.group_key.cmp(&pb.group_key))
+            .then_with(|| pa.group_key.digest().cmp(&pb.group_key.digest()))
     });
     (groups, dropped)
 }
@@ -308,6 +310,18 @@ fn round_half_even(x: f64) -> u32 {
 /// settings differ from the cluster already named so gets its own cluster, named with a digest
 /// of its settings, and a warning (Emissary silently lets the first Mapping win).
 pub(crate) fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut Errors) {
+    // A rename only follows two clusters of one name with different settings. When there are
+    // none (the usual case: clusters of one name are shared), nothing is renamed, whatever the
+    // order: skip the sort and the copies of every name.
+    let mut first: std::collections::HashMap<&str, &Cluster> =
+        std::collections::HashMap::with_capacity(items.len());
+    let conflict = items
+        .iter()
+        .any(|(_, c)| *first.entry(c.name.as_str()).or_insert(&**c) != &**c);
+    if !conflict {
+        return;
+    }
+    drop(first);
     items.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
     // The first owner of each name, by position in `items` (no copies: with one cluster per
     // Mapping this runs over every cluster of the configuration).

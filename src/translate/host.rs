@@ -256,7 +256,9 @@ pub(crate) fn check_glob(glob: &str) -> Result<(), String> {
 
 /// Could one hostname match both globs? (§3.4)
 pub(crate) fn globs_compatible(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
+    // Lower-cased copies only when needed: this runs for every Mapping on every Host.
+    let (a, b) = (lowercase(a), lowercase(b));
+    let (a, b) = (a.as_ref(), b.as_ref());
     if a == "*" || b == "*" {
         return true;
     }
@@ -264,21 +266,29 @@ pub(crate) fn globs_compatible(a: &str, b: &str) -> bool {
         return false;
     }
     let shape = |g: &str| -> (bool, bool) { (g.starts_with('*'), g.ends_with('*')) };
-    match (shape(&a), shape(&b)) {
+    match (shape(a), shape(b)) {
         ((true, true), _) | (_, (true, true)) => a == b,
         ((false, false), (false, false)) => a == b,
         ((true, false), (false, false)) => b.len() > a.len() - 1 && b.ends_with(&a[1..]),
-        ((false, false), (true, false)) => globs_compatible(&b, &a),
+        ((false, false), (true, false)) => globs_compatible(b, a),
         ((false, true), (false, false)) => {
             b.len() > a.len() - 1 && b.starts_with(&a[..a.len() - 1])
         }
-        ((false, false), (false, true)) => globs_compatible(&b, &a),
+        ((false, false), (false, true)) => globs_compatible(b, a),
         ((true, false), (true, false)) => a.ends_with(&b[1..]) || b.ends_with(&a[1..]),
         ((false, true), (false, true)) => {
             a.starts_with(&b[..b.len() - 1]) || b.starts_with(&a[..a.len() - 1])
         }
         // A leading-`*` glob and a trailing-`*` glob can always share a name.
         _ => true,
+    }
+}
+
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|c| c.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 

@@ -396,7 +396,9 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
     }
     synthesized_tcp(&mut ir, &tcp_groups, &placed_tcp, &inp, store, errs);
     report_unattached(plans, &dropped, &routed, errs);
-    ir.clusters = used_clusters(&ir, plans, &inp.tcp);
+    let plans = std::mem::take(&mut inp.mappings);
+    let tcp = std::mem::take(&mut inp.tcp);
+    ir.clusters = used_clusters(&ir, plans, tcp);
     register_secrets(&ir, store);
     ir.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     ir.route_tables.sort_by(|a, b| a.name.cmp(&b.name));
@@ -545,8 +547,9 @@ fn report_unattached(plans: &[MappingPlan], dropped: &[bool], routed: &[bool], e
     }
 }
 
-/// Only the clusters that routes, mirrors and tcp_proxy chains use, sorted by name.
-fn used_clusters(ir: &Ir, plans: &[MappingPlan], tcp: &[TcpPlan]) -> Vec<Cluster> {
+/// Only the clusters that routes, mirrors and tcp_proxy chains use, sorted by name (the first
+/// one of a name wins). The plans are consumed: their clusters move into the IR.
+fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Cluster> {
     let mut used: BTreeSet<&str> = BTreeSet::new();
     for t in &ir.route_tables {
         for r in t.virtual_hosts.iter().flat_map(|v| &v.routes) {
@@ -563,20 +566,18 @@ fn used_clusters(ir: &Ir, plans: &[MappingPlan], tcp: &[TcpPlan]) -> Vec<Cluster
             }
         }
     }
-    let mut out: BTreeMap<String, Cluster> = BTreeMap::new();
     let all = plans
-        .iter()
-        .filter_map(|p| match &p.target {
-            Target::Cluster(c) => Some(c.as_ref()),
+        .into_iter()
+        .filter_map(|p| match p.target {
+            Target::Cluster(c) => Some(*c),
             Target::Redirect(_) => None,
         })
-        .chain(tcp.iter().map(|t| &t.cluster));
-    for c in all {
-        if used.contains(c.name.as_str()) && !out.contains_key(&c.name) {
-            out.insert(c.name.clone(), c.clone());
-        }
-    }
-    out.into_values().collect()
+        .chain(tcp.into_iter().map(|t| t.cluster));
+    let mut out: Vec<Cluster> = all.filter(|c| used.contains(c.name.as_str())).collect();
+    // Stable: of several clusters with one name, the first stays.
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.dedup_by(|later, first| later.name == first.name);
+    out
 }
 
 fn register_secrets(ir: &Ir, store: &mut Store) {

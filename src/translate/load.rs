@@ -78,10 +78,20 @@ pub(crate) struct Obj<T> {
     pub spec: T,
 }
 
+/// An object that passed loading but is typed only when it is used: Mappings, typed one at a
+/// time as they are planned, so the typed specs of a large input (over a kilobyte each,
+/// mostly empty options) are never all in memory at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Untyped<'a> {
+    pub meta: Meta,
+    pub spec: &'a Value,
+}
+
 /// Everything that survived loading, each list in processing order.
 #[derive(Debug, Default)]
-pub(crate) struct Loaded {
-    pub mappings: Vec<Obj<MappingSpec>>,
+pub(crate) struct Loaded<'a> {
+    /// Typed by [`mapping_spec`].
+    pub mappings: Vec<Untyped<'a>>,
     pub hosts: Vec<Obj<HostSpec>>,
     pub listeners: Vec<Obj<ListenerSpec>>,
     pub tls_contexts: Vec<Obj<TlsContextSpec>>,
@@ -107,11 +117,16 @@ const UNSUPPORTED_KINDS: &[&str] = &[
 /// Kubernetes core kinds: typed whole, never filtered by `ambassador_id`.
 const CORE_KINDS: &[&str] = &["Secret", "Service", "EndpointSlice"];
 
-pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) -> Loaded {
+pub(crate) fn load<'a>(
+    objects: &'a [RawObject],
+    options: &Options,
+    errs: &mut Errors,
+) -> Loaded<'a> {
     let mut order: Vec<&RawObject> = objects.iter().collect();
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
-    let mut loaded = Loaded::default();
-    let mut seen: BTreeMap<(&'static str, String, String), Origin> = BTreeMap::new();
+    // Keys and origins borrow from the objects: no copies for the duplicate check.
+    let mut seen: BTreeMap<(&'static str, &str, &str), &Origin> = BTreeMap::new();
+    let mut accepted: Vec<(Meta, &'a Value)> = Vec::with_capacity(order.len());
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
             continue;
@@ -123,12 +138,12 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
             tracing::debug!(name = %meta.id(), kind, "ambassador_id does not match: skipped");
             continue;
         }
-        let key = (kind, meta.namespace.clone(), meta.name.clone());
+        let key = (kind, namespace_of(raw, options), raw.name());
         if let Some(first) = seen.get(&key) {
             errs.push(meta.error("", format!("duplicate {kind}: already defined at {first}")));
             continue;
         }
-        seen.insert(key, meta.origin.clone());
+        seen.insert(key, &raw.origin);
         if version == Version::V2 && raw.api_version().starts_with("getambassador.io/") {
             errs.push(meta.warning(
                 "apiVersion",
@@ -138,32 +153,19 @@ pub(crate) fn load(objects: &[RawObject], options: &Options, errs: &mut Errors) 
                 ),
             ));
         }
+        accepted.push((meta, spec));
+    }
+    // Each list is in processing order (name, namespace, then origin). Sorting the accepted
+    // objects before typing them (stable, so equal keys keep origin order) puts every list in
+    // that order without moving typed specs around.
+    accepted.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
+    let mut loaded = Loaded::default();
+    let mappings = accepted.iter().filter(|(m, _)| m.kind == "Mapping").count();
+    loaded.mappings.reserve_exact(mappings);
+    for (meta, spec) in accepted {
         push(&mut loaded, meta, spec, errs);
     }
-    for list in [
-        &mut loaded.mappings as &mut dyn SortByKey,
-        &mut loaded.hosts,
-        &mut loaded.listeners,
-        &mut loaded.tls_contexts,
-        &mut loaded.modules,
-        &mut loaded.tcp_mappings,
-        &mut loaded.secrets,
-        &mut loaded.services,
-        &mut loaded.endpoint_slices,
-    ] {
-        list.sort_by_key();
-    }
     loaded
-}
-
-trait SortByKey {
-    fn sort_by_key(&mut self);
-}
-
-impl<T> SortByKey for Vec<Obj<T>> {
-    fn sort_by_key(&mut self) {
-        self.sort_by(|a, b| a.meta.order_key().cmp(&b.meta.order_key()));
-    }
 }
 
 /// Kind, version and the part to type (`spec`, or the whole object for a core kind); `None`
@@ -186,14 +188,15 @@ fn classify<'a>(
         bad(errs, "not a Kubernetes object (expected a mapping)");
         return None;
     }
-    if raw.api_version().is_empty() || raw.kind().is_empty() {
+    let (api_version, kind) = (raw.api_version(), raw.kind());
+    if api_version.is_empty() || kind.is_empty() {
         bad(
             errs,
             "not a Kubernetes object: apiVersion and kind are required",
         );
         return None;
     }
-    match (raw.api_version(), raw.kind()) {
+    match (api_version, kind) {
         ("v1", "Secret") => return Some(("Secret", Version::V2, &raw.value)),
         ("v1", "Service") => return Some(("Service", Version::V2, &raw.value)),
         ("discovery.k8s.io/v1", "EndpointSlice") => {
@@ -202,12 +205,12 @@ fn classify<'a>(
         ("v1", _) => return None,
         _ => {}
     }
-    let version = match raw.api_version() {
+    let version = match api_version {
         "getambassador.io/v3alpha1" => Version::V3,
         "getambassador.io/v2" | "getambassador.io/v1" => Version::V2,
         _ => return None,
     };
-    let kind = match raw.kind() {
+    let kind = match kind {
         "Mapping" => "Mapping",
         "Host" => "Host",
         "Listener" => "Listener",
@@ -237,15 +240,11 @@ fn meta(
     options: &Options,
     errs: &mut Errors,
 ) -> Option<Meta> {
-    let namespace = match raw.namespace() {
-        None | Some("") | Some("_automatic_") => options.ambassador_namespace.clone(),
-        Some(ns) => ns.to_string(),
-    };
     let meta = Meta {
         origin: raw.origin.clone(),
         kind,
         name: raw.name().to_string(),
-        namespace,
+        namespace: namespace_of(raw, options).to_string(),
         labels: raw.labels(),
         version,
     };
@@ -254,6 +253,14 @@ fn meta(
         return None;
     }
     Some(meta)
+}
+
+/// The namespace an object is treated as being in.
+fn namespace_of<'a>(raw: &'a RawObject, options: &'a Options) -> &'a str {
+    match raw.namespace() {
+        None | Some("") | Some("_automatic_") => &options.ambassador_namespace,
+        Some(ns) => ns,
+    }
 }
 
 /// §1.3: `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;
@@ -279,7 +286,7 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
     ids.iter().any(|i| *i == id || *i == "_automatic_")
 }
 
-fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
+fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Errors) {
     match meta.kind {
         "Secret" => {
             // serde's messages quote the offending value: never let key material through.
@@ -313,25 +320,7 @@ fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
         return;
     }
     match meta.kind {
-        "Mapping" => {
-            if let Some(mut s) = typed::<MappingSpec>(&meta, spec, "spec", errs) {
-                // §1.2: in file mode, a v2 Mapping without a host binds to every Host.
-                if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
-                    s.hostname = Some("*".into());
-                }
-                unknown(&meta, "spec", &s.extra, errs);
-                for (field, extra) in [
-                    ("retry_policy", s.retry_policy.as_ref().map(|r| &r.extra)),
-                    ("cors", s.cors.as_ref().map(|c| &c.extra)),
-                    ("load_balancer", s.load_balancer.as_ref().map(|l| &l.extra)),
-                ] {
-                    if let Some(extra) = extra {
-                        unknown(&meta, &format!("spec.{field}"), extra, errs);
-                    }
-                }
-                loaded.mappings.push(Obj { meta, spec: s });
-            }
-        }
+        "Mapping" => loaded.mappings.push(Untyped { meta, spec }),
         "Host" => {
             if let Some(s) = typed::<HostSpec>(&meta, spec, "spec", errs) {
                 unknown(&meta, "spec", &s.extra, errs);
@@ -367,6 +356,26 @@ fn push(loaded: &mut Loaded, meta: Meta, spec: &Value, errs: &mut Errors) {
         }
         _ => {}
     }
+}
+
+/// Types a Mapping's spec (errors and unknown-field warnings reported as for every kind).
+pub(crate) fn mapping_spec(meta: &Meta, spec: &Value, errs: &mut Errors) -> Option<MappingSpec> {
+    let mut s = typed::<MappingSpec>(meta, spec, "spec", errs)?;
+    // §1.2: in file mode, a v2 Mapping without a host binds to every Host.
+    if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
+        s.hostname = Some("*".into());
+    }
+    unknown(meta, "spec", &s.extra, errs);
+    for (field, extra) in [
+        ("retry_policy", s.retry_policy.as_ref().map(|r| &r.extra)),
+        ("cors", s.cors.as_ref().map(|c| &c.extra)),
+        ("load_balancer", s.load_balancer.as_ref().map(|l| &l.extra)),
+    ] {
+        if let Some(extra) = extra {
+            unknown(meta, &format!("spec.{field}"), extra, errs);
+        }
+    }
+    Some(s)
 }
 
 /// Types `value`; on failure, names the first field whose value alone does not type (every

@@ -13,9 +13,9 @@ use crate::ir::{
 };
 
 use super::endpoint::{Index, Resolution, Resolver};
-use super::group::SortKey;
+use super::group::{GroupKey, SortKey};
 use super::host::{authority_matcher, check_glob};
-use super::load::{Meta, Obj};
+use super::load::{Meta, Untyped, mapping_spec};
 use super::module::Settings;
 use super::service::{Service, sanitize};
 use super::tls::Store;
@@ -44,7 +44,7 @@ pub(crate) struct MappingPlan {
     pub builtin: bool,
     pub host: Option<HostGlob>,
     pub matcher: RouteMatch,
-    pub group_key: String,
+    pub group_key: GroupKey,
     pub sort: SortKey,
     /// Fields that must agree within a group (§4.7), serialized.
     pub consistency: String,
@@ -93,19 +93,64 @@ pub(crate) struct Context<'c, 'a> {
     pub index: &'c mut Index<'a>,
 }
 
+/// Below this many Mappings, planning stays on the calling thread.
+const PARALLEL_MIN: usize = 512;
+
+/// Types and plans every Mapping, after the built-ins, in input order (each typed spec is
+/// dropped once planned). A large input is planned in two halves on two threads (each
+/// Mapping's plan depends only on the Mapping and the shared, read-only context); the halves
+/// and their errors are joined in order.
 pub(crate) fn plan_all(
-    mappings: &[Obj<MappingSpec>],
+    mappings: &[Untyped<'_>],
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Vec<MappingPlan> {
     let mut out = builtins(cx.settings, cx.options);
+    out.reserve(mappings.len());
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if mappings.len() < PARALLEL_MIN || threads < 2 {
+        plan_some(mappings, cx, errs, &mut out);
+        return out;
+    }
+    let (first, second) = mappings.split_at(mappings.len() / 2);
+    let mut index = cx.index.fork();
+    let mut cx2 = Context {
+        settings: cx.settings,
+        store: cx.store,
+        options: cx.options,
+        index: &mut index,
+    };
+    let mut errs2 = Errors::default();
+    let mut out2 = Vec::with_capacity(second.len());
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| plan_some(second, &mut cx2, &mut errs2, &mut out2));
+        plan_some(first, cx, errs, &mut out);
+        // A panic while planning is a bug; it propagates as it would on one thread.
+        if let Err(panic) = worker.join() {
+            std::panic::resume_unwind(panic);
+        }
+    });
+    cx.index.absorb(index);
+    errs.0.extend(errs2.0);
+    out.extend(out2);
+    out
+}
+
+fn plan_some(
+    mappings: &[Untyped<'_>],
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+    out: &mut Vec<MappingPlan>,
+) {
     for m in mappings {
-        match plan(m, cx, errs) {
+        let Some(spec) = mapping_spec(&m.meta, m.spec, errs) else {
+            continue;
+        };
+        match plan(&m.meta, &spec, cx, errs) {
             Ok(p) => out.push(p),
             Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
         }
     }
-    out
 }
 
 fn compile(field: &str, re: &str) -> Result<(), Fail> {
@@ -137,13 +182,12 @@ fn exact_or_present(field: &str, v: &Value) -> Result<StringMatch, Fail> {
 }
 
 fn plan(
-    m: &Obj<MappingSpec>,
+    meta: &Meta,
+    s: &MappingSpec,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<MappingPlan, Fail> {
     let settings = cx.settings;
-    let s = &m.spec;
-    let meta = &m.meta;
     let prefix = s.prefix.clone().ok_or_else(|| fail("prefix", "required"))?;
     let regex_path = s.prefix_regex == Some(true);
     let exact_path = s.prefix_exact == Some(true);

@@ -73,24 +73,34 @@ impl Service {
 
     /// `host[:port]` as written, IPv6 in brackets.
     pub fn authority(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        match self.port {
-            Some(p) => format!("{host}:{p}"),
-            None => host,
-        }
+        self.written("")
     }
 
     /// The service as it takes part in the cluster name: scheme (if written) and authority.
     pub fn display(&self) -> String {
         match self.https {
-            Some(true) => format!("https://{}", self.authority()),
-            Some(false) => format!("http://{}", self.authority()),
+            Some(true) => self.written("https://"),
+            Some(false) => self.written("http://"),
             None => self.authority(),
         }
+    }
+
+    /// `scheme` then the authority, built in one buffer (this runs for every Mapping).
+    fn written(&self, scheme: &str) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::with_capacity(scheme.len() + self.host.len() + 8);
+        out.push_str(scheme);
+        if self.host.contains(':') {
+            out.push('[');
+            out.push_str(&self.host);
+            out.push(']');
+        } else {
+            out.push_str(&self.host);
+        }
+        if let Some(p) = self.port {
+            let _ = write!(out, ":{p}");
+        }
+        out
     }
 
     /// The port to connect to: explicit, or 443 with TLS, else 80.
@@ -101,15 +111,12 @@ impl Service {
 
 /// Every character outside `[0-9A-Za-z_]` becomes `_` (Emissary's cluster-name rule).
 pub(crate) fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    let keep = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        out.push(if keep(c) { c } else { '_' });
+    }
+    out
 }
 
 /// Parses `0.5s`, `500ms`, `1m30s`, `2h`, `250us` (or a bare number of seconds) into

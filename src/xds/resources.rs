@@ -19,7 +19,7 @@ mod static_config;
 
 pub use cluster::cluster;
 pub use endpoint::load_assignment;
-pub use json::to_json;
+pub use json::{to_json, write_json};
 pub use listener::listener;
 pub use route::route_configuration;
 pub use secret::secret;
@@ -62,6 +62,8 @@ pub enum Error {
     },
     #[error("cannot render Envoy JSON: {0}")]
     Json(String),
+    #[error("cannot write the output: {0}")]
+    Write(#[source] std::io::Error),
     #[error("listener {listener} uses route configuration {route}, which the snapshot lacks")]
     MissingRoute { listener: String, route: String },
 }
@@ -76,45 +78,72 @@ fn join_errors(errors: &[Dangling]) -> String {
 
 /// Builds every resource type (empty types included) from an IR, after checking it with
 /// [`Ir::validate`]: an IR with dangling references or duplicate names is refused whole.
+///
+/// A large IR is built on two threads: the route tables (usually one big resource) on one,
+/// the check and every other type on the other. The result does not depend on the split.
 pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Error> {
-    ir.validate().map_err(Error::Dangling)?;
     let v = Versioner { boot_id };
-    let mut types = BTreeMap::new();
-    types.insert(
-        TypeKind::Listener,
-        v.collect(
-            ir.listeners
-                .iter()
-                .map(|l| (&l.name, Ir::hash_of(l), pack(listener(l)))),
-        ),
-    );
-    types.insert(
-        TypeKind::Route,
+    let routes = || {
         v.collect(
             ir.route_tables
                 .iter()
-                .map(|t| (&t.name, Ir::hash_of(t), pack(route_configuration(t)))),
-        ),
-    );
-    types.insert(
-        TypeKind::Cluster,
-        v.collect(
+                .map(|t| (&t.name, Ir::hash_of(t), route::route_configuration_any(t))),
+        )
+    };
+    let rest = || -> Result<_, Error> {
+        ir.validate().map_err(Error::Dangling)?;
+        let listeners = v.collect(
+            ir.listeners
+                .iter()
+                .map(|l| (&l.name, Ir::hash_of(l), pack(listener(l)))),
+        );
+        let clusters = v.collect(
             ir.clusters
                 .iter()
                 .map(|c| (&c.name, Ir::hash_of(c), pack(cluster(c)))),
-        ),
-    );
-    types.insert(TypeKind::Endpoint, v.collect(endpoint::all(ir)));
-    types.insert(
-        TypeKind::Secret,
-        v.collect(
+        );
+        let endpoints = v.collect(endpoint::all(ir));
+        let secrets = v.collect(
             ir.secrets
                 .iter()
                 .map(|s| (&s.name, Ir::hash_of(s), pack(secret(s)))),
-        ),
-    );
+        );
+        Ok([
+            (TypeKind::Listener, listeners),
+            (TypeKind::Cluster, clusters),
+            (TypeKind::Endpoint, endpoints),
+            (TypeKind::Secret, secrets),
+        ])
+    };
+    let routes_size: usize = ir
+        .route_tables
+        .iter()
+        .flat_map(|t| &t.virtual_hosts)
+        .map(|vh| vh.routes.len())
+        .sum();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (routes, rest) = if threads >= 2 && routes_size + ir.clusters.len() >= PARALLEL_MIN {
+        std::thread::scope(|scope| {
+            let worker = scope.spawn(routes);
+            let rest = rest();
+            // A panic while encoding is a bug; it propagates as it would on one thread.
+            let routes = worker
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (routes, rest)
+        })
+    } else {
+        // Checked first, so an invalid IR costs no encoding.
+        let rest = rest()?;
+        (routes(), Ok(rest))
+    };
+    let mut types: BTreeMap<TypeKind, TypeSnapshot> = rest?.into_iter().collect();
+    types.insert(TypeKind::Route, routes);
     Ok(Snapshot { generation, types })
 }
+
+/// Below this many routes and clusters, a snapshot is built on the calling thread.
+const PARALLEL_MIN: usize = 512;
 
 /// Turns content hashes into version strings.
 struct Versioner<'a> {

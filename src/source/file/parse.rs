@@ -77,8 +77,10 @@ fn parse_json(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
 fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     // Fast path: the whole stream in one parser (a quarter faster than one per document).
     // Its document numbering is the same as the split's (see the tests).
+    // Whether merge keys may occur: looked up once per file, not once per document.
+    let merges = text.contains("<<");
     let whole: Result<Vec<Value>, _> = serde_yaml::Deserializer::from_str(text)
-        .map(|d| yaml_to_json(d, text))
+        .map(|d| yaml_to_json(d, merges))
         .collect();
     if let Ok(values) = whole {
         for (i, value) in values.into_iter().enumerate() {
@@ -96,14 +98,14 @@ fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Par
         for value in serde_yaml::Deserializer::from_str(chunk.text) {
             doc += 1;
             let origin = origin(rel, doc);
-            match yaml_to_json(value, chunk.text) {
+            match yaml_to_json(value, chunk.text.contains("<<")) {
                 Ok(value) => accept(value, origin, options, out),
                 Err(_) => {
                     // Parse again with the lines before the chunk blanked out, so the error's
                     // line numbers are the file's, not the chunk's.
                     let padded = "\n".repeat(chunk.first_line) + chunk.text;
                     let message = serde_yaml::Deserializer::from_str(&padded)
-                        .find_map(|d| yaml_to_json(d, &padded).err())
+                        .find_map(|d| yaml_to_json(d, padded.contains("<<")).err())
                         .map_or_else(|| "invalid YAML".to_string(), |e| e.to_string());
                     out.errors.push(error(origin, "", "", None, message));
                     // The rest of this chunk cannot be trusted; the next chunk starts afresh.
@@ -114,11 +116,12 @@ fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Par
     }
 }
 
+/// One document as JSON. `merges`: its text may hold merge keys (`<<`).
 fn yaml_to_json(
     document: serde_yaml::Deserializer<'_>,
-    text: &str,
+    merges: bool,
 ) -> Result<Value, serde_yaml::Error> {
-    if text.contains("<<") {
+    if merges {
         // Merge keys only apply through serde_yaml's own Value; the direct path is faster.
         let mut value = serde_yaml::Value::deserialize(document)?;
         value.apply_merge()?;

@@ -8,17 +8,26 @@
 //! dynamic messages and serializes them with serde.
 //!
 //! Private keys never reach the output: secrets are redacted before serialization.
+//!
+//! [`write_json`] prints the same document as `serde_json::to_writer_pretty(to_json(..))`
+//! without the whole-document tree: each resource is rendered on its own (on every core, for
+//! a large snapshot) through a lean sorted tree ([`tree`]) and streamed to the writer.
 
+mod routes;
+mod tree;
+
+use std::io::Write;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, data_source};
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{Secret, secret};
 use envoy_types::pb::google::protobuf::Any;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 use serde_json::Value;
 
 use super::{Error, pack, unpack};
-use crate::xds::{Snapshot, TypeKind};
+use crate::xds::{Resource, Snapshot, TypeKind};
 
 /// The version of envoy-types whose descriptors `descriptors.bin` holds.
 const DESCRIPTORS_FROM: &str = "0.7.7";
@@ -54,23 +63,147 @@ pub fn to_json(snapshot: &Snapshot) -> Result<Value, Error> {
     Ok(Value::Object(out))
 }
 
-/// The JSON of one packed message (without the outer `@type`). Performs no redaction.
-pub(in crate::xds::resources) fn any_to_json(any: &Any) -> Result<Value, Error> {
+/// The document of [`to_json`], pretty-printed to `out` as `serde_json::to_writer_pretty` prints
+/// it (two-space indent, keys sorted), without a final newline.
+pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error> {
+    // The sections in the order `to_json`'s map prints them: by key.
+    let mut sections = [
+        (TypeKind::Listener, "listeners"),
+        (TypeKind::Route, "route_configurations"),
+        (TypeKind::Cluster, "clusters"),
+        (TypeKind::Endpoint, "endpoints"),
+        (TypeKind::Secret, "secrets"),
+    ];
+    sections.sort_by_key(|(_, key)| *key);
+    let jobs: Vec<(TypeKind, &Resource)> = sections
+        .iter()
+        .flat_map(|&(kind, _)| {
+            let resources = snapshot.get(kind).map(|t| t.resources.values());
+            resources.into_iter().flatten().map(move |r| (kind, r))
+        })
+        .collect();
+    let rendered = render_all(&jobs)?;
+    let mut rendered = rendered.iter();
+    let io = Error::Write;
+    out.write_all(b"{").map_err(io)?;
+    for (n, &(kind, key)) in sections.iter().enumerate() {
+        let sep = if n == 0 { "" } else { "," };
+        write!(out, "{sep}\n  \"{key}\": [").map_err(io)?;
+        let count = snapshot.get(kind).map_or(0, |t| t.resources.len());
+        for i in 0..count {
+            out.write_all(if i == 0 { b"\n    " } else { b",\n    " })
+                .map_err(io)?;
+            // Two levels down: every line after the first is indented four more spaces
+            // (JSON strings hold no raw newline, so every newline starts a line). Written
+            // piece by piece: a route table's text is megabytes.
+            let text = rendered.next().map_or(&[][..], Vec::as_slice);
+            for (j, line) in text.split(|&b| b == b'\n').enumerate() {
+                if j > 0 {
+                    out.write_all(b"\n    ").map_err(io)?;
+                }
+                out.write_all(line).map_err(io)?;
+            }
+        }
+        out.write_all(if count == 0 { b"]" } else { b"\n  ]" })
+            .map_err(io)?;
+    }
+    out.write_all(b"\n}").map_err(io)
+}
+
+/// Each resource's pretty JSON, in order; on two or more threads when there are many.
+fn render_all(jobs: &[(TypeKind, &Resource)]) -> Result<Vec<Vec<u8>>, Error> {
+    let render = |&(kind, r): &(TypeKind, &Resource)| -> Result<Vec<u8>, Error> {
+        match kind {
+            TypeKind::Secret => pretty(&any_to_tree(&redacted(&r.name, &r.body)?)?),
+            TypeKind::Route => routes::route_configuration(&r.body),
+            _ => pretty(&any_to_tree(&r.body)?),
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(jobs.len() / 64);
+    if threads < 2 {
+        return jobs.iter().map(render).collect();
+    }
+    // Jobs are taken one at a time, so one large resource does not hold up the others.
+    // Route tables first: one of them can be as much work as all the clusters, and started
+    // last it would leave the other threads idle at the end.
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by_key(|&i| jobs[i].0 != TypeKind::Route);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                return done;
+            };
+            done.push((i, render(&jobs[i])));
+        }
+    };
+    let mut results: Vec<(usize, Result<Vec<u8>, Error>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+        // A panic while rendering is a bug; it propagates as it would on one thread.
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn pretty(node: &tree::Node) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    serde_json::to_writer_pretty(&mut buf, node).map_err(|e| Error::Json(e.to_string()))?;
+    Ok(buf)
+}
+
+/// The descriptor of a message type, by full name.
+fn descriptor(name: &str) -> Result<MessageDescriptor, Error> {
     let pool = POOL
         .as_ref()
         .map_err(|e| Error::Json(format!("the embedded descriptors do not decode: {e}")))?;
-    let name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let descriptor = pool.get_message_by_name(name).ok_or_else(|| {
+    pool.get_message_by_name(name).ok_or_else(|| {
         Error::Json(format!(
-            "no descriptor for {} in envoy-types {DESCRIPTORS_FROM}",
-            any.type_url
+            "no descriptor for {name} in envoy-types {DESCRIPTORS_FROM}"
         ))
-    })?;
-    let message = DynamicMessage::decode(descriptor, any.value.as_slice())
+    })
+}
+
+/// The dynamic message of one packed resource.
+fn decode(any: &Any) -> Result<(DynamicMessage, &str), Error> {
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let message = DynamicMessage::decode(descriptor(name)?, any.value.as_slice())
         .map_err(|e| Error::Json(format!("{name} does not decode: {e}")))?;
-    let options = SerializeOptions::new().use_proto_field_name(true);
+    Ok((message, name))
+}
+
+/// The tree of an encoded message of the given type.
+fn bytes_to_tree(descriptor: &MessageDescriptor, bytes: &[u8]) -> Result<tree::Node, Error> {
+    let name = descriptor.full_name();
+    let message = DynamicMessage::decode(descriptor.clone(), bytes)
+        .map_err(|e| Error::Json(format!("{name} does not decode: {e}")))?;
     message
-        .serialize_with_options(serde_json::value::Serializer, &options)
+        .serialize_with_options(tree::NodeSerializer, &options())
+        .map_err(|e| Error::Json(format!("{name} does not serialize: {e}")))
+}
+
+fn options() -> SerializeOptions {
+    SerializeOptions::new().use_proto_field_name(true)
+}
+
+/// The JSON of one packed message (without the outer `@type`). Performs no redaction.
+pub(in crate::xds::resources) fn any_to_json(any: &Any) -> Result<Value, Error> {
+    let (message, name) = decode(any)?;
+    message
+        .serialize_with_options(serde_json::value::Serializer, &options())
+        .map_err(|e| Error::Json(format!("{name} does not serialize: {e}")))
+}
+
+/// [`any_to_json`] as a [`tree::Node`].
+fn any_to_tree(any: &Any) -> Result<tree::Node, Error> {
+    let (message, name) = decode(any)?;
+    message
+        .serialize_with_options(tree::NodeSerializer, &options())
         .map_err(|e| Error::Json(format!("{name} does not serialize: {e}")))
 }
 

@@ -17,6 +17,10 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::{FractionalPercent, fractional_percent};
 
+use envoy_types::pb::google::protobuf::Any;
+use prost::encoding::WireType;
+use prost::{Message, Name};
+
 use super::listener::CORS;
 use super::{boolv, duration_ms, pack, u32v};
 use crate::ir;
@@ -28,6 +32,75 @@ pub fn route_configuration(t: &ir::RouteTable) -> RouteConfiguration {
         virtual_hosts: t.virtual_hosts.iter().map(virtual_host).collect(),
         ..Default::default()
     }
+}
+
+/// [`route_configuration`], packed, with the same bytes, but encoded one route at a time: a
+/// table of thousands of routes is never all in memory as envoy-types messages (a `Route` is
+/// several kilobytes, mostly empty options), only as its encoding.
+pub fn route_configuration_any(t: &ir::RouteTable) -> Any {
+    let config = RouteConfiguration {
+        name: t.name.clone(),
+        ..Default::default()
+    };
+    let vhosts = t.virtual_hosts.iter().map(|vh| {
+        let shell = VirtualHost {
+            name: vh.name.clone(),
+            domains: vh.domains.clone(),
+            ..Default::default()
+        };
+        let routes = vh.routes.iter().map(|r| route(r).encode_to_vec());
+        with_repeated(&shell.encode_to_vec(), VHOST_ROUTES, routes)
+    });
+    Any {
+        type_url: RouteConfiguration::type_url(),
+        value: with_repeated(&config.encode_to_vec(), CONFIG_VIRTUAL_HOSTS, vhosts),
+    }
+}
+
+/// Field numbers of `RouteConfiguration.virtual_hosts` and `VirtualHost.routes`.
+const CONFIG_VIRTUAL_HOSTS: u32 = 2;
+const VHOST_ROUTES: u32 = 3;
+
+/// `base` (an encoded message without field `number`) with the encoded `items` as that
+/// repeated message field, placed where prost places it: fields are written in number order.
+fn with_repeated(base: &[u8], number: u32, items: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
+    let at = first_field_after(base, number);
+    let mut out = Vec::with_capacity(base.len() + 64);
+    out.extend_from_slice(&base[..at]);
+    for item in items {
+        prost::encoding::encode_key(number, WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(item.len() as u64, &mut out);
+        out.extend_from_slice(&item);
+    }
+    out.extend_from_slice(&base[at..]);
+    out
+}
+
+/// The offset of the first field numbered above `number` in an encoding prost wrote (fields
+/// in number order), or the end.
+fn first_field_after(bytes: &[u8], number: u32) -> usize {
+    let mut buf = bytes;
+    while !buf.is_empty() {
+        let at = bytes.len() - buf.len();
+        let Ok((tag, wire)) = prost::encoding::decode_key(&mut buf) else {
+            return bytes.len();
+        };
+        if tag > number {
+            return at;
+        }
+        let skipped = match wire {
+            WireType::Varint => prost::encoding::decode_varint(&mut buf).map(|_| 0),
+            WireType::SixtyFourBit => Ok(8),
+            WireType::ThirtyTwoBit => Ok(4),
+            WireType::LengthDelimited => prost::encoding::decode_varint(&mut buf),
+            WireType::StartGroup | WireType::EndGroup => return bytes.len(),
+        };
+        match skipped.ok().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) if n <= buf.len() => buf = &buf[n..],
+            _ => return bytes.len(),
+        }
+    }
+    bytes.len()
 }
 
 fn virtual_host(vh: &ir::VirtualHost) -> VirtualHost {

@@ -389,3 +389,33 @@ fn static_bootstrap_inlines_routes_endpoints_and_secrets() {
         ))
     );
 }
+
+/// A route table encoded one route at a time has exactly the bytes of the whole message
+/// encoded by prost (so Envoy receives the same resource), with and without virtual hosts.
+#[test]
+fn route_tables_encode_route_by_route_to_the_same_bytes() {
+    let ir = rich_ir();
+    let mut tables = ir.route_tables.clone();
+    tables.push(crate::ir::RouteTable {
+        name: "empty".into(),
+        virtual_hosts: vec![],
+    });
+    let mut no_routes = ir.route_tables[0].clone();
+    for vh in &mut no_routes.virtual_hosts {
+        vh.routes.clear();
+    }
+    tables.push(no_routes);
+    assert!(
+        tables
+            .iter()
+            .any(|t| t.virtual_hosts.iter().any(|v| v.routes.len() > 1))
+    );
+    for t in &tables {
+        assert_eq!(
+            super::route::route_configuration_any(t),
+            pack(route_configuration(t)),
+            "{}",
+            t.name
+        );
+    }
+}

@@ -134,3 +134,27 @@ fn secrets_are_redacted_in_json() {
             .contains("BEGIN CERTIFICATE")
     );
 }
+
+/// The streamed document is byte for byte the pretty print of [`to_json`]'s tree, for a
+/// snapshot with every resource type, and for a large one (rendered on several threads) and an
+/// empty one.
+#[test]
+fn write_json_prints_what_to_json_prints() {
+    let check = |snapshot: &Snapshot| {
+        let want = serde_json::to_string_pretty(&to_json(snapshot).unwrap()).unwrap();
+        let mut got = Vec::new();
+        write_json(snapshot, &mut got).unwrap();
+        assert_eq!(String::from_utf8(got).unwrap(), want);
+    };
+    check(&build(&fixture::rich_ir()));
+    let mut large = fixture::rich_ir();
+    let template = large.clusters[0].clone();
+    for i in 0..300 {
+        let mut c = template.clone();
+        c.name = format!("extra-{i:03}");
+        large.clusters.push(c);
+    }
+    large.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    check(&build(&large));
+    check(&build(&crate::ir::Ir::default()));
+}
