@@ -576,14 +576,10 @@ fn cluster(
             if svc.https == Some(false) {
                 return Err(fail("tls", "contradicts the http:// scheme of service"));
             }
-            let ctx = store
-                .context(name, &meta.namespace)
-                .ok_or_else(|| fail("tls", format!("TLSContext {name} not found (or invalid)")))?;
-            ctx.origination_ready().map_err(|e| fail("tls", e))?;
-            (
-                Some(Store::upstream(ctx)),
-                svc.https.is_none().then(|| name.clone()),
-            )
+            let (tls, ctx_name) = store
+                .origination(name, &meta.namespace, svc.https)
+                .map_err(|e| fail("tls", e))?;
+            (Some(tls), ctx_name)
         }
         Some(_) => return Err(fail("tls", "must be a TLSContext name")),
     };

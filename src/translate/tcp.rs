@@ -15,7 +15,6 @@ use super::endpoint::{Resolution, Resolver};
 use super::load::{Meta, Obj};
 use super::mapping::{Context, cluster_name};
 use super::service::{Service, sanitize};
-use super::tls::Store;
 use super::{Errors, group, policy};
 
 /// A TCPMapping that passed its checks.
@@ -104,14 +103,10 @@ fn plan(
         None | Some(Value::Null) | Some(Value::Bool(false)) => (None, None),
         Some(Value::Bool(true)) => (Some(UpstreamTls::plain()), None),
         Some(Value::String(name)) => {
-            let ctx = store
-                .context(name, &meta.namespace)
-                .ok_or_else(|| fail("tls", format!("TLSContext {name} not found (or invalid)")))?;
-            ctx.origination_ready().map_err(|e| fail("tls", e))?;
-            (
-                Some(Store::upstream(ctx)),
-                svc.https.is_none().then(|| name.clone()),
-            )
+            let (tls, ctx_name) = store
+                .origination(name, &meta.namespace, svc.https)
+                .map_err(|e| fail("tls", e))?;
+            (Some(tls), ctx_name)
         }
         Some(_) => return Err(fail("tls", "must be a TLSContext name")),
     };

@@ -293,6 +293,25 @@ impl Store {
         tls
     }
 
+    /// A Mapping's or TCPMapping's `tls: <name>`: the named context's origination settings,
+    /// and the context name for the cluster identity when the service carries no scheme
+    /// (`https` is the service's scheme: `Some(true)` https, `Some(false)` http, `None` none).
+    pub fn origination(
+        &self,
+        name: &str,
+        namespace: &str,
+        https: Option<bool>,
+    ) -> Result<(UpstreamTls, Option<String>), String> {
+        let ctx = self
+            .context(name, namespace)
+            .ok_or_else(|| format!("TLSContext {name} not found (or invalid)"))?;
+        ctx.origination_ready()?;
+        Ok((
+            Self::upstream(ctx),
+            https.is_none().then(|| name.to_string()),
+        ))
+    }
+
     /// Origination settings: client certificate, CA, SNI, ALPN and versions from the context.
     pub fn upstream(ctx: &Context) -> UpstreamTls {
         let mut tls = UpstreamTls::plain();
