@@ -21,6 +21,8 @@ mod fake_apiserver;
 mod harness;
 #[path = "../tests/common/http.rs"]
 mod http;
+#[path = "../tests/common/ports.rs"]
+mod ports;
 #[path = "../tests/kubernetes_e2e/process.rs"]
 mod process;
 
@@ -32,8 +34,9 @@ use backend::Backend;
 use fake_apiserver::FakeApiServer;
 use harness::{
     acked_versions, amb, endpoint_slice, free_port, get_host, host, http_listener, local, mapping,
-    metric_value, service,
+    service,
 };
+use http::metric_value;
 use process::Process;
 use serde_json::{Value, json};
 

@@ -13,6 +13,8 @@
 mod backend;
 #[path = "../tests/common/http.rs"]
 mod http;
+#[path = "../tests/common/ports.rs"]
+mod ports;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -25,12 +27,7 @@ use http::get;
 
 const RUNS: usize = 7;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use ports::port as free_port;
 
 fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))

@@ -14,6 +14,8 @@ mod backend;
 mod harness;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/ports.rs"]
+mod ports;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;

@@ -10,6 +10,8 @@ mod http;
 #[allow(dead_code)]
 #[path = "common/process.rs"]
 mod legate;
+#[path = "common/ports.rs"]
+mod ports;
 
 use std::time::{Duration, Instant};
 

@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -31,11 +31,13 @@ pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
+    /// Every connection's task, so that stopping the backend closes them too.
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl Drop for Backend {
     fn drop(&mut self) {
-        self.task.abort();
+        self.abort();
     }
 }
 
@@ -55,8 +57,9 @@ impl Backend {
     fn serve(name: &str, listener: TcpListener) -> Backend {
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(Mutex::new(Vec::new()));
         let name_owned = name.to_string();
-        let h = hits.clone();
+        let (h, conns) = (hits.clone(), connections.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -64,13 +67,16 @@ impl Backend {
                 };
                 let name = name_owned.clone();
                 let hits = h.clone();
-                tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     let svc = service_fn(move |req| handle(name.clone(), hits.clone(), req));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades()
                         .await;
                 });
+                let mut conns = conns.lock().unwrap();
+                conns.retain(|c: &tokio::task::AbortHandle| !c.is_finished());
+                conns.push(conn.abort_handle());
             }
         });
         Backend {
@@ -78,11 +84,31 @@ impl Backend {
             addr,
             hits,
             task,
+            connections,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Stops like a killed server: the listening socket is closed (new connections are
+    /// refused) and every open connection, idle keep-alive ones included, is closed. Returns
+    /// once the listener is gone.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async {}));
+        // Cancelled: the accept loop and its listener are dropped, and no connection is
+        // accepted any more, so the list below is complete.
+        let _ = task.await;
+        self.abort();
+    }
+
+    fn abort(&self) {
+        self.task.abort();
+        for c in self.connections.lock().unwrap().drain(..) {
+            c.abort();
+        }
     }
 }
 

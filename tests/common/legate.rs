@@ -6,7 +6,7 @@
 //! process group, so a failing test leaves no Envoy behind. The orphan reaper is off (it would
 //! steal the exit statuses of the test's other children, e.g. `curl`).
 //!
-//! Listener ports come from [`free_port`]; Envoy binds `0.0.0.0:<port>`, tests connect to
+//! Listener ports come from [`free_port`] (`common/ports.rs`); Envoy binds `0.0.0.0:<port>`, tests connect to
 //! `127.0.0.1:<port>`.
 
 #![allow(dead_code)]
@@ -39,11 +39,8 @@ pub struct Legate {
     task: Option<JoinHandle<u8>>,
 }
 
-/// A port that was free a moment ago on every interface (Envoy binds `0.0.0.0`).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a free port");
-    l.local_addr().expect("local addr").port()
-}
+/// A port for an Envoy listener, exclusive to this test process (see `common/ports.rs`).
+pub use super::ports::port as free_port;
 
 /// `127.0.0.1:<port>`.
 pub fn local(port: u16) -> SocketAddr {

@@ -25,14 +25,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_legate");
 /// Generous: real Envoy on a shared 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(30);
 
-/// A TCP port free a moment ago (bound on port 0, then released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A port for an Envoy listener, exclusive to this test process (see `common/ports.rs`).
+pub use super::ports::port as free_port;
 
 /// Writes a Listener on `listener_port`, a Host `*` routing insecure requests, and a Mapping
 /// of `/` to `127.0.0.1:<backend_port>` with no route timeout (slow requests are fine).

@@ -22,12 +22,8 @@ use super::http::{Reply, eventually, get, request};
 /// Generous: real Envoy on 2 shared cores, with other tests running.
 pub const LONG: Duration = Duration::from_secs(60);
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+/// A port for an Envoy listener, exclusive to this test process (see `common/ports.rs`).
+pub use super::ports::port as free_port;
 
 pub fn local(port: u16) -> SocketAddr {
     ([127, 0, 0, 1], port).into()
@@ -134,8 +130,7 @@ impl Legate {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = get(self.admin, "/metrics").await.expect("metrics").body;
-        metric_value(&text, name).unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        super::http::metric(self.admin, name).await
     }
 }
 
@@ -159,13 +154,6 @@ pub fn acked_versions(xds: &Value) -> Option<BTreeMap<String, String>> {
         out.insert(ty.clone(), acked.to_string());
     }
     Some(out)
-}
-
-/// The value of an unlabelled (or exactly labelled) Prometheus sample.
-pub fn metric_value(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A request through Envoy with this `Host`.

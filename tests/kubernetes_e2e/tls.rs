@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, SupportedProtocolVersion};
@@ -185,12 +186,17 @@ impl TlsClient {
             .map_err(|_| "timed out".to_string())?
     }
 
-    async fn get_inner(&self, addr: SocketAddr, sni: &str, path: &str) -> Result<TlsReply, String> {
+    /// A TLS connection with SNI `sni`, and the leaf certificate the server presented (DER).
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        sni: &str,
+    ) -> Result<(TlsStream<TcpStream>, Vec<u8>), String> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let name = ServerName::try_from(sni.to_string()).map_err(|e| e.to_string())?;
-        let mut tls = self
+        let tls = self
             .connector
             .connect(name, tcp)
             .await
@@ -202,6 +208,11 @@ impl TlsClient {
             .and_then(|c| c.first())
             .map(|c| c.to_vec())
             .ok_or("no peer certificate")?;
+        Ok((tls, peer))
+    }
+
+    async fn get_inner(&self, addr: SocketAddr, sni: &str, path: &str) -> Result<TlsReply, String> {
+        let (mut tls, peer) = self.connect(addr, sni).await?;
         let req = format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
         tls.write_all(req.as_bytes())
             .await

@@ -93,9 +93,9 @@ fn spawn_envoy(bin: &Path, dir: &Path, config: &Path) -> EnvoyGuard {
     EnvoyGuard { child, log }
 }
 
+/// Envoy's listener port, exclusive to this test process (`tests/common/ports.rs`).
 fn free_port() -> u32 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port() as u32
+    u32::from(super::ports::port())
 }
 
 /// GET / through Envoy's listener: (status line, body).
