@@ -6,13 +6,15 @@
 mod backend;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/ports.rs"]
+mod ports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use backend::Backend;
-use http::{Load, eventually, get};
+use http::{Failure, Load, LoadReport, eventually, get, metric};
 use legate::app::{App, Overrides, Signals};
 use legate::config::{Config, Env};
 use legate::ir::*;
@@ -22,12 +24,7 @@ use tokio::sync::watch;
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use ports::port as free_port;
 
 /// One listener on `port` routing `/` to `cluster` (a static cluster at `backend`), adding the
 /// response header `x-gen: <generation>` so a test can tell which version answered.
@@ -179,41 +176,58 @@ async fn traffic_flows_through_envoy() {
         200
     );
     assert_eq!(get(app.probe, "/live").await.expect("live").status, 200);
-    let metrics = get(app.admin, "/metrics").await.expect("metrics").body;
-    assert!(
-        metrics.contains("legate_reconfigurations_total 1"),
-        "{metrics}"
+    assert_eq!(
+        metric(app.admin, "legate_reconfigurations_total").await,
+        1.0
     );
-    assert!(metrics.contains("legate_envoy_live 1"), "{metrics}");
+    assert_eq!(metric(app.admin, "legate_envoy_live").await, 1.0);
+    // per-client xDS state on admin: the one Envoy ACKed what it was sent, NACKed nothing
     let xds = get(app.admin, "/xds").await.expect("xds").json();
-    let acked = xds[0]["types"].to_string();
-    assert!(
-        acked.contains("acked"),
-        "per-client xDS state on admin: {xds}"
-    );
+    assert_eq!(xds.as_array().map(Vec::len), Some(1), "one client: {xds}");
+    for ty in ["cluster", "listener", "route"] {
+        let state = &xds[0]["types"][ty];
+        let sent = state["sent_version"].as_str().unwrap_or_default();
+        assert!(!sent.is_empty(), "{ty}: nothing sent: {xds:#}");
+        assert_eq!(state["acked_version"], sent, "{ty} not acked: {xds:#}");
+        assert_eq!(state["nack_count"], 0, "{ty} NACKed: {xds:#}");
+    }
     let ir_json = get(app.admin, "/ir").await.expect("ir").json();
     assert_eq!(ir_json["listeners"][0]["port"], port);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reconfiguration_under_load_drops_nothing() {
+/// 100 IR changes under keep-alive load (8 connections, a request every 10 ms on each), each
+/// published as its own reconfiguration: the next change is made only once the counter shows
+/// the last one (and a few more requests were answered), so none can be merged into another. With `drain_listener` every change also
+/// changes a listener-level field, so Envoy replaces the listener and drains its connections:
+/// the deliberately broken variant that the load generator must catch.
+///
+/// Returns the load's report and the number of reconfigurations counted.
+async fn hundred_changes_under_load(drain_listener: bool) -> Option<(LoadReport, f64)> {
     let a = Backend::start("a").await;
     let b = Backend::start("b").await;
     let port = free_port();
-    let Some((app, tx)) = start(ir(port, "c0", a.addr, 0), |_| {}).await else {
-        return;
-    };
+    let (app, tx) = start(ir(port, "c0", a.addr, 0), |_| {}).await?;
     wait_ready(app.probe).await;
     let envoy: SocketAddr = ([127, 0, 0, 1], port).into();
+    let before = metric(app.admin, "legate_reconfigurations_total").await;
 
-    // steady keep-alive load: 8 connections, one request every 10 ms each
     let load = Load::start(envoy, "/load", 8, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.until_answered(50).await;
     for i in 1..=100u32 {
         // the cluster name changes too, so clusters are added and removed under traffic
         let backend = if i % 2 == 0 { a.addr } else { b.addr };
-        tx.send_replace(Arc::new(ir(port, &format!("c{}", i % 4), backend, i)));
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        let mut next = ir(port, &format!("c{}", i % 4), backend, i);
+        if drain_listener {
+            next.listeners[0].per_connection_buffer_limit_bytes = Some(1 << 20 | i);
+        }
+        tx.send_replace(Arc::new(next));
+        let published = before + f64::from(i);
+        eventually(LONG, &format!("change {i} published"), || async {
+            (metric(app.admin, "legate_reconfigurations_total").await >= published).then_some(())
+        })
+        .await;
+        // traffic flows between every two changes
+        load.until_answered(5).await;
     }
     // the last change is served: generation 100 (even → backend a)
     eventually(LONG, "the last change served", || async {
@@ -222,27 +236,40 @@ async fn reconfiguration_under_load_drops_nothing() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.until_answered(50).await;
     let report = load.finish().await;
+    let pushes = metric(app.admin, "legate_reconfigurations_total").await - before;
+    Some((report, pushes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfiguration_under_load_drops_nothing() {
+    let Some((report, pushes)) = hundred_changes_under_load(false).await else {
+        return;
+    };
+    eprintln!("reconfiguration under load: {report}");
     assert_eq!(
-        report.failed,
-        0,
-        "failed requests during reconfiguration: {:?}",
-        &report.failures[..report.failures.len().min(5)]
+        pushes, 100.0,
+        "each of the 100 changes is one reconfiguration"
     );
+    // at least 50 + 100 × 5 + 50 answers were waited for
+    report.assert_clean("reconfiguration under load", 600);
+}
+
+/// The broken variant of [`reconfiguration_under_load_drops_nothing`]: changes that make Envoy
+/// drain its listener close the load's keep-alive connections, and the load generator counts
+/// that. Proves the zero-failure check above can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconfiguration_that_drains_the_listener_is_caught() {
+    let Some((report, pushes)) = hundred_changes_under_load(true).await else {
+        return;
+    };
+    eprintln!("reconfiguration draining the listener: {report}");
+    assert_eq!(pushes, 100.0);
+    let closed = report.count(Failure::Closed) + report.count(Failure::Reset);
     assert!(
-        report.ok > 500,
-        "the load generator sent too little to prove anything: {report:?}"
-    );
-    assert!(
-        report.rate() >= 200.0,
-        "load below 200 req/s: {:.0} req/s",
-        report.rate()
-    );
-    let metrics = get(app.admin, "/metrics").await.expect("metrics").body;
-    assert!(
-        metrics.contains("legate_reconfigurations_total"),
-        "{metrics}"
+        closed > 0,
+        "drained listeners closed no connection the load generator saw: {report}"
     );
 }
 
@@ -274,10 +301,9 @@ async fn killed_envoy_is_restarted_and_serves_again() {
     assert_ne!(new_pid, pid);
     let reply = get(envoy, "/again").await.expect("traffic after restart");
     assert_eq!((reply.status, reply.backend().as_deref()), (200, Some("a")));
-    let metrics = get(app.admin, "/metrics").await.expect("metrics").body;
-    assert!(
-        metrics.contains("legate_envoy_restarts_total{reason=\"signal\"} 1"),
-        "{metrics}"
+    assert_eq!(
+        metric(app.admin, "legate_envoy_restarts_total{reason=\"signal\"}").await,
+        1.0
     );
 }
 
