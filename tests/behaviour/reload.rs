@@ -1,17 +1,19 @@
 //! Hot reload under steady keep-alive traffic: files are added, changed and deleted while a
 //! load generator hits a steady path; each change must take effect (polled, time recorded) and
-//! the steady path must see zero failed requests throughout.
+//! the steady path must see zero failures throughout (no failed request, and no keep-alive
+//! connection closed under it). The broken variant (a change that makes Envoy drain the
+//! listener) proves the check can fail.
 
 use std::time::{Duration, Instant};
 
 use crate::backend::Backend;
-use crate::harness::{Legate, free_port, local, yaml};
-use crate::http::{self, Load, Reply};
+use crate::harness::{CHANGE, Legate, free_port, local, yaml};
+use crate::http::{self, Failure, Load, Reply};
 use crate::routed;
 
-/// Only a liveness check: the target is "within a second"; the observed times are printed
-/// (`--no-capture`) and recorded in the report. Wall time is never asserted tighter than this.
-const LIVENESS: Duration = Duration::from_secs(5);
+/// Only a liveness check (tests do not time; `benches/runtime.rs` measures reload latency):
+/// the observed times are printed (`--no-capture`).
+const LIVENESS: Duration = CHANGE;
 
 /// Polls every 10 ms (fresh connection each time) until `check` accepts the reply to
 /// `GET path` with `host`; returns the time since `since`.
@@ -69,7 +71,7 @@ async fn changes_are_served_quickly_without_failing_steady_traffic() {
     routed(port, "GET", "/steady/x", &[]).await;
 
     let load = Load::start(local(port), "/steady/x", 4, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.until_answered(20).await;
     let mut times = Vec::new();
 
     // 1. add a file
@@ -229,24 +231,56 @@ async fn changes_are_served_quickly_without_failing_steady_traffic() {
         .await,
     );
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.until_answered(20).await;
     let report = load.finish().await;
-    eprintln!(
-        "hot reload: steady path: {} ok, {} failed, {:.0} req/s; times to effect: {times:?}",
-        report.ok,
-        report.failed,
-        report.rate()
-    );
-    assert_eq!(
-        report.failed, 0,
-        "steady traffic failed: {:?}",
-        report.failures
-    );
-    assert!(
-        report.ok >= 100,
-        "the load generator hardly ran: {report:?}"
-    );
+    eprintln!("hot reload: steady path: {report}; times to effect: {times:?}");
+    report.assert_clean("steady traffic during hot reload", 40);
     assert!(steady.hits.load(std::sync::atomic::Ordering::Relaxed) > 0);
     assert!(steady2.hits.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}
+
+/// The broken variant of the test above: a reload that changes a listener-level setting (the
+/// Module's `buffer_limit_bytes` becomes the listener's per-connection buffer limit) makes
+/// Envoy replace the listener and drain its connections, and the steady load counts that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_drains_the_listener_is_caught() {
+    let steady = Backend::start("steady").await;
+    let port = free_port();
+    let module = |limit: u32| {
+        format!(
+            "apiVersion: getambassador.io/v3alpha1\nkind: Module\n\
+             metadata: {{name: ambassador, namespace: default}}\n\
+             spec: {{config: {{buffer_limit_bytes: {limit}}}}}\n"
+        )
+    };
+    let mapping = yaml::mapping(
+        "steady",
+        &format!(
+            "hostname: '*', prefix: /steady/, service: '127.0.0.1:{}'",
+            steady.port()
+        ),
+    );
+    let Some(lg) = Legate::start(&[
+        ("base.yaml", &yaml::base(port)),
+        ("steady.yaml", &mapping),
+        ("module.yaml", &module(1 << 20)),
+    ])
+    .await
+    else {
+        return;
+    };
+    routed(port, "GET", "/steady/x", &[]).await;
+    let load = Load::start(local(port), "/steady/x", 4, Duration::from_millis(10));
+    load.until_answered(20).await;
+
+    lg.write("module.yaml", &module(2 << 20));
+    load.until_failed(1).await;
+    let report = load.finish().await;
+    eprintln!("hot reload draining the listener: {report}");
+    assert!(
+        report.count(Failure::Closed) + report.count(Failure::Reset) > 0,
+        "{report}"
+    );
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
