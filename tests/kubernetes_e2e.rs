@@ -12,6 +12,8 @@ mod fake_apiserver;
 mod harness;
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/ports.rs"]
+mod ports;
 #[path = "kubernetes_e2e/process.rs"]
 mod process;
 #[path = "kubernetes_e2e/tls.rs"]
@@ -20,13 +22,14 @@ mod tls;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backend::Backend;
 use fake_apiserver::FakeApiServer;
 use harness::*;
-use http::{Load, eventually};
+use http::{Failure, Load, LoadSpec, eventually};
 use serde_json::{Value, json};
 use tls::{Ca, TlsClient};
 use tokio_rustls::rustls;
@@ -309,20 +312,15 @@ async fn tls_context_and_secret_apply_modify_delete() {
 }
 
 /// Three backends on 127.0.0.2–4 with one port (EndpointSlice endpoints carry addresses; the
-/// port is the slice's).
+/// port is the slice's), from the test port allocator so that no other test can hold it.
 async fn three_backends() -> (Backend, Backend, Backend, u16) {
-    for _ in 0..20 {
-        let a = Backend::start_on("a", "127.0.0.2:0".parse().unwrap())
+    let port = free_port();
+    let on = |name: &'static str, last: u8| async move {
+        Backend::start_on(name, ([127, 0, 0, last], port).into())
             .await
-            .expect("bind 127.0.0.2");
-        let port = a.port();
-        let b = Backend::start_on("b", ([127, 0, 0, 3], port).into()).await;
-        let c = Backend::start_on("c", ([127, 0, 0, 4], port).into()).await;
-        if let (Ok(b), Ok(c)) = (b, c) {
-            return (a, b, c, port);
-        }
-    }
-    panic!("no port free on 127.0.0.2, .3 and .4");
+            .unwrap_or_else(|e| panic!("bind 127.0.0.{last}:{port}: {e}"))
+    };
+    (on("a", 2).await, on("b", 3).await, on("c", 4).await, port)
 }
 
 fn eds_addresses(ir: &Value) -> BTreeSet<String> {
@@ -378,35 +376,44 @@ async fn until_endpoints(
     after
 }
 
-/// New requests reach a only, and the other backends get nothing more under load.
-async fn only_a_answers(envoy: SocketAddr, others: &[&Backend]) {
-    eventually(LONG, "20 requests in a row answered by a", || async {
-        for _ in 0..20 {
-            let r = get_host(envoy, "localhost", "/web/").await.ok()?;
-            if r.backend().as_deref() != Some("a") {
-                return None;
-            }
-        }
-        Some(())
-    })
-    .await;
-    let before: Vec<u64> = others.iter().map(|b| hits(b)).collect();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after: Vec<u64> = others.iter().map(|b| hits(b)).collect();
-    assert_eq!(before, after, "a removed endpoint still got traffic");
+/// New requests reach a only (20 in a row on fresh connections).
+async fn only_a_answers(envoy: SocketAddr) {
+    for i in 0..20 {
+        let r = get_host(envoy, "localhost", "/web/")
+            .await
+            .expect("request through envoy");
+        assert_eq!(
+            (r.status, r.backend().as_deref()),
+            (200, Some("a")),
+            "request {i} after the scale-down: {}",
+            r.body
+        );
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn endpoint_slice_scaling_under_load_fails_no_request() {
-    let (a, b, c, backend_port) = three_backends().await;
+/// The slice's three endpoints (a, b, c on 127.0.0.2–4) in force, under keep-alive load on
+/// `/web/load`: the start of both EndpointSlice scaling tests.
+struct Scaling {
+    server: FakeApiServer,
+    legate: Legate,
+    envoy: SocketAddr,
+    load: Load,
+    versions: BTreeMap<String, String>,
+}
+
+async fn scaled_to_three(
+    a: &Backend,
+    b: &Backend,
+    c: &Backend,
+    backend_port: u16,
+) -> Option<Scaling> {
     let server = FakeApiServer::start().await;
     let port = free_port();
-    let slice = |eps: &[Ep<'_>]| endpoint_slice("web-x1", "web", backend_port, eps);
     server.apply_all(vec![
         http_listener("http", port),
         host("any", "*"),
         service("web", 8080, backend_port),
-        slice(&[("127.0.0.2", true, false)]),
+        web_slice(backend_port, &[("127.0.0.2", true, false)]),
         amb(
             "Mapping",
             "web",
@@ -414,69 +421,103 @@ async fn endpoint_slice_scaling_under_load_fails_no_request() {
                    "resolver": "kubernetes-endpoint"}),
         ),
     ]);
-    let Some(legate) = Legate::start(&server, |_| {}).await else {
-        return;
-    };
+    let legate = Legate::start(&server, |_| {}).await?;
     legate.wait_ready().await;
     let envoy = local(port);
     until_served(envoy, "localhost", "/web/", 200, Some("a")).await;
     let v1 = legate.settled_versions().await;
 
     let load = Load::start(envoy, "/web/load", 4, Duration::from_millis(10));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.until_answered(20).await;
 
     // 1 → 3: the new endpoints take traffic
-    server.apply(slice(&[
-        ("127.0.0.2", true, false),
-        ("127.0.0.3", true, false),
-        ("127.0.0.4", true, false),
-    ]));
+    server.apply(web_slice(
+        backend_port,
+        &[
+            ("127.0.0.2", true, false),
+            ("127.0.0.3", true, false),
+            ("127.0.0.4", true, false),
+        ],
+    ));
     eventually(LONG, "b and c answer", || async {
-        (hits(&b) > 0 && hits(&c) > 0).then_some(())
+        (hits(b) > 0 && hits(c) > 0).then_some(())
     })
     .await;
-    let v3 = until_endpoints(&legate, &["127.0.0.2", "127.0.0.3", "127.0.0.4"], &v1).await;
+    let versions = until_endpoints(&legate, &["127.0.0.2", "127.0.0.3", "127.0.0.4"], &v1).await;
+    assert!(hits(a) > 0);
+    Some(Scaling {
+        server,
+        legate,
+        envoy,
+        load,
+        versions,
+    })
+}
 
-    // b not ready, c terminating: both leave the assignment (but keep running, like pods
-    // finishing their in-flight requests)
+/// The test's EndpointSlice for Service `web`.
+fn web_slice(backend_port: u16, eps: &[Ep<'_>]) -> Value {
+    endpoint_slice("web-x1", "web", backend_port, eps)
+}
+
+/// Scaling 1 → 3 → 1 → 2 → 1 under keep-alive load fails no request. Each backend that leaves
+/// the assignment is stopped once Envoy has ACKed the change (like a pod that exits after its
+/// endpoint is gone), so a request still routed to it would fail and be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slice_scaling_under_load_fails_no_request() {
+    let (a, b, c, backend_port) = three_backends().await;
+    let Some(Scaling {
+        server,
+        legate,
+        envoy,
+        load,
+        versions: v3,
+        ..
+    }) = scaled_to_three(&a, &b, &c, backend_port).await
+    else {
+        return;
+    };
+    let slice = |eps: &[Ep<'_>]| web_slice(backend_port, eps);
+
+    // b not ready, c terminating: both leave the assignment, then stop
     server.apply(slice(&[
         ("127.0.0.2", true, false),
         ("127.0.0.3", false, false),
         ("127.0.0.4", true, true),
     ]));
     let v_down = until_endpoints(&legate, &["127.0.0.2"], &v3).await;
-    only_a_answers(envoy, &[&b, &c]).await;
+    b.stop().await;
+    c.stop().await;
+    only_a_answers(envoy).await;
+    load.until_answered(20).await;
 
-    // b ready again, c gone: b takes traffic again
+    // b back (a new process on its address) and ready again, c gone: b takes traffic again
+    let b = Backend::start_on("b", ([127, 0, 0, 3], backend_port).into())
+        .await
+        .expect("b restarts on its address");
     server.apply(slice(&[
         ("127.0.0.2", true, false),
         ("127.0.0.3", true, false),
     ]));
     let v_two = until_endpoints(&legate, &["127.0.0.2", "127.0.0.3"], &v_down).await;
-    let hb = hits(&b);
     eventually(LONG, "b answers again", || async {
-        (hits(&b) > hb).then_some(())
+        (hits(&b) > 0).then_some(())
     })
     .await;
 
-    // → 1: the slice lists a alone
+    // → 1: the slice lists a alone, then b stops
     server.apply(slice(&[("127.0.0.2", true, false)]));
     until_endpoints(&legate, &["127.0.0.2"], &v_two).await;
-    only_a_answers(envoy, &[&b, &c]).await;
+    b.stop().await;
+    only_a_answers(envoy).await;
+    load.until_answered(20).await;
     let report = load.finish().await;
-    assert_eq!(
-        report.failed,
-        0,
-        "failed requests while scaling: {:?}",
-        &report.failures[..report.failures.len().min(5)]
-    );
-    assert!(
-        report.ok > 100,
-        "too little load to prove anything: {report:?}"
-    );
-    assert!(hits(&a) > 0);
+    eprintln!("endpoint slice scaling: {report}");
+    report.assert_clean("requests while scaling", 60);
 
-    // EndpointSlice deleted: no endpoints (503), same cluster; back when it returns
+    // EndpointSlice deleted: no endpoints (503), same cluster; back (with b) when it returns
+    let _b = Backend::start_on("b", ([127, 0, 0, 3], backend_port).into())
+        .await
+        .expect("b restarts on its address");
     assert!(server.delete("endpointslices", "default", "web-x1"));
     until_served(envoy, "localhost", "/web/", 503, None).await;
     server.apply(slice(&[("127.0.0.3", true, false)]));
@@ -492,9 +533,89 @@ async fn endpoint_slice_scaling_under_load_fails_no_request() {
     let v_end = legate.settled_versions().await;
     assert_eq!(
         v_end.get("cluster"),
-        v1.get("cluster"),
+        v3.get("cluster"),
         "the cluster never changed"
     );
+}
+
+/// The broken variant of the scaling test: backends stopped *before* the slice drops them
+/// (pods killed while still listed) make Envoy route requests to dead endpoints, and the load
+/// generator counts the failed requests. Proves the zero-failure check above can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slice_scale_down_after_the_backends_stopped_is_caught() {
+    let (a, b, c, backend_port) = three_backends().await;
+    let Some(scaling) = scaled_to_three(&a, &b, &c, backend_port).await else {
+        return;
+    };
+    b.stop().await;
+    c.stop().await;
+    scaling.load.until_failed(1).await;
+    scaling
+        .server
+        .apply(web_slice(backend_port, &[("127.0.0.2", true, false)]));
+    until_endpoints(&scaling.legate, &["127.0.0.2"], &scaling.versions).await;
+    let report = scaling.load.finish().await;
+    eprintln!("endpoint slice scaling with stopped backends: {report}");
+    assert!(
+        report.count(Failure::Status) + report.count(Failure::Reset) > 0,
+        "{report}"
+    );
+}
+
+/// An HTTPS listener on `port` serving `tls.example.com` with Secret `cert` (`leaf`), routing
+/// everything to `backend`; legate started and serving it.
+async fn tls_served(
+    server: &FakeApiServer,
+    ca: &Ca,
+    leaf: &tls::Leaf,
+    backend: SocketAddr,
+) -> Option<(Legate, SocketAddr)> {
+    let port = free_port();
+    server.apply_all(vec![
+        https_listener("https", port),
+        tls_secret("cert", &leaf.cert, &leaf.key),
+        amb(
+            "Host",
+            "tls",
+            json!({"hostname": "tls.example.com", "tlsSecret": {"name": "cert"},
+                   "requestPolicy": {"insecure": {"action": "Route"}}}),
+        ),
+        mapping("m", "/", &backend.to_string()),
+    ]);
+    let legate = Legate::start(server, |_| {}).await?;
+    legate.wait_ready().await;
+    let envoy = local(port);
+    let client = TlsClient::any_version(&ca.pem);
+    eventually(LONG, "TLS served", || async {
+        let r = client.get(envoy, "tls.example.com", "/").await.ok()?;
+        (r.status == 200 && r.peer == leaf.der).then_some(())
+    })
+    .await;
+    Some((legate, envoy))
+}
+
+/// TLS load: every request on a new connection (a new handshake, checked against `ca`), the
+/// certificate each handshake got recorded in the returned list.
+fn tls_load(envoy: SocketAddr, ca: &Ca) -> (Load, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = TlsClient::any_version(&ca.pem);
+    let record = seen.clone();
+    let connector: http::Connector = Arc::new(move |addr| {
+        let (client, record) = (client.clone(), record.clone());
+        Box::pin(async move {
+            let (stream, peer) = client.connect(addr, "tls.example.com").await?;
+            record.lock().unwrap().push(peer);
+            Ok(Box::new(stream) as Box<dyn http::Io>)
+        })
+    });
+    let load = LoadSpec::new(envoy, "/")
+        .host("tls.example.com")
+        .connections(3)
+        .interval(Duration::from_millis(5))
+        .new_connection_per_request()
+        .connector(connector)
+        .start();
+    (load, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -505,51 +626,14 @@ async fn secret_rotation_under_tls_traffic_fails_no_handshake() {
     let two = ca.leaf("two", "rotate-two", 2002, "tls.example.com");
     let server = FakeApiServer::start().await;
     let a = Backend::start("a").await;
-    let port = free_port();
-    server.apply_all(vec![
-        https_listener("https", port),
-        tls_secret("cert", &one.cert, &one.key),
-        amb(
-            "Host",
-            "tls",
-            json!({"hostname": "tls.example.com", "tlsSecret": {"name": "cert"},
-                   "requestPolicy": {"insecure": {"action": "Route"}}}),
-        ),
-        mapping("m", "/", &a.addr.to_string()),
-    ]);
-    let Some(legate) = Legate::start(&server, |_| {}).await else {
+    let Some((legate, envoy)) = tls_served(&server, &ca, &one, a.addr).await else {
         return;
     };
-    legate.wait_ready().await;
-    let envoy = local(port);
-    let client = TlsClient::any_version(&ca.pem);
-    eventually(LONG, "TLS served", || async {
-        let r = client.get(envoy, "tls.example.com", "/").await.ok()?;
-        (r.status == 200 && r.peer == one.der).then_some(())
-    })
-    .await;
     let before = legate.settled_versions().await;
 
     // continuous TLS requests, each on a new connection (a new handshake)
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..3)
-        .map(|_| {
-            let (client, stop) = (client.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut failures = Vec::new();
-                while !stop.load(Ordering::SeqCst) {
-                    match client.get(envoy, "tls.example.com", "/").await {
-                        Ok(r) if r.status == 200 => seen.push(r.peer),
-                        Ok(r) => failures.push(format!("status {}", r.status)),
-                        Err(e) => failures.push(e),
-                    }
-                }
-                (seen, failures)
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (load, seen) = tls_load(envoy, &ca);
+    load.until_answered(20).await;
     server.apply(tls_secret("cert", &two.cert, &two.key));
     let after = eventually(LONG, "the rotation acked", || async {
         let v = legate.settled_versions().await;
@@ -557,6 +641,7 @@ async fn secret_rotation_under_tls_traffic_fails_no_handshake() {
     })
     .await;
     // every new connection now presents the new certificate
+    let client = TlsClient::any_version(&ca.pem);
     for _ in 0..10 {
         let r = client
             .get(envoy, "tls.example.com", "/")
@@ -564,15 +649,11 @@ async fn secret_rotation_under_tls_traffic_fails_no_handshake() {
             .expect("TLS");
         assert_eq!(r.peer, two.der, "a new connection got the old certificate");
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::SeqCst);
-    let (mut seen, mut failures) = (Vec::new(), Vec::new());
-    for t in tasks {
-        let (s, f) = t.await.expect("client task");
-        seen.extend(s);
-        failures.extend(f);
-    }
-    assert!(failures.is_empty(), "failed TLS requests: {failures:?}");
+    load.until_answered(20).await;
+    let report = load.finish().await;
+    eprintln!("secret rotation: {report}");
+    report.assert_clean("TLS requests during the rotation", 40);
+    let seen = seen.lock().unwrap().clone();
     let old = seen.iter().filter(|p| **p == one.der).count();
     let new = seen.iter().filter(|p| **p == two.der).count();
     assert!(
@@ -592,6 +673,34 @@ async fn secret_rotation_under_tls_traffic_fails_no_handshake() {
             "{ty} changed: {before:?} → {after:?}"
         );
     }
+}
+
+/// The broken variant of the rotation test: a rotation to a certificate the clients do not
+/// trust (signed by another CA) fails handshakes, and the TLS load counts them. Proves the
+/// zero-failure check above can fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_rotation_to_an_untrusted_certificate_is_caught() {
+    let (_certs, dir) = scratch();
+    let (_other, other_dir) = scratch();
+    let ca = Ca::new(&dir);
+    let one = ca.leaf("one", "rotate-one", 3001, "tls.example.com");
+    let stranger = Ca::new(&other_dir).leaf("bad", "rotate-bad", 3002, "tls.example.com");
+    let server = FakeApiServer::start().await;
+    let a = Backend::start("a").await;
+    let Some((_legate, envoy)) = tls_served(&server, &ca, &one, a.addr).await else {
+        return;
+    };
+    let (load, _seen) = tls_load(envoy, &ca);
+    load.until_answered(20).await;
+    server.apply(tls_secret("cert", &stranger.cert, &stranger.key));
+    load.until_failed(1).await;
+    let report = load.finish().await;
+    eprintln!("secret rotation to an untrusted certificate: {report}");
+    assert!(report.count(Failure::Connect) > 0, "{report}");
+    assert!(
+        report.samples.iter().any(|s| s.contains("handshake")),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
