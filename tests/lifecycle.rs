@@ -32,8 +32,9 @@ fn assert_no_envoy(legate: &Legate, seen: &[i32]) {
     assert_eq!(legate.envoys(), Vec::<i32>::new(), "envoys left behind");
 }
 
-/// SIGTERM during a slow in-flight request: readiness flips at once, new connections are still
-/// served (with `Connection: close`), the slow request completes, legate stops Envoy and exits 0.
+/// SIGTERM during an in-flight request: readiness flips at once, new connections are still
+/// served (with `Connection: close`), the request completes (the backend holds it until the
+/// test has seen all that), legate stops Envoy and exits 0.
 ///
 /// Envoy 1.40 with `drain_listeners?graceful&skip_exit` keeps accepting for as long as it runs
 /// and puts `Connection: close` on every HTTP/1 response; it never stops on its own. legate stops
@@ -58,7 +59,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 
     let before = backend.hits.load(std::sync::atomic::Ordering::SeqCst);
     let listener = legate.listener;
-    let slow = tokio::spawn(async move { http::get(listener, "/slow/3000").await });
+    let slow = tokio::spawn(async move { http::get(listener, "/held").await });
     http::eventually(WAIT, "the slow request reaches the backend", || async {
         (backend.hits.load(std::sync::atomic::Ordering::SeqCst) > before).then_some(())
     })
@@ -75,7 +76,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
 
     // New connections during the drain: accepted, answered, and told to close.
     let mut told_to_close = false;
-    while !slow.is_finished() {
+    for _ in 0..100 {
         let reply = http::get(legate.listener, "/")
             .await
             .expect("a new connection during the drain is served");
@@ -95,10 +96,14 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
         told_to_close,
         "no response carried Connection: close while Envoy drained"
     );
+    // Still draining (the held request keeps a connection open): still not ready.
+    let ready = legate.ready().await;
     assert!(
-        matches!(legate.ready().await, Some((503, _))),
-        "ready again during the drain"
+        matches!(ready, Some((503, _))),
+        "during the drain: {ready:?}"
     );
+    assert!(!slow.is_finished(), "the held request finished early");
+    backend.release_held();
 
     let slow = slow
         .await
@@ -106,7 +111,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_0() {
         .expect("the in-flight request completes");
     assert_eq!(slow.status, 200, "{}", slow.body);
     assert_eq!(slow.backend().as_deref(), Some("drain"));
-    assert_eq!(slow.json()["path"], "/slow/3000");
+    assert_eq!(slow.json()["path"], "/held");
 
     let status = legate.wait_exit(WAIT).await;
     let took = signalled.elapsed();
@@ -231,8 +236,9 @@ async fn spent_restart_budget_exits_3() {
     assert_no_envoy(&legate, &killed);
 }
 
-/// legate as PID 1 of a new PID namespace reaps an orphaned grandchild (a `sleep` left behind
-/// by the Envoy wrapper script), leaves no zombie, and still drains and exits 0 on SIGTERM.
+/// legate as PID 1 of a new PID namespace reaps orphaned grandchildren (a `sleep` left behind
+/// by each run of the Envoy wrapper script, running until the test kills it, however long
+/// Envoy takes to start), leaves no zombie, and still drains and exits 0 on SIGTERM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pid1_reaps_orphans() {
     let Some(envoy) = envoy() else { return };
@@ -243,7 +249,9 @@ async fn pid1_reaps_orphans() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\n( sleep 3 & echo $! >> '{}' )\nexec '{}' \"$@\"\n",
+            // The orphan must not hold the wrapper's output pipes: legate reads them to the end.
+            "#!/bin/sh\n( sleep 600 </dev/null >/dev/null 2>&1 & echo $! >> '{}' )\n\
+             exec '{}' \"$@\"\n",
             orphans.display(),
             envoy.display()
         ),
@@ -280,7 +288,7 @@ async fn pid1_reaps_orphans() {
     assert_eq!(ns_pids(pid1).last(), Some(&1), "legate is PID 1 inside");
 
     // Every orphan (one per wrapper run: the bootstrap check and Envoy) was re-parented to
-    // legate; the last one still runs (it sleeps 3 s).
+    // legate and still runs.
     let inner: Vec<i32> = std::fs::read_to_string(&orphans)
         .unwrap()
         .lines()
@@ -293,29 +301,26 @@ async fn pid1_reaps_orphans() {
             ns.len() >= 2 && ns.last() == Some(&inner_pid) && parent(p) == Some(pid1)
         })
     };
-    let last = *inner.last().unwrap();
-    let orphan = host_pid(last).expect("the orphan runs with legate as its parent");
-    assert_eq!(parent(orphan), Some(pid1));
-    assert!(running(orphan), "the orphan is still sleeping");
+    let orphans: Vec<i32> = inner
+        .iter()
+        .map(|&p| host_pid(p).unwrap_or_else(|| panic!("orphan {p} is not legate's child")))
+        .collect();
+    for &orphan in &orphans {
+        assert!(running(orphan), "orphan {orphan} is still sleeping");
+    }
 
-    // Once it exits it is reaped: gone from /proc, not a zombie.
-    http::eventually(WAIT, "the orphan exits and is reaped", || async {
-        (state(orphan).is_none()).then_some(())
+    // Once they exit they are reaped: gone from /proc, not zombies.
+    for &orphan in &orphans {
+        kill(Pid::from_raw(orphan), Signal::SIGKILL).unwrap();
+    }
+    http::eventually(WAIT, "the orphans exit and are reaped", || async {
+        orphans.iter().all(|&o| state(o).is_none()).then_some(())
     })
     .await;
     for p in &inner {
         assert_eq!(host_pid(*p), None, "orphan {p} left behind");
     }
-    http::eventually(WAIT, "no zombie children of legate", || async {
-        zombie_children(pid1).is_empty().then_some(())
-    })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        zombie_children(pid1),
-        Vec::<i32>::new(),
-        "zombies came back"
-    );
+    assert_eq!(zombie_children(pid1), Vec::<i32>::new(), "zombies left");
 
     kill(Pid::from_raw(pid1), Signal::SIGTERM).unwrap();
     let status = legate.wait_exit(WAIT).await;
@@ -341,22 +346,46 @@ async fn sigterm_during_startup_exits_0() {
 }
 
 /// SIGTERM once Envoy runs but before it is ready: a clean exit (0), Envoy stopped and reaped.
+/// Envoy is started through a wrapper that holds it until the test has seen it not ready, then
+/// execs the real Envoy just before the SIGTERM, so the signal meets an Envoy starting up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_envoy_starts_exits_0() {
     let Some(envoy) = envoy() else { return };
     let backend = Backend::start("starting").await;
-    let mut legate = Legate::start(Spec::new(envoy, backend.port()));
+    let dir = tempfile::tempdir().unwrap();
+    let release = dir.path().join("release");
+    let wrapper = dir.path().join("envoy-wrapper");
+    // The bootstrap check (`--mode validate`) runs at once; Envoy itself waits for `release`.
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh
+case \"$*\" in *validate*) ;; *) while [ ! -e '{}' ]; do sleep 0.02; done ;; esac
+\
+             exec '{}' \"$@\"\n",
+            release.display(),
+            envoy.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut legate = Legate::start_in(Spec::new(wrapper, backend.port()), dir);
     let pid = http::eventually(WAIT, "an envoy process", || async {
         let status = legate.envoy_status().await;
         status["pid"].as_i64().map(|p| p as i32)
     })
     .await;
     let ready = legate.ready().await;
-    legate.signal(Signal::SIGTERM);
     assert!(
         matches!(ready, Some((503, _))),
-        "envoy was already ready: {ready:?}"
+        "ready before Envoy ran: {ready:?}"
     );
+    std::fs::write(&release, "").unwrap();
+    legate.signal(Signal::SIGTERM);
     let status = legate.wait_exit(WAIT).await;
     assert_eq!(status.code(), Some(0));
     assert_no_envoy(&legate, &[pid]);

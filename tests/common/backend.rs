@@ -1,7 +1,8 @@
 //! A real HTTP backend for behaviour tests: answers with JSON naming itself and echoing the
 //! request (method, path, headers), so a test can assert which backend answered and what it saw.
 //!
-//! Special paths: `/slow/<ms>` sleeps before answering; `/status/<code>` answers that status;
+//! Special paths: `/slow/<ms>` sleeps before answering; `/held` answers only once the test
+//! calls [`Backend::release_held`] (an in-flight request the test controls); `/status/<code>` answers that status;
 //! `/flaky/...` fails with 503 every other request (counting per backend). A request with
 //! `Upgrade: websocket` is answered `101 Switching Protocols` and the connection then echoes
 //! every byte back (enough to prove an upgrade went through a proxy; no websocket framing).
@@ -25,6 +26,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 pub struct Backend {
     pub name: String,
@@ -33,6 +35,8 @@ pub struct Backend {
     task: tokio::task::JoinHandle<()>,
     /// Every connection's task, so that stopping the backend closes them too.
     connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Set once: `/held` requests answer.
+    released: Arc<watch::Sender<bool>>,
 }
 
 impl Drop for Backend {
@@ -58,8 +62,9 @@ impl Backend {
         let addr = listener.local_addr().expect("backend addr");
         let hits = Arc::new(AtomicU64::new(0));
         let connections = Arc::new(Mutex::new(Vec::new()));
+        let released = Arc::new(watch::Sender::new(false));
         let name_owned = name.to_string();
-        let (h, conns) = (hits.clone(), connections.clone());
+        let (h, conns, gate) = (hits.clone(), connections.clone(), released.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -67,8 +72,11 @@ impl Backend {
                 };
                 let name = name_owned.clone();
                 let hits = h.clone();
+                let gate = gate.subscribe();
                 let conn = tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(name.clone(), hits.clone(), req));
+                    let svc = service_fn(move |req| {
+                        handle(name.clone(), hits.clone(), gate.clone(), req)
+                    });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades()
@@ -85,11 +93,17 @@ impl Backend {
             hits,
             task,
             connections,
+            released,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// Lets every `/held` request (in flight or to come) answer.
+    pub fn release_held(&self) {
+        self.released.send_replace(true);
     }
 
     /// Stops like a killed server: the listening socket is closed (new connections are
@@ -115,6 +129,7 @@ impl Backend {
 async fn handle(
     name: String,
     hits: Arc<AtomicU64>,
+    mut gate: watch::Receiver<bool>,
     mut req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let n = hits.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +172,9 @@ async fn handle(
     {
         let ms: u64 = ms.parse().unwrap_or(1000);
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if path.starts_with("/held") {
+        let _ = gate.wait_for(|released| *released).await;
     }
     if let Some(code) = path
         .strip_prefix("/status/")
