@@ -167,6 +167,20 @@ pub struct FileSource {
     options: LoadOptions,
     timing: Timing,
     guard: Guard,
+    #[cfg(test)]
+    progress: tokio::sync::watch::Sender<Progress>,
+}
+
+/// Test-only view of the watch loop, so that tests wait for what the loop did instead of
+/// sleeping: every scan, the files it was told to re-read and the files it found unsettled.
+#[cfg(test)]
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    scans: u64,
+    /// Every file named by a change event of some scan, in order.
+    forced: Vec<PathBuf>,
+    /// Every file some scan found unsettled, in order.
+    unsettled: Vec<PathBuf>,
 }
 
 impl FileSource {
@@ -178,6 +192,8 @@ impl FileSource {
             options: LoadOptions::default(),
             timing: Timing::new(debounce),
             guard,
+            #[cfg(test)]
+            progress: tokio::sync::watch::Sender::default(),
         }
     }
 
@@ -205,6 +221,8 @@ impl FileSource {
             cache: Cache::default(),
             publisher,
             events,
+            #[cfg(test)]
+            progress: self.progress,
         };
         tokio::spawn(runner.run().instrument(span));
         Ok(rx)
@@ -238,6 +256,8 @@ struct Runner {
     publisher: Publisher,
     events: UnboundedReceiver<Signal>,
     watch: DirWatch,
+    #[cfg(test)]
+    progress: tokio::sync::watch::Sender<Progress>,
 }
 
 impl Runner {
@@ -266,6 +286,12 @@ impl Runner {
         let mut attempt = 0;
         loop {
             let outcome = self.scan(&pending).await;
+            #[cfg(test)]
+            self.progress.send_modify(|p| {
+                p.scans += 1;
+                p.forced.extend(pending.forced.iter().cloned());
+                p.unsettled.extend(outcome.unsettled.iter().cloned());
+            });
             changed |= outcome.changed;
             self.watch.ensure(outcome.dir_identity);
             if outcome.unsettled.is_empty() || attempt >= self.timing.retries {
