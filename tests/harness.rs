@@ -129,70 +129,58 @@ async fn a_stopped_backend_is_seen_closed_then_refused() {
     assert!(report.to_string().contains("connect"), "{report}");
 }
 
-/// A server answering every request on a connection with `Connection: close`, then closing.
-async fn closing_server() -> SocketAddr {
+/// A raw TCP server on loopback handing each connection to `conn` on a task of its own.
+async fn server<F, Fut>(conn: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if read_head(&mut s).await {
-                    let reply =
-                        "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-                    let _ = s.write_all(reply.as_bytes()).await;
-                }
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(conn(s));
         }
     });
     addr
+}
+
+/// Answers the first request on a connection with `reply`, then closes the connection.
+async fn answer_once(mut s: TcpStream, reply: &'static str) {
+    if read_head(&mut s).await {
+        let _ = s.write_all(reply.as_bytes()).await;
+    }
+}
+
+/// A server answering every request with `Connection: close`, then closing.
+async fn closing_server() -> SocketAddr {
+    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+    server(move |s| answer_once(s, reply)).await
 }
 
 /// A server that answers one request per connection as if it kept it alive, then closes it
 /// while it is idle.
 async fn idle_closing_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if read_head(&mut s).await {
-                    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                    let _ = s.write_all(reply.as_bytes()).await;
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            });
-        }
-    });
-    addr
+    server(|s| answer_once(s, "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")).await
 }
 
 /// A server that reads the request and resets the connection (SO_LINGER 0).
 async fn resetting_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                if read_head(&mut s).await {
-                    let _ = s.set_zero_linger();
-                }
-            });
+    server(|mut s| async move {
+        if read_head(&mut s).await {
+            let _ = s.set_zero_linger();
         }
-    });
-    addr
+    })
+    .await
 }
 
-/// A server that accepts and never answers.
+/// A server that accepts and never answers (each connection is held for an hour).
 async fn silent_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut open = Vec::new();
-        while let Ok((s, _)) = listener.accept().await {
-            open.push(s);
-        }
-    });
-    addr
+    server(|s| async move {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(s);
+    })
+    .await
 }
 
 /// Reads up to the end of a request head; false if the connection ended first.

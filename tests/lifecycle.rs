@@ -32,6 +32,12 @@ fn assert_no_envoy(legate: &Legate, seen: &[i32]) {
     assert_eq!(legate.envoys(), Vec::<i32>::new(), "envoys left behind");
 }
 
+/// Writes an executable `/bin/sh` script (an Envoy wrapper).
+fn write_script(path: &std::path::Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// SIGTERM during an in-flight request: readiness flips at once, new connections are still
 /// served (with `Connection: close`), the request completes (the backend holds it until the
 /// test has seen all that), legate stops Envoy and exits 0.
@@ -246,22 +252,15 @@ async fn pid1_reaps_orphans() {
     let dir = tempfile::tempdir().unwrap();
     let orphans = dir.path().join("orphans");
     let wrapper = dir.path().join("envoy-wrapper");
-    std::fs::write(
+    write_script(
         &wrapper,
-        format!(
+        &format!(
             // The orphan must not hold the wrapper's output pipes: legate reads them to the end.
-            "#!/bin/sh\n( sleep 600 </dev/null >/dev/null 2>&1 & echo $! >> '{}' )\n\
-             exec '{}' \"$@\"\n",
+            "( sleep 600 </dev/null >/dev/null 2>&1 & echo $! >> '{}' )\nexec '{}' \"$@\"\n",
             orphans.display(),
             envoy.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let unshare = std::process::Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .output()
@@ -356,23 +355,15 @@ async fn sigterm_while_envoy_starts_exits_0() {
     let release = dir.path().join("release");
     let wrapper = dir.path().join("envoy-wrapper");
     // The bootstrap check (`--mode validate`) runs at once; Envoy itself waits for `release`.
-    std::fs::write(
+    write_script(
         &wrapper,
-        format!(
-            "#!/bin/sh
-case \"$*\" in *validate*) ;; *) while [ ! -e '{}' ]; do sleep 0.02; done ;; esac
-\
+        &format!(
+            "case \"$*\" in *validate*) ;; *) while [ ! -e '{}' ]; do sleep 0.02; done ;; esac\n\
              exec '{}' \"$@\"\n",
             release.display(),
             envoy.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let mut legate = Legate::start_in(Spec::new(wrapper, backend.port()), dir);
     let pid = http::eventually(WAIT, "an envoy process", || async {
         let status = legate.envoy_status().await;

@@ -42,6 +42,14 @@ async fn time_to_effect(
     }
 }
 
+/// Keep-alive load on `/steady/x` once it is routed, flowing before the test goes on.
+async fn steady_load(port: u16) -> Load {
+    routed(port, "GET", "/steady/x", &[]).await;
+    let load = Load::start(local(port), "/steady/x", 4, Duration::from_millis(10));
+    load.until_answered(20).await;
+    load
+}
+
 fn backend_is(r: &Reply, name: &str) -> bool {
     r.status == 200 && r.backend().as_deref() == Some(name)
 }
@@ -68,10 +76,7 @@ async fn changes_are_served_quickly_without_failing_steady_traffic() {
     else {
         return;
     };
-    routed(port, "GET", "/steady/x", &[]).await;
-
-    let load = Load::start(local(port), "/steady/x", 4, Duration::from_millis(10));
-    load.until_answered(20).await;
+    let load = steady_load(port).await;
     let mut times = Vec::new();
 
     // 1. add a file
@@ -270,9 +275,7 @@ async fn a_reload_that_drains_the_listener_is_caught() {
     else {
         return;
     };
-    routed(port, "GET", "/steady/x", &[]).await;
-    let load = Load::start(local(port), "/steady/x", 4, Duration::from_millis(10));
-    load.until_answered(20).await;
+    let load = steady_load(port).await;
 
     lg.write("module.yaml", &module(2 << 20));
     load.until_failed(1).await;
