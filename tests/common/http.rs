@@ -484,13 +484,26 @@ async fn run_connection(
         shared = report.failures();
         tick.tick().await;
         if let Some(s) = sender.as_mut() {
-            // A keep-alive connection the server closed while it was idle.
-            let alive = tokio::time::timeout(Duration::ZERO, s.ready()).await;
-            if s.is_closed() || matches!(alive, Ok(Err(_))) {
-                let what = "the server closed an idle keep-alive connection";
-                report.fail(Failure::Closed, started, what);
-                sender = None;
-                continue;
+            // hyper takes the connection back after the last answer on its own task: wait for
+            // that (sending earlier fails with "connection was not ready"). An error means the
+            // server closed the idle keep-alive connection.
+            match tokio::time::timeout(spec.timeout, s.ready()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let what = format!("the server closed an idle keep-alive connection ({e})");
+                    report.fail(Failure::Closed, started, what);
+                    sender = None;
+                    continue;
+                }
+                Err(_) => {
+                    let what = format!(
+                        "the connection was not ready again within {:?}",
+                        spec.timeout
+                    );
+                    report.fail(Failure::Timeout, started, what);
+                    sender = None;
+                    continue;
+                }
             }
         }
         let mut s = match sender.take() {
