@@ -1,6 +1,9 @@
 //! `image/kubernetes/` parses and agrees with the binary: probe paths and port, drain deadline,
 //! and RBAC covering exactly what the Kubernetes source watches.
 
+#[path = "common/docker.rs"]
+mod docker;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -181,4 +184,58 @@ fn service_targets_the_container_ports() {
     for (k, v) in service["spec"]["selector"].as_mapping().unwrap() {
         assert_eq!(&labels[k.as_str().unwrap()], v);
     }
+}
+
+/// The Deployment asks Kubernetes for what the image tests ask Docker for (tests/image.rs runs
+/// every legate container with `docker::HARDENED`), and for no service links.
+#[test]
+fn pod_spec_matches_the_hardening_the_image_tests_prove() {
+    let docs = manifests();
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = container(&docs);
+    let sc = &c["securityContext"];
+    let mut flags = docker::HARDENED.iter();
+    while let Some(flag) = flags.next() {
+        match *flag {
+            "--read-only" => assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true)),
+            "--tmpfs" => {
+                let path = flags.next().unwrap().split(':').next().unwrap();
+                let mount = c["volumeMounts"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["mountPath"] == path)
+                    .unwrap_or_else(|| panic!("{path} is mounted"));
+                let volume = pod["volumes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["name"] == mount["name"])
+                    .unwrap();
+                assert!(volume["emptyDir"].is_mapping(), "{path} is an emptyDir");
+            }
+            "--cap-drop" => {
+                let cap = flags.next().unwrap();
+                assert_eq!(strings(&sc["capabilities"]["drop"]), vec![cap.to_string()]);
+            }
+            "--security-opt" => {
+                assert_eq!(*flags.next().unwrap(), "no-new-privileges");
+                assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+            }
+            other => panic!("no pod-spec check for docker flag {other}"),
+        }
+    }
+    for ctx in [&pod["securityContext"], sc] {
+        assert_eq!(ctx["runAsUser"].as_u64(), Some(docker::IMAGE_UID));
+        assert_eq!(ctx["runAsNonRoot"].as_bool(), Some(true));
+    }
+    assert_eq!(
+        pod["securityContext"]["runAsGroup"].as_u64(),
+        Some(docker::IMAGE_UID)
+    );
+    // Service links would put LEGATE_SERVICE_HOST, LEGATE_PORT=tcp://… in the environment;
+    // legate ignores them (src/config/load.rs), and the Deployment does not ask for them.
+    assert_eq!(pod["enableServiceLinks"].as_bool(), Some(false));
+    // The image chooses its source (in-cluster → Kubernetes): no command or args needed.
+    assert!(c["command"].is_null() && c["args"].is_null(), "{c:?}");
 }
