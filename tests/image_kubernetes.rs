@@ -27,6 +27,32 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 const READY: Duration = Duration::from_secs(90);
 
+/// Every variable the kubelet injects for Services `legate` (ports `http` 8080, `https` 8443)
+/// and `legate-admin` (port `admin` 8877) when service links are on (Kubernetes' default).
+const SERVICE_LINKS: &[(&str, &str)] = &[
+    ("LEGATE_SERVICE_HOST", "10.96.0.10"),
+    ("LEGATE_SERVICE_PORT", "8080"),
+    ("LEGATE_SERVICE_PORT_HTTP", "8080"),
+    ("LEGATE_SERVICE_PORT_HTTPS", "8443"),
+    ("LEGATE_PORT", "tcp://10.96.0.10:8080"),
+    ("LEGATE_PORT_8080_TCP", "tcp://10.96.0.10:8080"),
+    ("LEGATE_PORT_8080_TCP_PROTO", "tcp"),
+    ("LEGATE_PORT_8080_TCP_PORT", "8080"),
+    ("LEGATE_PORT_8080_TCP_ADDR", "10.96.0.10"),
+    ("LEGATE_PORT_8443_TCP", "tcp://10.96.0.10:8443"),
+    ("LEGATE_PORT_8443_TCP_PROTO", "tcp"),
+    ("LEGATE_PORT_8443_TCP_PORT", "8443"),
+    ("LEGATE_PORT_8443_TCP_ADDR", "10.96.0.10"),
+    ("LEGATE_ADMIN_SERVICE_HOST", "10.96.0.11"),
+    ("LEGATE_ADMIN_SERVICE_PORT", "8877"),
+    ("LEGATE_ADMIN_SERVICE_PORT_ADMIN", "8877"),
+    ("LEGATE_ADMIN_PORT", "tcp://10.96.0.11:8877"),
+    ("LEGATE_ADMIN_PORT_8877_TCP", "tcp://10.96.0.11:8877"),
+    ("LEGATE_ADMIN_PORT_8877_TCP_PROTO", "tcp"),
+    ("LEGATE_ADMIN_PORT_8877_TCP_PORT", "8877"),
+    ("LEGATE_ADMIN_PORT_8877_TCP_ADDR", "10.96.0.11"),
+];
+
 fn amb(kind: &str, name: &str, spec: Value) -> Value {
     json!({
         "apiVersion": "getambassador.io/v3alpha1", "kind": kind,
@@ -137,8 +163,8 @@ async fn the_image_without_arguments_reads_kubernetes_in_cluster() {
         format!("KUBERNETES_SERVICE_PORT={}", front.port()),
     );
     let image = docker::image();
-    // Emissary's Helm chart: its env, its uid, no command/args; plus the service links the
-    // kubelet injects for a Service named `legate` in the namespace
+    // Emissary's Helm chart: its env, its uid, no command/args; plus every service link the
+    // kubelet injects for Services named `legate` and `legate-admin` in the namespace
     let mut args: Vec<&str> = vec![
         "--network",
         &net,
@@ -166,13 +192,14 @@ async fn the_image_without_arguments_reads_kubernetes_in_cluster() {
         "STATSD_ENABLED=false",
         "-e",
         "STATSD_HOST=localhost",
-        "-e",
-        "LEGATE_SERVICE_HOST=10.96.0.10",
-        "-e",
-        "LEGATE_PORT=tcp://10.96.0.10:8080",
-        "-e",
-        "LEGATE_PORT_8080_TCP_ADDR=10.96.0.10",
     ];
+    let links: Vec<String> = SERVICE_LINKS
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for link in &links {
+        args.extend(["-e", link.as_str()]);
+    }
     args.extend_from_slice(HARDENED);
     args.push(&image);
     let c = scope.run("legate-k8s", &args);
