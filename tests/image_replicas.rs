@@ -24,12 +24,19 @@ fn replicas_roll_scale_and_reconfigure_without_a_failed_request() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    for scenario in ["50 config changes", "rolling restart of 3", "scale 3 → 5 → 3"] {
+    for scenario in [
+        "50 config changes",
+        "rolling restart of 3",
+        "scale 3 → 5 → 3",
+    ] {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(scenario))
             .unwrap_or_else(|| panic!("no {scenario:?} line: {stdout}"));
-        assert!(line.contains(", 0 failed") && line.ends_with("OK"), "{line}");
+        assert!(
+            line.contains(", 0 failed") && line.ends_with("OK"),
+            "{line}"
+        );
     }
     assert!(stdout.contains("(identical)"), "{stdout}");
 }

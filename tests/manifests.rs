@@ -239,3 +239,46 @@ fn pod_spec_matches_the_hardening_the_image_tests_prove() {
     // The image chooses its source (in-cluster → Kubernetes): no command or args needed.
     assert!(c["command"].is_null() && c["args"].is_null(), "{c:?}");
 }
+
+/// image/compose.yaml runs legate as the image tests do (`docker::HARDENED`), with the
+/// quickstart mounted read-only at the image's default config dir.
+#[test]
+fn compose_quickstart_runs_legate_hardened_with_the_quickstart_at_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("image/compose.yaml");
+    let compose: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let legate = &compose["services"]["legate"];
+    assert_eq!(legate["image"].as_str(), Some("legate:latest"));
+    assert!(legate["command"].is_null(), "the image chooses its source");
+    assert_eq!(
+        strings(&legate["volumes"]),
+        vec!["../examples/quickstart:/config:ro"]
+    );
+    let mut flags = docker::HARDENED.iter();
+    while let Some(flag) = flags.next() {
+        match *flag {
+            "--read-only" => assert_eq!(legate["read_only"].as_bool(), Some(true)),
+            "--tmpfs" => {
+                let path = flags.next().unwrap().split(':').next().unwrap();
+                assert!(
+                    strings(&legate["tmpfs"])
+                        .iter()
+                        .any(|t| t.split(':').next() == Some(path)),
+                    "{path} is a tmpfs"
+                );
+            }
+            "--cap-drop" => assert_eq!(
+                strings(&legate["cap_drop"]),
+                vec![flags.next().unwrap().to_string()]
+            ),
+            "--security-opt" => assert_eq!(
+                strings(&legate["security_opt"]),
+                vec![flags.next().unwrap().to_string()]
+            ),
+            other => panic!("no compose check for docker flag {other}"),
+        }
+    }
+    // the quickstart's Mappings send /demo/ to 127.0.0.1:9000: legate shares the demo's network
+    assert_eq!(legate["network_mode"].as_str(), Some("service:demo"));
+    let ports = strings(&compose["services"]["demo"]["ports"]);
+    assert!(ports.contains(&"8080:8080".to_string()) && ports.contains(&"8877:8877".to_string()));
+}

@@ -12,6 +12,13 @@
 //! `legate-admin` they start with `LEGATE_`. Those are recognised by their shape and ignored
 //! (see [`is_service_link`]). Every other unknown `LEGATE_*` variable is an invalid setting
 //! (exit 2): a misspelt setting must not be silently dropped.
+//!
+//! The rest of a pod's default environment does not reach this loader: `KUBERNETES_SERVICE_*`
+//! and `KUBERNETES_PORT*` (the API server's own service links), `HOSTNAME`, `PATH`, `HOME`, and
+//! Emissary's chart variables (`AMBASSADOR_*` other than the aliases below, `HOST_IP`,
+//! `STATSD_*`) do not start with `LEGATE_`. Service links of any Service whose name starts with
+//! `legate` (`legate-config` → `LEGATE_CONFIG_SERVICE_HOST`, …) have the service-link shape,
+//! never the exact names `LEGATE_CONFIG` or `LEGATE_ENVOY_BIN` read below.
 
 use std::path::{Path, PathBuf};
 
