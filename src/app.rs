@@ -473,13 +473,14 @@ async fn open_source(
         tracing::info!("configuration source: kubernetes");
         return Ok(Input::Source(source.spawn()));
     }
-    let Some(dir) = &s.config_dir else {
+    let Some(dir) = config_dir(s) else {
         return Err(fail(
             exit::INVALID_SETTINGS,
             "invalid setting source.config_dir",
-            "no configuration source: pass --config-dir DIR (or LEGATE_SOURCE__CONFIG_DIR), or run in Kubernetes / set KUBECONFIG",
+            no_source_reason(s),
         ));
     };
+    let dir = &dir;
     let options = LoadOptions::from_env(env, s.namespace.as_deref());
     let sub = FileSource::new(
         dir.clone(),
@@ -492,11 +493,34 @@ async fn open_source(
         fail(
             exit::INVALID_SETTINGS,
             "invalid setting source.config_dir",
-            e,
+            // the whole chain: "… /config cannot be read: Permission denied (os error 13)"
+            format!("{:#}", anyhow::Error::from(e)),
         )
     })?;
     tracing::info!(dir = %dir.display(), "configuration source: directory");
     Ok(Input::Source(sub))
+}
+
+/// The directory to serve: `source.config_dir`, else `source.default_config_dir` when it
+/// exists (the image's `/config`), else none.
+fn config_dir(s: &crate::config::SourceSettings) -> Option<PathBuf> {
+    s.config_dir.clone().or_else(|| {
+        s.default_config_dir
+            .as_ref()
+            .filter(|dir| dir.exists())
+            .cloned()
+    })
+}
+
+fn no_source_reason(s: &crate::config::SourceSettings) -> String {
+    let mut reason = "no configuration source: not in a Kubernetes cluster (no KUBERNETES_SERVICE_HOST and service-account token) and no KUBECONFIG".to_string();
+    if let Some(dir) = &s.default_config_dir {
+        reason.push_str(&format!(", and no directory at {}", dir.display()));
+    }
+    reason.push_str(
+        "; pass --config-dir DIR (or LEGATE_SOURCE__CONFIG_DIR), mount a directory there, or run in Kubernetes / set KUBECONFIG",
+    );
+    reason
 }
 
 fn translate_options(
@@ -627,4 +651,36 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SourceSettings;
+
+    #[test]
+    fn the_default_config_dir_is_used_only_when_it_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SourceSettings {
+            default_config_dir: Some(dir.path().join("config")),
+            ..SourceSettings::default()
+        };
+        assert_eq!(config_dir(&s), None);
+        let reason = no_source_reason(&s);
+        assert!(reason.contains("no configuration source"), "{reason}");
+        assert!(
+            reason.contains(&format!(
+                "no directory at {}",
+                dir.path().join("config").display()
+            )),
+            "{reason}"
+        );
+        assert!(reason.contains("--config-dir"), "{reason}");
+
+        std::fs::create_dir(dir.path().join("config")).unwrap();
+        assert_eq!(config_dir(&s), Some(dir.path().join("config")));
+        // an explicit directory wins, existing or not (its absence is reported later)
+        s.config_dir = Some(dir.path().join("other"));
+        assert_eq!(config_dir(&s), Some(dir.path().join("other")));
+    }
 }

@@ -45,6 +45,9 @@ pub enum Command {
     /// Print the getambassador.io CustomResourceDefinitions (YAML), generated from legate's
     /// resource types.
     Crds,
+    /// Ask a running legate's probe listener: exit 0 when /ready (or /live) answers 200, else
+    /// 1. For HEALTHCHECK and exec probes: no shell or curl needed.
+    Probe(ProbeArgs),
 }
 
 impl Cli {
@@ -137,6 +140,33 @@ pub struct TranslateArgs {
     pub ambassador_id: Option<String>,
 }
 
+/// Which probe `legate probe` asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeKind {
+    /// `GET /ready`.
+    Ready,
+    /// `GET /live`.
+    Live,
+}
+
+/// `legate probe ready|live`.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// The probe to ask.
+    #[arg(value_enum)]
+    pub kind: ProbeKind,
+    /// The probe listener (default: probe.address from the settings, 0.0.0.0 asked on
+    /// 127.0.0.1).
+    #[arg(long, value_name = "ADDR")]
+    pub address: Option<SocketAddr>,
+    /// Settings file to read probe.address from (default: $LEGATE_CONFIG, else none).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Give up after this long (connect, send, read each).
+    #[arg(long, value_name = "MS", default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
 /// `legate check DIR`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
@@ -185,6 +215,17 @@ mod tests {
             panic!("expected check");
         };
         assert_eq!(c.ambassador_id.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn probe_parses() {
+        let Command::Probe(p) = parse(&["legate", "probe", "live", "--address", "127.0.0.1:9"])
+        else {
+            panic!("expected probe");
+        };
+        assert_eq!(p.kind, ProbeKind::Live);
+        assert_eq!(p.address, Some(SocketAddr::from(([127, 0, 0, 1], 9))));
+        assert!(Cli::try_parse_from(["legate", "probe", "sideways"]).is_err());
     }
 
     #[test]

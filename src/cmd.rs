@@ -7,6 +7,7 @@
 //! ([`load_dir`]), the same translation, the same snapshot builder.
 
 pub mod check;
+pub mod probe;
 pub mod translate;
 
 use std::path::Path;

@@ -115,6 +115,11 @@ pub struct DrainSettings {
 pub struct SourceSettings {
     /// Directory of getambassador.io YAML (the file source).
     pub config_dir: Option<PathBuf>,
+    /// Used as `config_dir` when that is unset, legate is not in a Kubernetes cluster, and
+    /// this directory exists. The image sets it to `/config`, so the image chooses its source
+    /// by itself: in-cluster service account → Kubernetes; a directory mounted at `/config` →
+    /// files; neither → exit 2 saying so.
+    pub default_config_dir: Option<PathBuf>,
     /// Coalesce bursts of changes within this window before republishing.
     pub debounce_ms: u64,
     /// `AMBASSADOR_ID`.
@@ -216,6 +221,7 @@ impl Default for SourceSettings {
     fn default() -> Self {
         SourceSettings {
             config_dir: None,
+            default_config_dir: None,
             debounce_ms: 75,
             ambassador_id: "default".into(),
             kubeconfig: None,

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Translate(args) => cmd::run_translate(args, &Env::from_process()),
         Command::Check(args) => cmd::run_check(args, &Env::from_process()),
         Command::Crds => print_stdout(&legate::api::crd::crds_yaml()),
+        Command::Probe(args) => cmd::probe::run(&args, &Env::from_process()),
     })
 }
 

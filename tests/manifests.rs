@@ -1,6 +1,9 @@
 //! `image/kubernetes/` parses and agrees with the binary: probe paths and port, drain deadline,
 //! and RBAC covering exactly what the Kubernetes source watches.
 
+#[path = "common/docker.rs"]
+mod docker;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -181,4 +184,101 @@ fn service_targets_the_container_ports() {
     for (k, v) in service["spec"]["selector"].as_mapping().unwrap() {
         assert_eq!(&labels[k.as_str().unwrap()], v);
     }
+}
+
+/// The Deployment asks Kubernetes for what the image tests ask Docker for (tests/image.rs runs
+/// every legate container with `docker::HARDENED`), and for no service links.
+#[test]
+fn pod_spec_matches_the_hardening_the_image_tests_prove() {
+    let docs = manifests();
+    let pod = &one(&docs, "Deployment")["spec"]["template"]["spec"];
+    let c = container(&docs);
+    let sc = &c["securityContext"];
+    let mut flags = docker::HARDENED.iter();
+    while let Some(flag) = flags.next() {
+        match *flag {
+            "--read-only" => assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true)),
+            "--tmpfs" => {
+                let path = flags.next().unwrap().split(':').next().unwrap();
+                let mount = c["volumeMounts"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m["mountPath"] == path)
+                    .unwrap_or_else(|| panic!("{path} is mounted"));
+                let volume = pod["volumes"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .find(|v| v["name"] == mount["name"])
+                    .unwrap();
+                assert!(volume["emptyDir"].is_mapping(), "{path} is an emptyDir");
+            }
+            "--cap-drop" => {
+                let cap = flags.next().unwrap();
+                assert_eq!(strings(&sc["capabilities"]["drop"]), vec![cap.to_string()]);
+            }
+            "--security-opt" => {
+                assert_eq!(*flags.next().unwrap(), "no-new-privileges");
+                assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+            }
+            other => panic!("no pod-spec check for docker flag {other}"),
+        }
+    }
+    for ctx in [&pod["securityContext"], sc] {
+        assert_eq!(ctx["runAsUser"].as_u64(), Some(docker::IMAGE_UID));
+        assert_eq!(ctx["runAsNonRoot"].as_bool(), Some(true));
+    }
+    assert_eq!(
+        pod["securityContext"]["runAsGroup"].as_u64(),
+        Some(docker::IMAGE_UID)
+    );
+    // Service links would put LEGATE_SERVICE_HOST, LEGATE_PORT=tcp://… in the environment;
+    // legate ignores them (src/config/load.rs), and the Deployment does not ask for them.
+    assert_eq!(pod["enableServiceLinks"].as_bool(), Some(false));
+    // The image chooses its source (in-cluster → Kubernetes): no command or args needed.
+    assert!(c["command"].is_null() && c["args"].is_null(), "{c:?}");
+}
+
+/// image/compose.yaml runs legate as the image tests do (`docker::HARDENED`), with the
+/// quickstart mounted read-only at the image's default config dir.
+#[test]
+fn compose_quickstart_runs_legate_hardened_with_the_quickstart_at_config() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("image/compose.yaml");
+    let compose: Value = serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let legate = &compose["services"]["legate"];
+    assert_eq!(legate["image"].as_str(), Some("legate:latest"));
+    assert!(legate["command"].is_null(), "the image chooses its source");
+    assert_eq!(
+        strings(&legate["volumes"]),
+        vec!["../examples/quickstart:/config:ro"]
+    );
+    let mut flags = docker::HARDENED.iter();
+    while let Some(flag) = flags.next() {
+        match *flag {
+            "--read-only" => assert_eq!(legate["read_only"].as_bool(), Some(true)),
+            "--tmpfs" => {
+                let path = flags.next().unwrap().split(':').next().unwrap();
+                assert!(
+                    strings(&legate["tmpfs"])
+                        .iter()
+                        .any(|t| t.split(':').next() == Some(path)),
+                    "{path} is a tmpfs"
+                );
+            }
+            "--cap-drop" => assert_eq!(
+                strings(&legate["cap_drop"]),
+                vec![flags.next().unwrap().to_string()]
+            ),
+            "--security-opt" => assert_eq!(
+                strings(&legate["security_opt"]),
+                vec![flags.next().unwrap().to_string()]
+            ),
+            other => panic!("no compose check for docker flag {other}"),
+        }
+    }
+    // the quickstart's Mappings send /demo/ to 127.0.0.1:9000: legate shares the demo's network
+    assert_eq!(legate["network_mode"].as_str(), Some("service:demo"));
+    let ports = strings(&compose["services"]["demo"]["ports"]);
+    assert!(ports.contains(&"8080:8080".to_string()) && ports.contains(&"8877:8877".to_string()));
 }

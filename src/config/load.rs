@@ -6,6 +6,19 @@
 //! below them: `AMBASSADOR_ID` (source.ambassador_id), `AMBASSADOR_NAMESPACE` (source.namespace),
 //! `AMBASSADOR_SINGLE_NAMESPACE` (source.single_namespace), `AMBASSADOR_LABEL_SELECTOR` and `LEGATE_ENVOY_BIN` (envoy.binary). Flags are
 //! applied last, on the typed struct.
+//!
+//! Kubernetes injects "service link" variables for every Service in the pod's namespace
+//! (`<NAME>_SERVICE_HOST`, `<NAME>_PORT=tcp://…`, …); for our own Services `legate` and
+//! `legate-admin` they start with `LEGATE_`. Those are recognised by their shape and ignored
+//! (see [`is_service_link`]). Every other unknown `LEGATE_*` variable is an invalid setting
+//! (exit 2): a misspelt setting must not be silently dropped.
+//!
+//! The rest of a pod's default environment does not reach this loader: `KUBERNETES_SERVICE_*`
+//! and `KUBERNETES_PORT*` (the API server's own service links), `HOSTNAME`, `PATH`, `HOME`, and
+//! Emissary's chart variables (`AMBASSADOR_*` other than the aliases below, `HOST_IP`,
+//! `STATSD_*`) do not start with `LEGATE_`. Service links of any Service whose name starts with
+//! `legate` (`legate-config` → `LEGATE_CONFIG_SERVICE_HOST`, …) have the service-link shape,
+//! never the exact names `LEGATE_CONFIG` or `LEGATE_ENVOY_BIN` read below.
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +32,8 @@ const NOT_SETTINGS: &[&str] = &[
     "LEGATE_CONFIG",
     "LEGATE_ENVOY_BIN",
     "LEGATE_SKIP_ENVOY_TESTS",
+    "LEGATE_SKIP_DOCKER_TESTS",
+    "LEGATE_IMAGE",
 ];
 /// The `config` crate's origin for values from the environment.
 const ENV_ORIGIN: &str = "the environment";
@@ -125,7 +140,9 @@ fn file_format(path: &Path) -> Result<FileFormat, ConfigError> {
 fn setting_vars(env: &Env) -> config::Map<String, String> {
     let mut vars: config::Map<String, String> = env
         .iter()
-        .filter(|(k, _)| k.starts_with("LEGATE_") && !NOT_SETTINGS.contains(k))
+        .filter(|(k, _)| {
+            k.starts_with("LEGATE_") && !NOT_SETTINGS.contains(k) && !is_service_link(k)
+        })
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let mut alias = |var: &str, value: Option<&str>| {
@@ -152,6 +169,36 @@ fn setting_vars(env: &Env) -> config::Map<String, String> {
         env.non_empty("AMBASSADOR_LABEL_SELECTOR"),
     );
     vars
+}
+
+/// Whether `name` has the shape of a Kubernetes service-link variable, which the kubelet
+/// injects for each Service in the namespace (unless the pod sets `enableServiceLinks: false`).
+/// For a Service `my-svc` with a port named `http` on 8080/TCP they are `MY_SVC_SERVICE_HOST`,
+/// `MY_SVC_SERVICE_PORT`, `MY_SVC_SERVICE_PORT_HTTP`, `MY_SVC_PORT` (`tcp://ip:port`),
+/// `MY_SVC_PORT_8080_TCP`, and `MY_SVC_PORT_8080_TCP_{PROTO,PORT,ADDR}`; see
+/// <https://kubernetes.io/docs/concepts/services-networking/service/#environment-variables>.
+/// No legate setting has such a name: settings nest with a double underscore.
+pub(super) fn is_service_link(name: &str) -> bool {
+    let words: Vec<&str> = name.split('_').collect();
+    // The Service name may itself contain `_` (from `-`): find the marker word from the right
+    // of the Service-name part, i.e. the first `SERVICE` or `PORT` after at least one word.
+    (1..words.len()).any(|i| match words[i] {
+        "SERVICE" => matches!(&words[i + 1..], ["HOST"] | ["PORT"] | ["PORT", _, ..]),
+        "PORT" => match &words[i + 1..] {
+            [] => true,
+            [port, proto, rest @ ..] => {
+                is_port(port)
+                    && matches!(*proto, "TCP" | "UDP" | "SCTP")
+                    && matches!(rest, [] | ["PROTO"] | ["PORT"] | ["ADDR"])
+            }
+            _ => false,
+        },
+        _ => false,
+    }) && words.iter().all(|w| !w.is_empty())
+}
+
+fn is_port(word: &str) -> bool {
+    !word.is_empty() && word.len() <= 5 && word.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Where merged values came from, to name it in errors.

@@ -160,6 +160,60 @@ fn emissary_and_shorthand_variables() {
     assert!(!cfg.source.single_namespace);
 }
 
+#[path = "../../tests/common/service_links.rs"]
+mod service_links;
+use service_links::SERVICE_LINKS;
+
+#[test]
+fn kubernetes_service_links_are_not_settings() {
+    let cfg = load(&RunArgs::default(), &env(SERVICE_LINKS)).unwrap();
+    assert_eq!(cfg, load(&RunArgs::default(), &Env::default()).unwrap());
+    // and they do not hide a real setting next to them
+    let mut with_setting = SERVICE_LINKS.to_vec();
+    with_setting.push(("LEGATE_DRAIN__MIN_MS", "7"));
+    let cfg = load(&RunArgs::default(), &env(&with_setting)).unwrap();
+    assert_eq!(cfg.drain.min_ms, 7);
+}
+
+#[test]
+fn service_link_shapes() {
+    use super::load::is_service_link;
+    for name in SERVICE_LINKS.iter().map(|(k, _)| *k) {
+        assert!(
+            is_service_link(name) || !name.starts_with("LEGATE_"),
+            "{name}"
+        );
+    }
+    for name in [
+        "LEGATE_EDGE_V2_SERVICE_PORT_METRICS_HTTP",
+        "LEGATE_EDGE_PORT_53_UDP_ADDR",
+        "LEGATE_X_PORT_9000_SCTP",
+    ] {
+        assert!(is_service_link(name), "{name}");
+    }
+    for name in [
+        "LEGATE_DRAIN__MIN_MS",
+        "LEGATE_RUNTIME_DIR",
+        "LEGATE_SERVICE",
+        "LEGATE_SERVICE_HOSTS",
+        "LEGATE_PORT_8080",
+        "LEGATE_PORT_80A_TCP",
+        "LEGATE_PORT_8080_TCP_HOST",
+        "LEGATE_PROBE__PORT",
+    ] {
+        assert!(!is_service_link(name), "{name}");
+    }
+}
+
+#[test]
+fn other_unknown_legate_variables_still_fail() {
+    let mut vars = SERVICE_LINKS.to_vec();
+    vars.push(("LEGATE_PROBE_ADDRESS", "0.0.0.0:1"));
+    let (path, msg) = error(&RunArgs::default(), &env(&vars));
+    assert_eq!(path, "probe_address");
+    assert!(msg.contains("double underscore"), "{msg}");
+}
+
 #[test]
 fn unknown_keys_are_named_with_their_origin() {
     let (path, msg) = error(&RunArgs::default(), &env(&[("LEGATE_DRAIN__FOO", "1")]));
