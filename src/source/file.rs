@@ -18,6 +18,7 @@
 //! and publishes nothing meanwhile; if the file is still broken after that, its error is
 //! published (and the rest of the directory with it).
 
+mod depth;
 mod parse;
 mod scan;
 #[cfg(test)]
