@@ -95,6 +95,18 @@ pub enum SourceError {
     },
 }
 
+/// Parses one file's bytes exactly as the file source does: `rel` (the path relative to the
+/// config directory) names the origins and, by its extension, chooses JSON or YAML. For tools
+/// and the fuzzer (`tests/fuzz.rs`).
+pub fn parse_bytes(
+    rel: &Path,
+    bytes: &[u8],
+    options: &LoadOptions,
+) -> (Vec<crate::api::RawObject>, Vec<crate::api::ResourceError>) {
+    let parsed = parse::parse_file(rel, bytes, options);
+    (parsed.objects, parsed.errors)
+}
+
 /// Reads `dir` once. The state has generation 1. Files caught mid-write are not retried.
 pub fn load_dir(dir: &Path, options: &LoadOptions) -> Result<SourceState, SourceError> {
     check_dir(dir)?;
