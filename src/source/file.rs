@@ -19,6 +19,7 @@
 //! published (and the rest of the directory with it).
 
 mod depth;
+mod expansion;
 mod parse;
 mod scan;
 #[cfg(test)]

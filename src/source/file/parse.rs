@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::LoadOptions;
-use super::depth;
+use super::{depth, expansion};
 use crate::api::{Origin, RawObject, ResourceError};
 
 /// A file's documents as read.
@@ -81,7 +81,10 @@ fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     // Whether merge keys may occur: looked up once per file, not once per document.
     // Too deep a nesting anywhere: the split finds which document (the parser would take time
     // quadratic in the depth to say so, see `depth`).
-    if depth::check(text, 0).is_ok() {
+    let aliases = expansion::may_alias(text);
+    let bounded = depth::check(text, 0).is_ok()
+        && (!aliases || expansion::check(yaml_parser(text), expansion::budget(text.len())).is_ok());
+    if bounded {
         let merges = text.contains("<<");
         let whole: Result<Vec<Value>, _> =
             yaml_parser(text).map(|d| yaml_to_json(d, merges)).collect();
@@ -104,6 +107,16 @@ fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Par
             out.errors
                 .push(error(origin(rel, doc), "", "", None, too_deep.to_string()));
             continue;
+        }
+        if expansion::may_alias(chunk.text) {
+            let budget = expansion::budget(chunk.text.len());
+            if let Err(e) = expansion::check(yaml_parser(chunk.text), budget) {
+                doc += 1;
+                let message = shift_lines(&e.to_string(), chunk.first_line);
+                out.errors
+                    .push(error(origin(rel, doc), "", "", None, message));
+                continue;
+            }
         }
         let merges = chunk.text.contains("<<");
         for value in yaml_parser(chunk.text) {
@@ -467,9 +480,43 @@ mod tests {
         assert_eq!(parsed.objects.len(), 1);
         let messages = messages(&parsed);
         assert_eq!(messages.len(), 1);
+        assert!(messages[0].starts_with("f.yaml#2: "), "{messages:?}");
         assert!(
-            messages[0].starts_with("f.yaml#2: repetition limit exceeded"),
+            messages[0].contains("aliases expand to more than"),
             "{messages:?}"
+        );
+    }
+
+    /// One anchor of 50,000 items referenced 50,000 times is 350 KB of text and 2.5 billion
+    /// nodes once expanded: rejected after a budget proportional to the text.
+    #[test]
+    fn a_wide_alias_fan_out_is_rejected() {
+        let n = 50_000;
+        let wide = format!(
+            "kind: Mapping\nspec:\n  big: &b [{}]\n  refs: [{}]\n",
+            vec!["x"; n].join(", "),
+            vec!["*b"; n].join(", ")
+        );
+        let (parsed, _) = parse(&format!("{GOOD}---\n{wide}---\n{GOOD}"));
+        assert_eq!(parsed.objects.len(), 2);
+        let messages = messages(&parsed);
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].starts_with("f.yaml#2: "), "{messages:?}");
+        assert!(
+            messages[0].contains("aliases expand to more than"),
+            "{messages:?}"
+        );
+        // anchors and merge keys within the budget still work
+        let merged = "a: &base {prefix: /a/, service: a}\nb:\n  <<: *base\n  service: b\n";
+        let (parsed, _) = parse(&format!(
+            "apiVersion: v\nkind: K\nmetadata: {{name: m}}\nspec:\n  {}",
+            merged.replace('\n', "\n  ")
+        ));
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let spec = &parsed.objects[0].value["spec"];
+        assert_eq!(
+            (spec["b"]["prefix"].as_str(), spec["b"]["service"].as_str()),
+            (Some("/a/"), Some("b"))
         );
     }
 
