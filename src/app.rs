@@ -22,7 +22,7 @@ use crate::readiness::{Guard, Ready};
 use crate::source::{self, FileSource, LoadOptions, kubernetes};
 use crate::xds::Snapshot;
 use crate::xds::server::{Clients, Server};
-use crate::{admin, envoy, exit, probe, reaper, signal, translate};
+use crate::{admin, envoy, exit, probe, reaper, signal};
 
 /// What `main` set up before the settings were loaded: the signal thread feeds `trigger`, and
 /// forwards SIGUSR1 to the pid stored in `envoy_pid` (0 = no Envoy).
@@ -47,7 +47,7 @@ pub struct Overrides {
 pub struct Bound {
     pub probe: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
-    pub xds: crate::xds::server::Address,
+    pub xds: crate::address::Address,
     pub runtime_dir: PathBuf,
 }
 
@@ -142,14 +142,13 @@ impl App {
         let probe_addr = probe.local_addr();
 
         // 4. the configuration input: an override, Kubernetes, or the config directory
-        let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
         let input = match overrides.input {
             Some(input) => input,
-            None => open_source(&config, env, &ready, &mut keep).await?,
+            None => open_source(&config, env, &ready).await?,
         };
 
         // 5. the pipeline: source states → IR → snapshots
-        let options = translate_options(&config, env, probe_addr);
+        let options = pipeline::translate_options(&config, probe_addr);
         let (pipeline, outputs) = Pipeline::new(
             input,
             options,
@@ -157,10 +156,7 @@ impl App {
             metrics.clone(),
             ready.guard("snapshot published"),
         );
-        let pipeline_task = tokio::spawn(async move {
-            pipeline.run().await;
-            drop(keep);
-        });
+        let pipeline_task = tokio::spawn(pipeline.run());
 
         // 6. the ADS server
         let server = Server::new(&config.xds, outputs.snapshots.clone(), metrics.clone());
@@ -197,10 +193,7 @@ impl App {
         let paths = supervisor::Paths {
             binary,
             runtime_dir: runtime_dir.clone(),
-            xds: match &xds_address {
-                crate::xds::server::Address::Unix(p) => envoy::Address::Unix(p.clone()),
-                crate::xds::server::Address::Tcp(a) => envoy::Address::Tcp(*a),
-            },
+            xds: xds_address.clone(),
         };
         let (sup, handle) = Supervisor::new(
             &config.envoy,
@@ -448,12 +441,7 @@ async fn futures_any(tasks: &mut [(&'static str, JoinHandle<()>)]) -> &'static s
 
 use std::future::Future;
 
-async fn open_source(
-    config: &Config,
-    env: &Env,
-    ready: &Ready,
-    keep: &mut Vec<Box<dyn std::any::Any + Send>>,
-) -> Result<Input, StartError> {
+async fn open_source(config: &Config, env: &Env, ready: &Ready) -> Result<Input, StartError> {
     let s = &config.source;
     let kube_env = kubernetes::Environment::from_env(env);
     let client = kubernetes::detect(s, &kube_env)
@@ -468,8 +456,6 @@ async fn open_source(
             s,
             ready.guard(source::guard_name("kubernetes")),
         );
-        let status = source.status();
-        keep.push(Box::new(status));
         tracing::info!("configuration source: kubernetes");
         return Ok(Input::Source(source.spawn()));
     }
@@ -497,29 +483,6 @@ async fn open_source(
     })?;
     tracing::info!(dir = %dir.display(), "configuration source: directory");
     Ok(Input::Source(sub))
-}
-
-fn translate_options(
-    config: &Config,
-    _env: &Env,
-    probe: std::net::SocketAddr,
-) -> translate::Options {
-    let probe_host = if probe.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        probe.ip().to_string()
-    };
-    translate::Options {
-        ambassador_id: config.source.ambassador_id.clone(),
-        ambassador_namespace: config
-            .source
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        probe_address: (probe_host, probe.port()),
-        default_listeners: false,
-        endpoint_routing: config.source.endpoint_routing,
-    }
 }
 
 /// Keeps the "envoy acked config" guard and the push-latency histogram up to date.

@@ -135,6 +135,10 @@ pub struct TranslateArgs {
     /// `default`).
     #[arg(long, value_name = "ID")]
     pub ambassador_id: Option<String>,
+    /// `legate run`'s settings file (default: $LEGATE_CONFIG, else none), so the output is
+    /// what `run` would serve with it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// `legate check DIR`.
@@ -145,6 +149,10 @@ pub struct CheckArgs {
     /// Check only resources for this Ambassador ID (default: $AMBASSADOR_ID, else `default`).
     #[arg(long, value_name = "ID")]
     pub ambassador_id: Option<String>,
+    /// `legate run`'s settings file (default: $LEGATE_CONFIG, else none), so the check covers
+    /// what `run` would serve with it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[cfg(test)]

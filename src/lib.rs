@@ -1,5 +1,6 @@
 //! legate: PID 1 for an Envoy edge container, and its ADS control plane.
 
+pub mod address;
 pub mod admin;
 pub mod api;
 pub mod app;

@@ -6,6 +6,7 @@
 //! force, so Envoy keeps its last good config. Tests can feed an IR built in code instead of a
 //! source.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,12 +14,37 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::api::{Origin, ResourceError};
+use crate::config::Config;
 use crate::ir::Ir;
 use crate::metrics::Metrics;
 use crate::readiness::Guard;
 use crate::source::{SourceState, Subscription};
 use crate::translate::{self, Options};
 use crate::xds::{self, Snapshot};
+
+/// The translation options for these settings, with legate's probe listener at `probe`: the
+/// one place they are built, so `legate translate` and `legate check` print what `legate run`
+/// serves. `run` passes the bound probe address (port 0 resolved); the one-shot commands pass
+/// the configured one. The built-in `check_ready`/`check_alive` routes target it (an
+/// unspecified address means "this host": 127.0.0.1).
+pub fn translate_options(config: &Config, probe: SocketAddr) -> Options {
+    let probe_host = if probe.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        probe.ip().to_string()
+    };
+    Options {
+        ambassador_id: config.source.ambassador_id.clone(),
+        ambassador_namespace: config
+            .source
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        probe_address: (probe_host, probe.port()),
+        default_listeners: false,
+        endpoint_routing: config.source.endpoint_routing,
+    }
+}
 
 /// Where configuration comes from.
 pub enum Input {

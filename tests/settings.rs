@@ -283,3 +283,35 @@ fn run_serves_probes_and_exits_0_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+/// `translate` and `check` read `run`'s settings through the same function (issue 9, item 7):
+/// with endpoint routing on, the printed IR is exactly the endpoint-routing golden IR, and the
+/// built-in probe routes target the configured probe port.
+#[test]
+fn translate_and_check_print_what_run_would_serve() {
+    let case = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/eds-endpoint-routing"
+    );
+    let ir = |env: &[(&str, &str)], args: &[&str]| -> serde_json::Value {
+        let out = legate(&[&["translate", case][..], args].concat(), env);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{case}/ir.json")).unwrap()).unwrap();
+    let routed = ir(&[("LEGATE_SOURCE__ENDPOINT_ROUTING", "true")], &[]);
+    assert_eq!(routed, golden);
+    assert_ne!(ir(&[], &[]), golden, "endpoint routing changes the IR");
+
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(b"[probe]\naddress = \"127.0.0.1:9911\"\n")
+        .unwrap();
+    let path = file.path().to_str().unwrap();
+    let text = ir(&[], &["--config", path]).to_string();
+    assert!(text.contains("cluster_127_0_0_1_9911_default"), "{text}");
+    assert!(!text.contains("8877"), "{text}");
+    // `check` reads the same settings: an invalid one is refused as `run` refuses it
+    let out = legate(&["check", case], &[("LEGATE_PROBE__ADDRESS", "nonsense")]);
+    assert_rejected(&out, "probe.address", "nonsense");
+}
