@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, Env};
 use crate::drain::{Phase, Trigger};
 use crate::envoy::supervisor::{self, EnvoyStatus, Supervisor, SupervisorError};
+use crate::error::Chain;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Input, Pipeline};
 use crate::readiness::{Guard, Ready};
@@ -51,18 +52,31 @@ pub struct Bound {
     pub runtime_dir: PathBuf,
 }
 
-/// A failure to start, with the exit code it maps to.
+/// A failure to start, with the exit code it maps to. `message` is what failed and its whole
+/// cause chain (see [`crate::error`]).
 #[derive(Debug)]
 pub struct StartError {
     pub code: u8,
     pub message: String,
 }
 
-fn fail(code: u8, what: &str, error: impl std::fmt::Display) -> StartError {
+fn fail(
+    code: u8,
+    what: &str,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StartError {
+    let error: Box<dyn std::error::Error + Send + Sync> = error.into();
     StartError {
         code,
-        message: format!("{what}: {error}"),
+        message: format!("{what}: {}", Chain(&*error)),
     }
+}
+
+/// Logs a fatal error with its cause chain and repeats it on stderr as the exit message (the
+/// log may go to a collector; the exit message is what `kubectl logs --previous` shows last).
+fn fatal(message: &str, error: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %Chain(error), "{message}");
+    eprintln!("legate: {message}: {}", Chain(error));
 }
 
 /// Runs legate until it drains or fails; returns the process exit code.
@@ -75,7 +89,7 @@ pub async fn run(config: Config, env: Env, signals: Signals) -> u8 {
             if let Some(dir) = own_runtime_dir {
                 let _ = std::fs::remove_dir_all(dir);
             }
-            tracing::error!(code = e.code, "cannot start: {}", e.message);
+            tracing::error!(code = e.code, error = %e.message, "cannot start");
             eprintln!("legate: {}", e.message);
             e.code
         }
@@ -174,7 +188,7 @@ impl App {
                 })
                 .await
             {
-                tracing::error!(%error, "xds server failed");
+                tracing::error!(error = %Chain(&error), "xds server failed");
             }
         });
 
@@ -296,7 +310,7 @@ impl App {
                         exit::RESTART_BUDGET
                     }
                     Ok(Err(error)) => {
-                        tracing::error!(%error, "envoy supervisor failed");
+                        fatal("envoy supervisor failed", &error);
                         exit::FATAL
                     }
                     Ok(Ok(_)) | Err(_) => {
@@ -366,7 +380,7 @@ impl App {
                 exit::FORCED
             }
             Err(error) => {
-                tracing::error!(%error, "drain failed");
+                tracing::error!(error = %Chain(&error), "drain failed");
                 self.stop_envoy_now().await;
                 exit::FORCED
             }

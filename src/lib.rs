@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod drain;
 pub mod envoy;
+pub mod error;
 pub mod exit;
 pub mod http;
 pub mod ir;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::api::{Origin, ResourceError};
 use crate::config::Config;
+use crate::error::Chain;
 use crate::ir::Ir;
 use crate::metrics::Metrics;
 use crate::readiness::Guard;
@@ -152,15 +153,20 @@ impl Pipeline {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 // Never publish an inconsistent snapshot: the last good one stays in force.
-                tracing::error!(error = %e, generation, "configuration not published; keeping the last good one");
+                tracing::error!(error = %Chain(&e), generation, "configuration not published; keeping the last good one");
                 let mut errors = self.current.borrow().errors.as_ref().clone();
-                errors.push(global_error(format!("configuration not published: {e}")));
+                errors.push(global_error(format!(
+                    "configuration not published: {}",
+                    Chain(&e)
+                )));
                 self.current
                     .send_modify(|c| Arc::make_mut(c).errors = Arc::new(errors));
                 return;
             }
+            // Cancelled: the runtime is shutting down (e.g. a failed start); nothing to report.
+            Err(e) if e.is_cancelled() => return,
             Err(e) => {
-                tracing::error!(error = %e, "translation task failed");
+                tracing::error!(error = %Chain(&e), "translation task failed");
                 return;
             }
         };

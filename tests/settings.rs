@@ -186,6 +186,85 @@ fn missing_envoy_binary_exits_5_with_install_instructions() {
     assert!(line.contains("--envoy-binary"), "{line}");
 }
 
+/// The real cause of a failure reaches both the exit message (`legate: ...`, last) and an
+/// ERROR log line (issue 9, item 3: the cause chain is printed at the edge).
+fn assert_cause(out: &Output, cause: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = start_error(out);
+    assert!(line.contains(cause), "exit message lacks {cause:?}: {line}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| !l.starts_with("legate: ") && l.contains("ERROR") && l.contains(cause)),
+        "no ERROR log line with {cause:?}: {stderr}"
+    );
+}
+
+/// `legate run` with an empty config dir, loopback ports and its own runtime dir, stopping on
+/// its own (a failure is expected).
+fn run_with_envoy(envoy: &str) -> Output {
+    let config = tempfile::tempdir().unwrap();
+    let runtime = tempfile::tempdir().unwrap();
+    let args = [
+        "run",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--runtime-dir",
+        runtime.path().to_str().unwrap(),
+        "--envoy-binary",
+        envoy,
+    ];
+    legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[])
+}
+
+#[test]
+fn an_envoy_binary_without_execute_permission_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy");
+    std::fs::write(&path, "not a program\n").unwrap();
+    let out = run_with_envoy(path.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    assert_cause(&out, "is not executable (mode 0644)");
+}
+
+#[test]
+fn an_envoy_binary_that_cannot_be_executed_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy");
+    std::fs::write(&path, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_with_envoy(path.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_cause(&out, "Exec format error");
+}
+
+/// The real Envoy rejects a bootstrap: its own words reach the log and the exit message. A
+/// wrapper adds a field Envoy does not know to the bootstrap legate wrote, then runs the real
+/// Envoy on it.
+#[test]
+fn an_invalid_bootstrap_shows_envoys_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(envoy) = legate::envoy::locate::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("envoy");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprev=\nfor a; do [ \"$prev\" = -c ] && echo 'legate_test_unknown_field: 1' >> \"$a\"; prev=$a; done\nexec {} \"$@\"\n",
+            envoy.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_with_envoy(wrapper.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_cause(&out, "envoy rejects the bootstrap");
+    assert_cause(&out, "legate_test_unknown_field");
+}
+
 #[test]
 fn taken_admin_port_exits_1_without_starting_envoy() {
     let Some(envoy) = legate::envoy::locate::for_tests() else {
@@ -212,6 +291,7 @@ fn taken_admin_port_exits_1_without_starting_envoy() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let line = start_error(&out);
     assert!(line.contains("admin listener"), "{line}");
+    assert_cause(&out, "Address already in use");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("envoy started"), "{stderr}");
     // not even the bootstrap was written: the supervisor never ran

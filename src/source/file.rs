@@ -320,7 +320,7 @@ impl Runner {
             Err(error) => {
                 // The cache is lost with the task: the next scan reads everything again. Until
                 // then the published state stays as it was.
-                tracing::error!(%error, "config directory scan failed");
+                tracing::error!(error = %crate::error::Chain(&error), "config directory scan failed");
                 scan::Outcome::default()
             }
         }

@@ -193,12 +193,11 @@ impl<'a> Scanner<'a> {
         }
         if self.peek(0) == Some(b'%') {
             self.skip_to_line_end();
-        } else if self.bytes[self.pos..].starts_with(b"---")
-            || self.bytes[self.pos..].starts_with(b"...")
+        } else if (self.bytes[self.pos..].starts_with(b"---")
+            || self.bytes[self.pos..].starts_with(b"..."))
+            && self.blank_at(3)
         {
-            if self.blank_at(3) {
-                self.pos += 3;
-            }
+            self.pos += 3;
         }
     }
 
@@ -285,7 +284,7 @@ mod tests {
         );
         let mixed = format!("a: {}", "{b: [".repeat(70));
         assert!(check(&mixed, 0).is_err());
-        let json = format!("{}", "{\"a\":[".repeat(70));
+        let json = "{\"a\":[".repeat(70);
         assert!(check(&json, 0).is_err());
     }
 
