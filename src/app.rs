@@ -23,7 +23,7 @@ use crate::readiness::{Guard, Ready};
 use crate::source::{self, FileSource, LoadOptions, kubernetes};
 use crate::xds::Snapshot;
 use crate::xds::server::{Clients, Server};
-use crate::{admin, envoy, exit, probe, reaper, signal};
+use crate::{admin, envoy, exit, probe, reaper, runtime_dir, signal};
 
 /// What `main` set up before the settings were loaded: the signal thread feeds `trigger`, and
 /// forwards SIGUSR1 to the pid stored in `envoy_pid` (0 = no Envoy).
@@ -81,14 +81,9 @@ fn fatal(message: &str, error: &(dyn std::error::Error + 'static)) {
 
 /// Runs legate until it drains or fails; returns the process exit code.
 pub async fn run(config: Config, env: Env, signals: Signals) -> u8 {
-    // The default runtime dir is legate's own (named after its pid): not left behind either.
-    let own_runtime_dir = config.runtime_dir.is_none().then(|| config.runtime_dir());
     match App::start(config, &env, signals, Overrides::default()).await {
         Ok(app) => app.wait().await,
         Err(e) => {
-            if let Some(dir) = own_runtime_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
             tracing::error!(code = e.code, error = %e.message, "cannot start");
             eprintln!("legate: {}", e.message);
             e.code
@@ -132,15 +127,11 @@ impl App {
         };
 
         // 2. the runtime directory for the bootstrap and the unix sockets
-        let runtime_dir = config.runtime_dir();
-        let remove_runtime_dir = config.runtime_dir.is_none();
-        create_private_dir(&runtime_dir).map_err(|e| {
-            fail(
-                exit::FATAL,
-                &format!("runtime dir {}", runtime_dir.display()),
-                e,
-            )
-        })?;
+        let dir = runtime_dir::prepare(config.runtime_dir.as_deref(), &std::env::temp_dir())
+            .map_err(|e| fail(exit::FATAL, "runtime dir", e))?;
+        // A directory legate made up is removed again if the start fails below.
+        let cleanup = RemoveOnDrop(dir.remove_on_exit.then(|| dir.path.clone()));
+        let (runtime_dir, remove_runtime_dir) = (dir.path, dir.remove_on_exit);
 
         let ready = Ready::new();
         let metrics = Arc::new(Metrics::default());
@@ -237,6 +228,7 @@ impl App {
             xds: xds_address,
             runtime_dir,
         };
+        std::mem::forget(cleanup);
         tracing::info!(
             probe = %bound.probe,
             admin = %bound.admin,
@@ -600,8 +592,13 @@ fn admin_views(
     views
 }
 
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// Removes a directory when dropped (a start that fails half-way).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }

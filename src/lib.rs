@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod readiness;
 pub mod reaper;
+pub mod runtime_dir;
 pub mod signal;
 pub mod source;
 pub mod telemetry;

@@ -395,3 +395,28 @@ fn translate_and_check_print_what_run_would_serve() {
     let out = legate(&["check", case], &[("LEGATE_PROBE__ADDRESS", "nonsense")]);
     assert_rejected(&out, "probe.address", "nonsense");
 }
+
+/// A symlink planted where the runtime dir is configured is refused (exit 1, the reason in the
+/// log and the exit message), and nothing is written through it.
+#[test]
+fn a_planted_runtime_dir_symlink_is_refused() {
+    let config = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("attacker");
+    std::fs::create_dir(&target).unwrap();
+    let planted = tmp.path().join("run");
+    std::os::unix::fs::symlink(&target, &planted).unwrap();
+    let args = [
+        "run",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--runtime-dir",
+        planted.to_str().unwrap(),
+        "--envoy-binary",
+        "/nonexistent/envoy",
+    ];
+    let out = legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_cause(&out, "it is a symlink");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
+}
