@@ -7,15 +7,15 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracing::{Instrument, info_span};
 
 use crate::config::{Config, Env};
 use crate::drain::{Phase, Trigger};
-use crate::envoy::supervisor::{self, EnvoyStatus, Supervisor, SupervisorError};
+use crate::envoy::supervisor::{self, Supervisor, SupervisorError};
 use crate::error::Chain;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Input, Pipeline};
@@ -26,7 +26,8 @@ use crate::xds::server::{Clients, Server};
 use crate::{admin, envoy, exit, probe, reaper, runtime_dir, signal};
 
 /// What `main` set up before the settings were loaded: the signal thread feeds `trigger`, and
-/// forwards SIGUSR1 to the pid stored in `envoy_pid` (0 = no Envoy).
+/// hands SIGUSR1 to the forwarder in `envoy_pid`, which the app points at the Envoy supervisor
+/// (Envoy's owner) while it runs.
 #[derive(Debug, Clone)]
 pub struct Signals {
     pub trigger: Trigger,
@@ -110,6 +111,8 @@ pub struct App {
     clients: Clients,
     _reaper: Option<reaper::Reaper>,
     remove_runtime_dir: bool,
+    /// Where the signal thread hands signals for Envoy; cleared once Envoy is stopped.
+    envoy_forward: signal::EnvoyPid,
 }
 
 impl App {
@@ -161,7 +164,7 @@ impl App {
             metrics.clone(),
             ready.guard("snapshot published"),
         );
-        let pipeline_task = tokio::spawn(pipeline.run());
+        let pipeline_task = tokio::spawn(pipeline.run().instrument(info_span!("pipeline")));
 
         // 6. the ADS server
         let server = Server::new(&config.xds, outputs.snapshots.clone(), metrics.clone());
@@ -172,24 +175,30 @@ impl App {
         let xds_address = xds.address().clone();
         let clients = xds.clients();
         let (xds_stop, xds_stopped) = oneshot::channel::<()>();
-        let xds_task = tokio::spawn(async move {
-            if let Err(error) = xds
-                .serve(async {
-                    let _ = xds_stopped.await;
-                })
-                .await
-            {
-                tracing::error!(error = %Chain(&error), "xds server failed");
+        let xds_task = tokio::spawn(
+            async move {
+                if let Err(error) = xds
+                    .serve(async {
+                        let _ = xds_stopped.await;
+                    })
+                    .await
+                {
+                    tracing::error!(error = %Chain(&error), "xds server failed");
+                }
             }
-        });
+            .instrument(info_span!("xds")),
+        );
 
         // 7. "envoy acked config" readiness, and the push-latency metric
-        let acked_task = tokio::spawn(track_acks(
-            outputs.clone(),
-            clients.clone(),
-            metrics.clone(),
-            ready.guard("envoy acked config"),
-        ));
+        let acked_task = tokio::spawn(
+            track_acks(
+                outputs.clone(),
+                clients.clone(),
+                metrics.clone(),
+                ready.guard("envoy acked config"),
+            )
+            .instrument(info_span!("acks")),
+        );
 
         // 8. Envoy
         // $LEGATE_ENVOY_BIN is folded into envoy.binary by config::load
@@ -220,8 +229,9 @@ impl App {
         .await
         .map_err(|e| fail(exit::FATAL, "admin listener", e))?;
         // Envoy starts last, once nothing can fail any more: a failed start leaves no Envoy.
-        let supervisor = tokio::spawn(sup.run());
-        let pid_task = tokio::spawn(publish_pid(handle.status(), signals.envoy_pid.clone()));
+        let supervisor = tokio::spawn(sup.run().instrument(info_span!("envoy")));
+        let owner = handle.clone();
+        signals.envoy_pid.set(move |sig| owner.forward(sig).is_ok());
         let bound = Bound {
             probe: probe_addr,
             admin: admin.local_addr(),
@@ -242,17 +252,21 @@ impl App {
             ready,
             metrics,
             trigger: signals.trigger,
+            envoy_forward: signals.envoy_pid,
             envoy: handle,
             supervisor: Some(supervisor),
             not_draining,
             xds_stop: Some(xds_stop),
             xds_task,
+            // The sources end only when the pipeline drops their subscription, and the pipeline
+            // ends only when its source does: one watch covers both.
             critical: vec![
-                ("pipeline", pipeline_task),
-                ("probe", probe.spawn()),
+                ("pipeline (source and translator)", pipeline_task),
+                ("ack tracker", acked_task),
+                ("probe server", probe.spawn()),
                 ("heartbeat", beat),
             ],
-            background: vec![admin.spawn(), acked_task, pid_task],
+            background: vec![admin.spawn()],
             clients,
             _reaper: reaper,
             remove_runtime_dir,
@@ -283,6 +297,16 @@ impl App {
         &self.trigger
     }
 
+    /// Test hook: stops the ADS server now, as if it had ended on its own; [`App::wait`] must
+    /// then fail (exit 1) rather than leave legate unready forever.
+    #[doc(hidden)]
+    pub fn end_ads_server(&mut self) {
+        self.envoy_forward.clear();
+        if let Some(stop) = self.xds_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Runs until a drain completes or something fatal happens; returns the exit code.
     pub async fn wait(mut self) -> u8 {
         let mut drain = self.trigger.watch();
@@ -290,6 +314,8 @@ impl App {
             return exit::FATAL;
         };
         let critical = futures_any(&mut self.critical);
+        let xds = &mut self.xds_task;
+        let reaper = reaper_end(self._reaper.as_mut());
         let code = tokio::select! {
             _ = drain.started() => {
                 self.supervisor = Some(supervisor);
@@ -311,8 +337,18 @@ impl App {
                     }
                 }
             }
-            name = critical => {
-                tracing::error!(task = name, "a critical task ended unexpectedly; stopping");
+            (name, result) = critical => {
+                task_ended(name, result);
+                self.stop_envoy_now().await;
+                exit::FATAL
+            }
+            result = xds => {
+                task_ended("ads server", result);
+                self.stop_envoy_now().await;
+                exit::FATAL
+            }
+            result = reaper => {
+                task_ended("reaper", result);
                 self.stop_envoy_now().await;
                 exit::FATAL
             }
@@ -419,7 +455,9 @@ impl App {
         if let Some(stop) = self.xds_stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.xds_task).await;
+        if !self.xds_task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.xds_task).await;
+        }
         for (_, task) in &self.critical {
             task.abort();
         }
@@ -432,17 +470,40 @@ impl App {
     }
 }
 
-/// Resolves with the name of the first critical task that ends.
-async fn futures_any(tasks: &mut [(&'static str, JoinHandle<()>)]) -> &'static str {
+/// Resolves with the name and result of the first critical task that ends.
+async fn futures_any(
+    tasks: &mut [(&'static str, JoinHandle<()>)],
+) -> (&'static str, Result<(), tokio::task::JoinError>) {
     std::future::poll_fn(|cx| {
         for (name, task) in tasks.iter_mut() {
-            if std::pin::Pin::new(task).poll(cx).is_ready() {
-                return std::task::Poll::Ready(*name);
+            if let std::task::Poll::Ready(result) = std::pin::Pin::new(task).poll(cx) {
+                return std::task::Poll::Ready((*name, result));
             }
         }
         std::task::Poll::Pending
     })
     .await
+}
+
+/// Resolves when the reaper task ends (never when there is no reaper).
+async fn reaper_end(reaper: Option<&mut reaper::Reaper>) -> Result<(), tokio::task::JoinError> {
+    match reaper {
+        Some(reaper) => reaper.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A critical task ended while legate was not stopping: fail loudly, with the cause (a panic
+/// or the task returning), in the log and on stderr.
+fn task_ended(name: &str, result: Result<(), tokio::task::JoinError>) {
+    let message = format!("critical task {name} ended unexpectedly; stopping");
+    match result {
+        Err(error) => fatal(&message, &error),
+        Ok(()) => {
+            tracing::error!(task = name, "{message}");
+            eprintln!("legate: {message}");
+        }
+    }
 }
 
 use std::future::Future;
@@ -553,19 +614,6 @@ async fn sleep_or_never(d: Option<Duration>) {
     match d {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
-    }
-}
-
-async fn publish_pid(mut status: watch::Receiver<EnvoyStatus>, pid: signal::EnvoyPid) {
-    loop {
-        pid.store(
-            status.borrow_and_update().pid.unwrap_or(0),
-            Ordering::Release,
-        );
-        if status.changed().await.is_err() {
-            pid.store(0, Ordering::Release);
-            return;
-        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -37,20 +38,23 @@ where
             }
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let response = handler(req);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(error) = served {
-                tracing::debug!(%error, "http connection ended with an error");
+        tokio::spawn(
+            async move {
+                let service = service_fn(move |req| {
+                    let response = handler(req);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(%error, "http connection ended with an error");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 pub use crate::address::{Address, AddressError};
 pub use clients::{ClientState, Clients, Nack, Protocol, TypeState};
@@ -208,14 +209,10 @@ impl Ads {
         let (id, replaced) = self.ctx.clients.register(H::PROTOCOL);
         let handler = make(id, self.ctx.clients.clone(), self.ctx.metrics.clone());
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::drive(
-            self.ctx.clone(),
-            handler,
-            requests,
-            tx,
-            id,
-            replaced,
-        ));
+        tokio::spawn(
+            stream::drive(self.ctx.clone(), handler, requests, tx, id, replaced)
+                .instrument(tracing::info_span!("ads_stream", stream = id)),
+        );
         ReceiverStream::new(rx)
     }
 }
