@@ -80,12 +80,11 @@ pub(crate) fn print_problems(
 /// What both commands translate with: `legate run`'s settings (defaults < `--config` file or
 /// `$LEGATE_CONFIG` < environment < `--ambassador-id`), through the same functions `run`
 /// uses, so the output is what `run` would serve (endpoint routing and the probe address
-/// included). Invalid settings are printed to `err`.
+/// included). Invalid settings are printed on stderr.
 fn options(
     config_file: Option<&Path>,
     ambassador_id: Option<&str>,
     env: &Env,
-    err: &mut dyn std::io::Write,
 ) -> Option<(Options, LoadOptions)> {
     let args = RunArgs {
         config: config_file.map(Path::to_path_buf),
@@ -95,7 +94,7 @@ fn options(
     let config = match config::load(&args, env) {
         Ok(config) => config,
         Err(e) => {
-            let _ = writeln!(err, "legate: {e}");
+            eprintln!("legate: {}", crate::error::Chain(&e));
             return None;
         }
     };
@@ -106,12 +105,8 @@ fn options(
 
 /// `legate translate DIR`, wired to stdout/stderr. Returns the exit code.
 pub fn run_translate(args: TranslateArgs, env: &Env) -> u8 {
-    let Some((options, load)) = options(
-        args.config.as_deref(),
-        args.ambassador_id.as_deref(),
-        env,
-        &mut std::io::stderr(),
-    ) else {
+    let settings = options(args.config.as_deref(), args.ambassador_id.as_deref(), env);
+    let Some((options, load)) = settings else {
         return crate::exit::INVALID_SETTINGS;
     };
     translate::translate_once(
@@ -127,12 +122,8 @@ pub fn run_translate(args: TranslateArgs, env: &Env) -> u8 {
 
 /// `legate check DIR`, wired to stdout/stderr. Returns the exit code.
 pub fn run_check(args: CheckArgs, env: &Env) -> u8 {
-    let Some((options, load)) = options(
-        args.config.as_deref(),
-        args.ambassador_id.as_deref(),
-        env,
-        &mut std::io::stderr(),
-    ) else {
+    let settings = options(args.config.as_deref(), args.ambassador_id.as_deref(), env);
+    let Some((options, load)) = settings else {
         return crate::exit::INVALID_SETTINGS;
     };
     check::check(

@@ -167,18 +167,7 @@ fn no_config_source_exits_2() {
 
 #[test]
 fn missing_envoy_binary_exits_5_with_install_instructions() {
-    let config = tempfile::tempdir().unwrap();
-    let runtime = tempfile::tempdir().unwrap();
-    let args = [
-        "run",
-        "--config-dir",
-        config.path().to_str().unwrap(),
-        "--runtime-dir",
-        runtime.path().to_str().unwrap(),
-        "--envoy-binary",
-        "/nonexistent/envoy",
-    ];
-    let out = legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[]);
+    let out = run_with_envoy("/nonexistent/envoy");
     assert_eq!(out.status.code(), Some(5), "{out:?}");
     let line = start_error(&out);
     assert!(line.contains("/nonexistent/envoy"), "{line}");
