@@ -32,7 +32,7 @@ where
             Ok((stream, _peer)) => stream,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
+                tracing::warn!(error = %crate::error::Chain(&error), "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -50,7 +50,7 @@ where
                     .serve_connection(TokioIo::new(stream), service)
                     .await;
                 if let Err(error) = served {
-                    tracing::debug!(%error, "http connection ended with an error");
+                    tracing::debug!(error = %crate::error::Chain(&error), "http connection ended with an error");
                 }
             }
             .in_current_span(),

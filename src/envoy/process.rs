@@ -170,7 +170,7 @@ impl ExitInfo {
                 signal: s.signal(),
             },
             Err(error) => {
-                tracing::error!(%error, "cannot wait for envoy");
+                tracing::error!(error = %crate::error::Chain(&error), "cannot wait for envoy");
                 ExitInfo {
                     code: None,
                     signal: None,
@@ -399,7 +399,9 @@ fn send(pid: u32, sig: Signal) {
     };
     match result {
         Ok(()) => tracing::debug!(pid, signal = %sig, "signalled envoy"),
-        Err(error) => tracing::warn!(pid, signal = %sig, %error, "cannot signal envoy"),
+        Err(error) => {
+            tracing::warn!(pid, signal = %sig, error = %crate::error::Chain(&error), "cannot signal envoy")
+        }
     }
 }
 
