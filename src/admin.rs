@@ -13,6 +13,7 @@ use hyper::{Method, StatusCode};
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::config::AdminSettings;
 use crate::drain::{Phase, Trigger};
@@ -129,19 +130,23 @@ impl Server {
             state,
         } = self;
         tracing::info!(%addr, "admin listening");
-        tokio::spawn(http::serve(listener, move |req: http::Request| {
-            let state = state.clone();
-            async move {
-                let (method, path) = (req.method().clone(), req.uri().path().to_string());
-                match tokio::task::spawn_blocking(move || respond(&state, &method, &path)).await {
-                    Ok(response) => response,
-                    Err(error) => http::text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("admin handler failed: {error}\n"),
-                    ),
+        tokio::spawn(
+            http::serve(listener, move |req: http::Request| {
+                let state = state.clone();
+                async move {
+                    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                    match tokio::task::spawn_blocking(move || respond(&state, &method, &path)).await
+                    {
+                        Ok(response) => response,
+                        Err(error) => http::text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("admin handler failed: {error}\n"),
+                        ),
+                    }
                 }
-            }
-        }))
+            })
+            .instrument(tracing::info_span!("admin")),
+        )
     }
 }
 

@@ -7,25 +7,27 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tracing::{Instrument, info_span};
 
 use crate::config::{Config, Env};
 use crate::drain::{Phase, Trigger};
-use crate::envoy::supervisor::{self, EnvoyStatus, Supervisor, SupervisorError};
+use crate::envoy::supervisor::{self, Supervisor, SupervisorError};
+use crate::error::Chain;
 use crate::metrics::Metrics;
 use crate::pipeline::{self, Input, Pipeline};
 use crate::readiness::{Guard, Ready};
 use crate::source::{self, FileSource, LoadOptions, kubernetes};
 use crate::xds::Snapshot;
 use crate::xds::server::{Clients, Server};
-use crate::{admin, envoy, exit, probe, reaper, signal, translate};
+use crate::{admin, envoy, exit, probe, reaper, runtime_dir, signal};
 
 /// What `main` set up before the settings were loaded: the signal thread feeds `trigger`, and
-/// forwards SIGUSR1 to the pid stored in `envoy_pid` (0 = no Envoy).
+/// hands SIGUSR1 to the forwarder in `envoy_pid`, which the app points at the Envoy supervisor
+/// (Envoy's owner) while it runs.
 #[derive(Debug, Clone)]
 pub struct Signals {
     pub trigger: Trigger,
@@ -47,35 +49,43 @@ pub struct Overrides {
 pub struct Bound {
     pub probe: std::net::SocketAddr,
     pub admin: std::net::SocketAddr,
-    pub xds: crate::xds::server::Address,
+    pub xds: crate::address::Address,
     pub runtime_dir: PathBuf,
 }
 
-/// A failure to start, with the exit code it maps to.
+/// A failure to start, with the exit code it maps to. `message` is what failed and its whole
+/// cause chain (see [`crate::error`]).
 #[derive(Debug)]
 pub struct StartError {
     pub code: u8,
     pub message: String,
 }
 
-fn fail(code: u8, what: &str, error: impl std::fmt::Display) -> StartError {
+fn fail(
+    code: u8,
+    what: &str,
+    error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StartError {
+    let error: Box<dyn std::error::Error + Send + Sync> = error.into();
     StartError {
         code,
-        message: format!("{what}: {error}"),
+        message: format!("{what}: {}", Chain(&*error)),
     }
+}
+
+/// Logs a fatal error with its cause chain and repeats it on stderr as the exit message (the
+/// log may go to a collector; the exit message is what `kubectl logs --previous` shows last).
+fn fatal(message: &str, error: &(dyn std::error::Error + 'static)) {
+    tracing::error!(error = %Chain(error), "{message}");
+    eprintln!("legate: {message}: {}", Chain(error));
 }
 
 /// Runs legate until it drains or fails; returns the process exit code.
 pub async fn run(config: Config, env: Env, signals: Signals) -> u8 {
-    // The default runtime dir is legate's own (named after its pid): not left behind either.
-    let own_runtime_dir = config.runtime_dir.is_none().then(|| config.runtime_dir());
     match App::start(config, &env, signals, Overrides::default()).await {
         Ok(app) => app.wait().await,
         Err(e) => {
-            if let Some(dir) = own_runtime_dir {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-            tracing::error!(code = e.code, "cannot start: {}", e.message);
+            tracing::error!(code = e.code, error = %e.message, "cannot start");
             eprintln!("legate: {}", e.message);
             e.code
         }
@@ -101,6 +111,8 @@ pub struct App {
     clients: Clients,
     _reaper: Option<reaper::Reaper>,
     remove_runtime_dir: bool,
+    /// Where the signal thread hands signals for Envoy; cleared once Envoy is stopped.
+    envoy_forward: signal::EnvoyPid,
 }
 
 impl App {
@@ -118,15 +130,11 @@ impl App {
         };
 
         // 2. the runtime directory for the bootstrap and the unix sockets
-        let runtime_dir = config.runtime_dir();
-        let remove_runtime_dir = config.runtime_dir.is_none();
-        create_private_dir(&runtime_dir).map_err(|e| {
-            fail(
-                exit::FATAL,
-                &format!("runtime dir {}", runtime_dir.display()),
-                e,
-            )
-        })?;
+        let dir = runtime_dir::prepare(config.runtime_dir.as_deref(), &std::env::temp_dir())
+            .map_err(|e| fail(exit::FATAL, "runtime dir", e))?;
+        // A directory legate made up is removed again if the start fails below.
+        let cleanup = RemoveOnDrop(dir.remove_on_exit.then(|| dir.path.clone()));
+        let (runtime_dir, remove_runtime_dir) = (dir.path, dir.remove_on_exit);
 
         let ready = Ready::new();
         let metrics = Arc::new(Metrics::default());
@@ -142,14 +150,13 @@ impl App {
         let probe_addr = probe.local_addr();
 
         // 4. the configuration input: an override, Kubernetes, or the config directory
-        let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
         let input = match overrides.input {
             Some(input) => input,
-            None => open_source(&config, env, &ready, &mut keep).await?,
+            None => open_source(&config, env, &ready).await?,
         };
 
         // 5. the pipeline: source states → IR → snapshots
-        let options = translate_options(&config, env, probe_addr);
+        let options = pipeline::translate_options(&config, probe_addr);
         let (pipeline, outputs) = Pipeline::new(
             input,
             options,
@@ -157,10 +164,7 @@ impl App {
             metrics.clone(),
             ready.guard("snapshot published"),
         );
-        let pipeline_task = tokio::spawn(async move {
-            pipeline.run().await;
-            drop(keep);
-        });
+        let pipeline_task = tokio::spawn(pipeline.run().instrument(info_span!("pipeline")));
 
         // 6. the ADS server
         let server = Server::new(&config.xds, outputs.snapshots.clone(), metrics.clone());
@@ -171,24 +175,30 @@ impl App {
         let xds_address = xds.address().clone();
         let clients = xds.clients();
         let (xds_stop, xds_stopped) = oneshot::channel::<()>();
-        let xds_task = tokio::spawn(async move {
-            if let Err(error) = xds
-                .serve(async {
-                    let _ = xds_stopped.await;
-                })
-                .await
-            {
-                tracing::error!(%error, "xds server failed");
+        let xds_task = tokio::spawn(
+            async move {
+                if let Err(error) = xds
+                    .serve(async {
+                        let _ = xds_stopped.await;
+                    })
+                    .await
+                {
+                    tracing::error!(error = %Chain(&error), "xds server failed");
+                }
             }
-        });
+            .instrument(info_span!("xds")),
+        );
 
         // 7. "envoy acked config" readiness, and the push-latency metric
-        let acked_task = tokio::spawn(track_acks(
-            outputs.clone(),
-            clients.clone(),
-            metrics.clone(),
-            ready.guard("envoy acked config"),
-        ));
+        let acked_task = tokio::spawn(
+            track_acks(
+                outputs.clone(),
+                clients.clone(),
+                metrics.clone(),
+                ready.guard("envoy acked config"),
+            )
+            .instrument(info_span!("acks")),
+        );
 
         // 8. Envoy
         // $LEGATE_ENVOY_BIN is folded into envoy.binary by config::load
@@ -197,10 +207,7 @@ impl App {
         let paths = supervisor::Paths {
             binary,
             runtime_dir: runtime_dir.clone(),
-            xds: match &xds_address {
-                crate::xds::server::Address::Unix(p) => envoy::Address::Unix(p.clone()),
-                crate::xds::server::Address::Tcp(a) => envoy::Address::Tcp(*a),
-            },
+            xds: xds_address.clone(),
         };
         let (sup, handle) = Supervisor::new(
             &config.envoy,
@@ -222,14 +229,16 @@ impl App {
         .await
         .map_err(|e| fail(exit::FATAL, "admin listener", e))?;
         // Envoy starts last, once nothing can fail any more: a failed start leaves no Envoy.
-        let supervisor = tokio::spawn(sup.run());
-        let pid_task = tokio::spawn(publish_pid(handle.status(), signals.envoy_pid.clone()));
+        let supervisor = tokio::spawn(sup.run().instrument(info_span!("envoy")));
+        let owner = handle.clone();
+        signals.envoy_pid.set(move |sig| owner.forward(sig).is_ok());
         let bound = Bound {
             probe: probe_addr,
             admin: admin.local_addr(),
             xds: xds_address,
             runtime_dir,
         };
+        std::mem::forget(cleanup);
         tracing::info!(
             probe = %bound.probe,
             admin = %bound.admin,
@@ -243,17 +252,21 @@ impl App {
             ready,
             metrics,
             trigger: signals.trigger,
+            envoy_forward: signals.envoy_pid,
             envoy: handle,
             supervisor: Some(supervisor),
             not_draining,
             xds_stop: Some(xds_stop),
             xds_task,
+            // The sources end only when the pipeline drops their subscription, and the pipeline
+            // ends only when its source does: one watch covers both.
             critical: vec![
-                ("pipeline", pipeline_task),
-                ("probe", probe.spawn()),
+                ("pipeline (source and translator)", pipeline_task),
+                ("ack tracker", acked_task),
+                ("probe server", probe.spawn()),
                 ("heartbeat", beat),
             ],
-            background: vec![admin.spawn(), acked_task, pid_task],
+            background: vec![admin.spawn()],
             clients,
             _reaper: reaper,
             remove_runtime_dir,
@@ -284,6 +297,16 @@ impl App {
         &self.trigger
     }
 
+    /// Test hook: stops the ADS server now, as if it had ended on its own; [`App::wait`] must
+    /// then fail (exit 1) rather than leave legate unready forever.
+    #[doc(hidden)]
+    pub fn end_ads_server(&mut self) {
+        self.envoy_forward.clear();
+        if let Some(stop) = self.xds_stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Runs until a drain completes or something fatal happens; returns the exit code.
     pub async fn wait(mut self) -> u8 {
         let mut drain = self.trigger.watch();
@@ -291,6 +314,8 @@ impl App {
             return exit::FATAL;
         };
         let critical = futures_any(&mut self.critical);
+        let xds = &mut self.xds_task;
+        let reaper = reaper_end(self._reaper.as_mut());
         let code = tokio::select! {
             _ = drain.started() => {
                 self.supervisor = Some(supervisor);
@@ -303,7 +328,7 @@ impl App {
                         exit::RESTART_BUDGET
                     }
                     Ok(Err(error)) => {
-                        tracing::error!(%error, "envoy supervisor failed");
+                        fatal("envoy supervisor failed", &error);
                         exit::FATAL
                     }
                     Ok(Ok(_)) | Err(_) => {
@@ -312,8 +337,18 @@ impl App {
                     }
                 }
             }
-            name = critical => {
-                tracing::error!(task = name, "a critical task ended unexpectedly; stopping");
+            (name, result) = critical => {
+                task_ended(name, result);
+                self.stop_envoy_now().await;
+                exit::FATAL
+            }
+            result = xds => {
+                task_ended("ads server", result);
+                self.stop_envoy_now().await;
+                exit::FATAL
+            }
+            result = reaper => {
+                task_ended("reaper", result);
                 self.stop_envoy_now().await;
                 exit::FATAL
             }
@@ -373,7 +408,7 @@ impl App {
                 exit::FORCED
             }
             Err(error) => {
-                tracing::error!(%error, "drain failed");
+                tracing::error!(error = %Chain(&error), "drain failed");
                 self.stop_envoy_now().await;
                 exit::FORCED
             }
@@ -420,7 +455,9 @@ impl App {
         if let Some(stop) = self.xds_stop.take() {
             let _ = stop.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.xds_task).await;
+        if !self.xds_task.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.xds_task).await;
+        }
         for (_, task) in &self.critical {
             task.abort();
         }
@@ -433,12 +470,14 @@ impl App {
     }
 }
 
-/// Resolves with the name of the first critical task that ends.
-async fn futures_any(tasks: &mut [(&'static str, JoinHandle<()>)]) -> &'static str {
+/// Resolves with the name and result of the first critical task that ends.
+async fn futures_any(
+    tasks: &mut [(&'static str, JoinHandle<()>)],
+) -> (&'static str, Result<(), tokio::task::JoinError>) {
     std::future::poll_fn(|cx| {
         for (name, task) in tasks.iter_mut() {
-            if std::pin::Pin::new(task).poll(cx).is_ready() {
-                return std::task::Poll::Ready(*name);
+            if let std::task::Poll::Ready(result) = std::pin::Pin::new(task).poll(cx) {
+                return std::task::Poll::Ready((*name, result));
             }
         }
         std::task::Poll::Pending
@@ -446,14 +485,30 @@ async fn futures_any(tasks: &mut [(&'static str, JoinHandle<()>)]) -> &'static s
     .await
 }
 
+/// Resolves when the reaper task ends (never when there is no reaper).
+async fn reaper_end(reaper: Option<&mut reaper::Reaper>) -> Result<(), tokio::task::JoinError> {
+    match reaper {
+        Some(reaper) => reaper.ended().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A critical task ended while legate was not stopping: fail loudly, with the cause (a panic
+/// or the task returning), in the log and on stderr.
+fn task_ended(name: &str, result: Result<(), tokio::task::JoinError>) {
+    let message = format!("critical task {name} ended unexpectedly; stopping");
+    match result {
+        Err(error) => fatal(&message, &error),
+        Ok(()) => {
+            tracing::error!(task = name, "{message}");
+            eprintln!("legate: {message}");
+        }
+    }
+}
+
 use std::future::Future;
 
-async fn open_source(
-    config: &Config,
-    env: &Env,
-    ready: &Ready,
-    keep: &mut Vec<Box<dyn std::any::Any + Send>>,
-) -> Result<Input, StartError> {
+async fn open_source(config: &Config, env: &Env, ready: &Ready) -> Result<Input, StartError> {
     let s = &config.source;
     let kube_env = kubernetes::Environment::from_env(env);
     let client = kubernetes::detect(s, &kube_env)
@@ -468,8 +523,6 @@ async fn open_source(
             s,
             ready.guard(source::guard_name("kubernetes")),
         );
-        let status = source.status();
-        keep.push(Box::new(status));
         tracing::info!("configuration source: kubernetes");
         return Ok(Input::Source(source.spawn()));
     }
@@ -490,12 +543,8 @@ async fn open_source(
     .with_options(options)
     .spawn()
     .map_err(|e| {
-        fail(
-            exit::INVALID_SETTINGS,
-            "invalid setting source.config_dir",
-            // the whole chain: "… /config cannot be read: Permission denied (os error 13)"
-            format!("{:#}", anyhow::Error::from(e)),
-        )
+        // `fail` prints the whole chain: "… /config cannot be read: Permission denied (os error 13)"
+        fail(exit::INVALID_SETTINGS, "invalid setting source.config_dir", e)
     })?;
     tracing::info!(dir = %dir.display(), "configuration source: directory");
     Ok(Input::Source(sub))
@@ -521,29 +570,6 @@ fn no_source_reason(s: &crate::config::SourceSettings) -> String {
         "; pass --config-dir DIR (or LEGATE_SOURCE__CONFIG_DIR), mount a directory there, or run in Kubernetes / set KUBECONFIG",
     );
     reason
-}
-
-fn translate_options(
-    config: &Config,
-    _env: &Env,
-    probe: std::net::SocketAddr,
-) -> translate::Options {
-    let probe_host = if probe.ip().is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        probe.ip().to_string()
-    };
-    translate::Options {
-        ambassador_id: config.source.ambassador_id.clone(),
-        ambassador_namespace: config
-            .source
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
-        probe_address: (probe_host, probe.port()),
-        default_listeners: false,
-        endpoint_routing: config.source.endpoint_routing,
-    }
 }
 
 /// Keeps the "envoy acked config" guard and the push-latency histogram up to date.
@@ -611,19 +637,6 @@ async fn sleep_or_never(d: Option<Duration>) {
     }
 }
 
-async fn publish_pid(mut status: watch::Receiver<EnvoyStatus>, pid: signal::EnvoyPid) {
-    loop {
-        pid.store(
-            status.borrow_and_update().pid.unwrap_or(0),
-            Ordering::Release,
-        );
-        if status.changed().await.is_err() {
-            pid.store(0, Ordering::Release);
-            return;
-        }
-    }
-}
-
 fn admin_views(
     config: &Config,
     outputs: &pipeline::Outputs,
@@ -647,10 +660,15 @@ fn admin_views(
     views
 }
 
-fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// Removes a directory when dropped (a start that fails half-way).
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 #[cfg(test)]

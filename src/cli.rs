@@ -138,6 +138,10 @@ pub struct TranslateArgs {
     /// `default`).
     #[arg(long, value_name = "ID")]
     pub ambassador_id: Option<String>,
+    /// `legate run`'s settings file (default: $LEGATE_CONFIG, else none), so the output is
+    /// what `run` would serve with it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Which probe `legate probe` asks.
@@ -175,6 +179,10 @@ pub struct CheckArgs {
     /// Check only resources for this Ambassador ID (default: $AMBASSADOR_ID, else `default`).
     #[arg(long, value_name = "ID")]
     pub ambassador_id: Option<String>,
+    /// `legate run`'s settings file (default: $LEGATE_CONFIG, else none), so the check covers
+    /// what `run` would serve with it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[cfg(test)]

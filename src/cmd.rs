@@ -12,8 +12,8 @@ pub mod translate;
 
 use std::path::Path;
 
-use crate::cli::{CheckArgs, TranslateArgs};
-use crate::config::Env;
+use crate::cli::{CheckArgs, RunArgs, TranslateArgs};
+use crate::config::{self, Env};
 
 use crate::api::ResourceError;
 use crate::source::{LoadOptions, SourceError, load_dir};
@@ -78,21 +78,38 @@ pub(crate) fn print_problems(
     Ok(())
 }
 
-/// What both commands need from the environment (read once, through [`Env`]): the Ambassador
-/// ID (flag, else `AMBASSADOR_ID`, else `default`) and the namespace given to documents without
-/// one (`AMBASSADOR_NAMESPACE`).
-fn options(ambassador_id: Option<&str>, env: &Env) -> (Options, LoadOptions) {
-    let mut options = Options::from_env(|k| env.non_empty(k).map(str::to_string));
-    if let Some(id) = ambassador_id {
-        options.ambassador_id = id.to_string();
-    }
-    let load = LoadOptions::from_env(env, Some(&options.ambassador_namespace));
-    (options, load)
+/// What both commands translate with: `legate run`'s settings (defaults < `--config` file or
+/// `$LEGATE_CONFIG` < environment < `--ambassador-id`), through the same functions `run`
+/// uses, so the output is what `run` would serve (endpoint routing and the probe address
+/// included). Invalid settings are printed on stderr.
+fn options(
+    config_file: Option<&Path>,
+    ambassador_id: Option<&str>,
+    env: &Env,
+) -> Option<(Options, LoadOptions)> {
+    let args = RunArgs {
+        config: config_file.map(Path::to_path_buf),
+        ambassador_id: ambassador_id.map(str::to_string),
+        ..RunArgs::default()
+    };
+    let config = match config::load(&args, env) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("legate: {}", crate::error::Chain(&e));
+            return None;
+        }
+    };
+    let options = crate::pipeline::translate_options(&config, config.probe.address);
+    let load = LoadOptions::from_env(env, config.source.namespace.as_deref());
+    Some((options, load))
 }
 
 /// `legate translate DIR`, wired to stdout/stderr. Returns the exit code.
 pub fn run_translate(args: TranslateArgs, env: &Env) -> u8 {
-    let (options, load) = options(args.ambassador_id.as_deref(), env);
+    let settings = options(args.config.as_deref(), args.ambassador_id.as_deref(), env);
+    let Some((options, load)) = settings else {
+        return crate::exit::INVALID_SETTINGS;
+    };
     translate::translate_once(
         &args.dir,
         args.output,
@@ -106,7 +123,10 @@ pub fn run_translate(args: TranslateArgs, env: &Env) -> u8 {
 
 /// `legate check DIR`, wired to stdout/stderr. Returns the exit code.
 pub fn run_check(args: CheckArgs, env: &Env) -> u8 {
-    let (options, load) = options(args.ambassador_id.as_deref(), env);
+    let settings = options(args.config.as_deref(), args.ambassador_id.as_deref(), env);
+    let Some((options, load)) = settings else {
+        return crate::exit::INVALID_SETTINGS;
+    };
     check::check(
         &args.dir,
         &options,

@@ -29,8 +29,9 @@ pub struct Config {
     pub drain: DrainSettings,
     pub source: SourceSettings,
     pub log: LogSettings,
-    /// Directory for the generated bootstrap and unix sockets. Default:
-    /// `$TMPDIR/legate-<pid>`.
+    /// Directory for the generated bootstrap and unix sockets. Default: a new
+    /// `$TMPDIR/legate-<random>` (see `runtime_dir`); a configured one must not exist yet or be
+    /// a directory of legate's user that nobody else can write to.
     pub runtime_dir: Option<PathBuf>,
 }
 
@@ -239,15 +240,6 @@ impl Default for LogSettings {
             format: "text".into(),
             level: "info".into(),
         }
-    }
-}
-
-impl Config {
-    /// The runtime directory actually used.
-    pub fn runtime_dir(&self) -> PathBuf {
-        self.runtime_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("legate-{}", std::process::id())))
     }
 }
 

@@ -6,6 +6,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -31,26 +32,29 @@ where
             Ok((stream, _peer)) => stream,
             Err(error) => {
                 // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%error, "accept failed");
+                tracing::warn!(error = %crate::error::Chain(&error), "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
         let handler = handler.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let response = handler(req);
-                async move { Ok::<_, Infallible>(response.await) }
-            });
-            let served = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(error) = served {
-                tracing::debug!(%error, "http connection ended with an error");
+        tokio::spawn(
+            async move {
+                let service = service_fn(move |req| {
+                    let response = handler(req);
+                    async move { Ok::<_, Infallible>(response.await) }
+                });
+                let served = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_READ_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                if let Err(error) = served {
+                    tracing::debug!(error = %crate::error::Chain(&error), "http connection ended with an error");
+                }
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! legate: PID 1 for an Envoy edge container, and its ADS control plane.
 
+pub mod address;
 pub mod admin;
 pub mod api;
 pub mod app;
@@ -8,6 +9,7 @@ pub mod cmd;
 pub mod config;
 pub mod drain;
 pub mod envoy;
+pub mod error;
 pub mod exit;
 pub mod http;
 pub mod ir;
@@ -16,6 +18,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod readiness;
 pub mod reaper;
+pub mod runtime_dir;
 pub mod signal;
 pub mod source;
 pub mod telemetry;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::Parser;
 use legate::cli::{Cli, Command, RunArgs};
 use legate::config::{self, Env};
+use legate::error::Chain;
 use legate::{app, cmd, drain, exit, signal, telemetry};
 
 /// After a fast-exit request the app has this long to stop Envoy before the signal thread
@@ -33,7 +34,7 @@ fn run(args: RunArgs) -> u8 {
     let envoy_pid = signal::EnvoyPid::default();
     if let Err(error) = signal::register(trigger.clone(), envoy_pid.clone(), Some(FAST_EXIT_GRACE))
     {
-        eprintln!("legate: {error}: {}", source_of(&error));
+        eprintln!("legate: {}", Chain(&error));
         return exit::FATAL;
     }
 
@@ -42,14 +43,14 @@ fn run(args: RunArgs) -> u8 {
     let config = match config::load(&args, &env) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("legate: {error}");
+            eprintln!("legate: {}", Chain(&error));
             return exit::INVALID_SETTINGS;
         }
     };
 
     // 3. logging, and the effective settings as one structured line
     if let Err(error) = telemetry::init(&config.log, &env) {
-        eprintln!("legate: {error}");
+        eprintln!("legate: {}", Chain(&error));
         return exit::INVALID_SETTINGS;
     }
     let settings = serde_json::to_string(&config).unwrap_or_default();
@@ -63,17 +64,13 @@ fn run(args: RunArgs) -> u8 {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            tracing::error!(%error, "cannot build the tokio runtime");
+            tracing::error!(error = %Chain(&error), "cannot build the tokio runtime");
             return exit::FATAL;
         }
     };
     let code = runtime.block_on(app::run(config, env, app::Signals { trigger, envoy_pid }));
     runtime.shutdown_timeout(Duration::from_secs(1));
     code
-}
-
-fn source_of(error: &dyn std::error::Error) -> String {
-    error.source().map(|s| s.to_string()).unwrap_or_default()
 }
 
 /// Writes to stdout; a closed pipe (`legate crds | head`) is not an error worth a panic.

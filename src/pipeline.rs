@@ -6,6 +6,7 @@
 //! force, so Envoy keeps its last good config. Tests can feed an IR built in code instead of a
 //! source.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,12 +14,38 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::api::{Origin, ResourceError};
+use crate::config::Config;
+use crate::error::Chain;
 use crate::ir::Ir;
 use crate::metrics::Metrics;
 use crate::readiness::Guard;
 use crate::source::{SourceState, Subscription};
 use crate::translate::{self, Options};
 use crate::xds::{self, Snapshot};
+
+/// The translation options for these settings, with legate's probe listener at `probe`: the
+/// one place they are built, so `legate translate` and `legate check` print what `legate run`
+/// serves. `run` passes the bound probe address (port 0 resolved); the one-shot commands pass
+/// the configured one. The built-in `check_ready`/`check_alive` routes target it (an
+/// unspecified address means "this host": 127.0.0.1).
+pub fn translate_options(config: &Config, probe: SocketAddr) -> Options {
+    let probe_host = if probe.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        probe.ip().to_string()
+    };
+    Options {
+        ambassador_id: config.source.ambassador_id.clone(),
+        ambassador_namespace: config
+            .source
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        probe_address: (probe_host, probe.port()),
+        default_listeners: false,
+        endpoint_routing: config.source.endpoint_routing,
+    }
+}
 
 /// Where configuration comes from.
 pub enum Input {
@@ -126,15 +153,20 @@ impl Pipeline {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 // Never publish an inconsistent snapshot: the last good one stays in force.
-                tracing::error!(error = %e, generation, "configuration not published; keeping the last good one");
+                tracing::error!(error = %Chain(&e), generation, "configuration not published; keeping the last good one");
                 let mut errors = self.current.borrow().errors.as_ref().clone();
-                errors.push(global_error(format!("configuration not published: {e}")));
+                errors.push(global_error(format!(
+                    "configuration not published: {}",
+                    Chain(&e)
+                )));
                 self.current
                     .send_modify(|c| Arc::make_mut(c).errors = Arc::new(errors));
                 return;
             }
+            // Cancelled: the runtime is shutting down (e.g. a failed start); nothing to report.
+            Err(e) if e.is_cancelled() => return,
             Err(e) => {
-                tracing::error!(error = %e, "translation task failed");
+                tracing::error!(error = %Chain(&e), "translation task failed");
                 return;
             }
         };

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use hyper::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::http::{self, Response};
 use crate::readiness::Ready;
@@ -76,13 +77,16 @@ impl Heartbeat {
     /// Ticks every second on the current runtime until aborted.
     pub fn spawn(&self) -> JoinHandle<()> {
         let beat = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(TICK);
-            loop {
-                tick.tick().await;
-                beat.beat();
+        tokio::spawn(
+            async move {
+                let mut tick = tokio::time::interval(TICK);
+                loop {
+                    tick.tick().await;
+                    beat.beat();
+                }
             }
-        })
+            .instrument(tracing::info_span!("heartbeat")),
+        )
     }
 }
 
@@ -127,10 +131,13 @@ impl Server {
             heartbeat,
         } = self;
         tracing::info!(%addr, "probe listening");
-        tokio::spawn(http::serve(listener, move |req: http::Request| {
-            let response = respond(req.method(), req.uri().path(), &ready, &heartbeat);
-            std::future::ready(response)
-        }))
+        tokio::spawn(
+            http::serve(listener, move |req: http::Request| {
+                let response = respond(req.method(), req.uri().path(), &ready, &heartbeat);
+                std::future::ready(response)
+            })
+            .instrument(tracing::info_span!("probe")),
+        )
     }
 }
 

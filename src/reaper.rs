@@ -118,23 +118,32 @@ impl Reaper {
         let mut sigchld = signal(SignalKind::child()).map_err(ReaperError::Signal)?;
         let reaped = Arc::new(AtomicU64::new(0));
         let counter = reaped.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let sweep = sweep();
-                counter.fetch_add(sweep.reaped, Ordering::Relaxed);
-                let wait = if sweep.blocked {
-                    BLOCKED_RETRY
-                } else {
-                    SAFETY_INTERVAL
-                };
-                tokio::select! {
-                    _ = sigchld.recv() => {}
-                    _ = tokio::time::sleep(wait) => {}
+        let span = tracing::info_span!("reaper");
+        let task = tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                loop {
+                    let sweep = sweep();
+                    counter.fetch_add(sweep.reaped, Ordering::Relaxed);
+                    let wait = if sweep.blocked {
+                        BLOCKED_RETRY
+                    } else {
+                        SAFETY_INTERVAL
+                    };
+                    tokio::select! {
+                        _ = sigchld.recv() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
                 }
-            }
-        });
+            },
+            span,
+        ));
         tracing::debug!("zombie reaper started");
         Ok(Reaper { reaped, task })
+    }
+
+    /// Resolves when the reaper task ends: it loops forever, so only a panic ends it.
+    pub async fn ended(&mut self) -> Result<(), tokio::task::JoinError> {
+        (&mut self.task).await
     }
 
     /// Orphans reaped so far (owned children are not counted: their owners reap them).

@@ -4,7 +4,7 @@
 //! |-------------------|-----------------------------------------------------------------|
 //! | SIGTERM, SIGINT   | first: graceful drain; second: fast exit (`drain::Trigger::start`) |
 //! | SIGQUIT           | fast exit                                                       |
-//! | SIGUSR1           | forwarded to Envoy (reopens its logs)                           |
+//! | SIGUSR1           | handed to Envoy's supervisor, which signals Envoy (reopens logs) |
 //! | SIGHUP            | logged and ignored (never forwarded; Envoy ignores it anyway)   |
 //! | SIGTTIN, SIGTTOU  | ignored (PID 1 must not be stopped by terminal I/O)             |
 //!
@@ -13,12 +13,10 @@
 //! The app turns a `Fast` phase into exit code 4; as a safety net, when `fast_exit_after` is
 //! set, this thread exits the process itself if the app has not done so in time.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGTTIN, SIGTTOU, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -28,8 +26,48 @@ use crate::exit;
 /// The signals legate handles.
 pub const HANDLED: &[i32] = &[SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGTTIN, SIGTTOU];
 
-/// Envoy's pid, 0 while no Envoy runs. The Envoy supervisor stores into it.
-pub type EnvoyPid = Arc<AtomicU32>;
+/// Where signals meant for Envoy go: a forwarder installed by Envoy's owner (the app installs
+/// the Envoy supervisor's handle once it runs, and removes it when it stops). The signal
+/// thread never signals a pid itself: only the supervisor, which reaps Envoy, knows that a pid
+/// is still its Envoy.
+#[derive(Default)]
+pub struct EnvoyForward(Mutex<Option<Forwarder>>);
+
+type Forwarder = Box<dyn Fn(Signal) -> bool + Send>;
+
+impl EnvoyForward {
+    /// Installs the owner's forwarder; it returns whether the signal was handed on.
+    pub fn set(&self, forward: impl Fn(Signal) -> bool + Send + 'static) {
+        *self.lock() = Some(Box::new(forward));
+    }
+
+    /// Removes the forwarder: signals for Envoy are dropped (logged) from now on.
+    pub fn clear(&self) {
+        *self.lock() = None;
+    }
+
+    fn forward(&self, signal: Signal) -> Option<bool> {
+        self.lock().as_ref().map(|f| f(signal))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Forwarder>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl std::fmt::Debug for EnvoyForward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.lock().is_some() {
+            "EnvoyForward(set)"
+        } else {
+            "EnvoyForward(unset)"
+        })
+    }
+}
+
+/// The forwarder shared by the signal thread and the app. (The name is historical: it used to
+/// hold Envoy's pid.)
+pub type EnvoyPid = Arc<EnvoyForward>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
@@ -65,7 +103,7 @@ impl Registered {
 /// Registers the handlers and starts the signal thread.
 pub fn register(
     trigger: Trigger,
-    envoy_pid: EnvoyPid,
+    envoy: EnvoyPid,
     fast_exit_after: Option<Duration>,
 ) -> Result<Registered, SignalError> {
     let mut signals = Signals::new(HANDLED).map_err(SignalError::Register)?;
@@ -75,7 +113,7 @@ pub fn register(
         .spawn(move || {
             let mut armed = false;
             for sig in signals.forever() {
-                let action = handle_signal(sig, &trigger, &envoy_pid);
+                let action = handle_signal(sig, &trigger, &envoy);
                 if action == Action::Drain(Phase::Fast) && !armed {
                     armed = true;
                     if let Some(after) = fast_exit_after {
@@ -89,7 +127,7 @@ pub fn register(
 }
 
 /// Acts on one signal. Separate from the thread so tests can inject signal numbers.
-pub fn handle_signal(sig: i32, trigger: &Trigger, envoy_pid: &AtomicU32) -> Action {
+pub fn handle_signal(sig: i32, trigger: &Trigger, envoy: &EnvoyForward) -> Action {
     let name = signal_name(sig);
     match sig {
         SIGTERM | SIGINT => {
@@ -105,7 +143,7 @@ pub fn handle_signal(sig: i32, trigger: &Trigger, envoy_pid: &AtomicU32) -> Acti
             trigger.fast(name);
             Action::Drain(Phase::Fast)
         }
-        SIGUSR1 => Action::Forwarded(forward(Signal::SIGUSR1, envoy_pid)),
+        SIGUSR1 => Action::Forwarded(forward(Signal::SIGUSR1, envoy)),
         SIGHUP => {
             tracing::info!(signal = name, "ignored");
             Action::Ignored
@@ -114,22 +152,18 @@ pub fn handle_signal(sig: i32, trigger: &Trigger, envoy_pid: &AtomicU32) -> Acti
     }
 }
 
-fn forward(signal: Signal, envoy_pid: &AtomicU32) -> bool {
-    let pid = envoy_pid.load(Ordering::Acquire);
-    let Ok(raw) = i32::try_from(pid) else {
-        return false;
-    };
-    if raw <= 0 {
-        tracing::info!(%signal, "no envoy running: signal not forwarded");
-        return false;
-    }
-    match kill(Pid::from_raw(raw), signal) {
-        Ok(()) => {
-            tracing::info!(%signal, pid, "forwarded to envoy");
+fn forward(signal: Signal, envoy: &EnvoyForward) -> bool {
+    match envoy.forward(signal) {
+        None => {
+            tracing::info!(%signal, "no envoy running: signal not forwarded");
+            false
+        }
+        Some(true) => {
+            tracing::info!(%signal, "forwarded to envoy's supervisor");
             true
         }
-        Err(error) => {
-            tracing::warn!(%signal, pid, %error, "cannot forward to envoy");
+        Some(false) => {
+            tracing::warn!(%signal, "envoy's supervisor cannot take the signal");
             false
         }
     }
@@ -173,7 +207,7 @@ mod tests {
     #[test]
     fn first_term_drains_second_is_fast() {
         let (trigger, watch) = drain::channel();
-        let pid = AtomicU32::new(0);
+        let pid = EnvoyForward::default();
         assert_eq!(handle_signal(SIGHUP, &trigger, &pid), Action::Ignored);
         assert_eq!(handle_signal(SIGTTIN, &trigger, &pid), Action::Ignored);
         assert_eq!(watch.phase(), Phase::Running);
@@ -192,15 +226,37 @@ mod tests {
     #[test]
     fn quit_is_fast_at_once() {
         let (trigger, watch) = drain::channel();
-        let pid = AtomicU32::new(0);
+        let pid = EnvoyForward::default();
         handle_signal(SIGQUIT, &trigger, &pid);
         assert_eq!((watch.phase(), watch.reason()), (Phase::Fast, "SIGQUIT"));
     }
 
     #[test]
+    fn usr1_goes_to_the_owner_of_envoy() {
+        let (trigger, _watch) = drain::channel();
+        let envoy = EnvoyForward::default();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let seen = got.clone();
+        envoy.set(move |sig| {
+            seen.lock().unwrap().push(sig);
+            true
+        });
+        assert_eq!(
+            handle_signal(SIGUSR1, &trigger, &envoy),
+            Action::Forwarded(true)
+        );
+        assert_eq!(*got.lock().unwrap(), [Signal::SIGUSR1]);
+        envoy.clear();
+        assert_eq!(
+            handle_signal(SIGUSR1, &trigger, &envoy),
+            Action::Forwarded(false)
+        );
+    }
+
+    #[test]
     fn usr1_without_envoy_is_not_forwarded() {
         let (trigger, watch) = drain::channel();
-        let pid = AtomicU32::new(0);
+        let pid = EnvoyForward::default();
         assert_eq!(
             handle_signal(SIGUSR1, &trigger, &pid),
             Action::Forwarded(false)

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::api::{RawObject, ResourceError};
 use crate::readiness::Guard;
 
-pub use file::{FileSource, LoadOptions, SourceError, load_dir};
+pub use file::{FileSource, LoadOptions, SourceError, load_dir, parse_bytes};
 
 /// Everything one source sees at one moment.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -10,7 +10,7 @@ use crate::config::{Env, LogSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    #[error("invalid setting {from}: not a log filter ({source}), got {filter}")]
+    #[error("invalid setting {from}: not a log filter, got {filter}")]
     Filter {
         filter: String,
         from: &'static str,

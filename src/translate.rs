@@ -60,21 +60,6 @@ impl Default for Options {
     }
 }
 
-impl Options {
-    /// Defaults overridden by `AMBASSADOR_ID` and `AMBASSADOR_NAMESPACE` read through `get`
-    /// (pass `|k| std::env::var(k).ok()`), so tests never touch the process environment.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
-        let mut o = Options::default();
-        if let Some(id) = get("AMBASSADOR_ID").filter(|s| !s.is_empty()) {
-            o.ambassador_id = id;
-        }
-        if let Some(ns) = get("AMBASSADOR_NAMESPACE").filter(|s| !s.is_empty()) {
-            o.ambassador_namespace = ns;
-        }
-        o
-    }
-}
-
 /// The result of one translation: an IR that passes [`Ir::validate`], and every problem found
 /// (warnings included), sorted by origin.
 #[derive(Debug, Clone, PartialEq, Serialize)]

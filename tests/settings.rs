@@ -167,6 +167,31 @@ fn no_config_source_exits_2() {
 
 #[test]
 fn missing_envoy_binary_exits_5_with_install_instructions() {
+    let out = run_with_envoy("/nonexistent/envoy");
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let line = start_error(&out);
+    assert!(line.contains("/nonexistent/envoy"), "{line}");
+    assert!(line.contains("scripts/install-envoy"), "{line}");
+    assert!(line.contains("--envoy-binary"), "{line}");
+}
+
+/// The real cause of a failure reaches both the exit message (`legate: ...`, last) and an
+/// ERROR log line (issue 9, item 3: the cause chain is printed at the edge).
+fn assert_cause(out: &Output, cause: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = start_error(out);
+    assert!(line.contains(cause), "exit message lacks {cause:?}: {line}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| !l.starts_with("legate: ") && l.contains("ERROR") && l.contains(cause)),
+        "no ERROR log line with {cause:?}: {stderr}"
+    );
+}
+
+/// `legate run` with an empty config dir, loopback ports and its own runtime dir, stopping on
+/// its own (a failure is expected).
+fn run_with_envoy(envoy: &str) -> Output {
     let config = tempfile::tempdir().unwrap();
     let runtime = tempfile::tempdir().unwrap();
     let args = [
@@ -176,14 +201,57 @@ fn missing_envoy_binary_exits_5_with_install_instructions() {
         "--runtime-dir",
         runtime.path().to_str().unwrap(),
         "--envoy-binary",
-        "/nonexistent/envoy",
+        envoy,
     ];
-    let out = legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[]);
+    legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[])
+}
+
+#[test]
+fn an_envoy_binary_without_execute_permission_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy");
+    std::fs::write(&path, "not a program\n").unwrap();
+    let out = run_with_envoy(path.to_str().unwrap());
     assert_eq!(out.status.code(), Some(5), "{out:?}");
-    let line = start_error(&out);
-    assert!(line.contains("/nonexistent/envoy"), "{line}");
-    assert!(line.contains("scripts/install-envoy"), "{line}");
-    assert!(line.contains("--envoy-binary"), "{line}");
+    assert_cause(&out, "is not executable (mode 0644)");
+}
+
+#[test]
+fn an_envoy_binary_that_cannot_be_executed_says_why() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("envoy");
+    std::fs::write(&path, [0x7f, b'E', b'L', b'F', 0, 0, 0, 0]).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_with_envoy(path.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_cause(&out, "Exec format error");
+}
+
+/// The real Envoy rejects a bootstrap: its own words reach the log and the exit message. A
+/// wrapper adds a field Envoy does not know to the bootstrap legate wrote, then runs the real
+/// Envoy on it.
+#[test]
+fn an_invalid_bootstrap_shows_envoys_reason() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(envoy) = legate::envoy::locate::for_tests() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("envoy");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprev=\nfor a; do [ \"$prev\" = -c ] && echo 'legate_test_unknown_field: 1' >> \"$a\"; prev=$a; done\nexec {} \"$@\"\n",
+            envoy.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run_with_envoy(wrapper.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_cause(&out, "envoy rejects the bootstrap");
+    assert_cause(&out, "legate_test_unknown_field");
 }
 
 #[test]
@@ -212,6 +280,7 @@ fn taken_admin_port_exits_1_without_starting_envoy() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let line = start_error(&out);
     assert!(line.contains("admin listener"), "{line}");
+    assert_cause(&out, "Address already in use");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("envoy started"), "{stderr}");
     // not even the bootstrap was written: the supervisor never ran
@@ -282,4 +351,61 @@ fn run_serves_probes_and_exits_0_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// `translate` and `check` read `run`'s settings through the same function (issue 9, item 7):
+/// with endpoint routing on, the printed IR is exactly the endpoint-routing golden IR, and the
+/// built-in probe routes target the configured probe port.
+#[test]
+fn translate_and_check_print_what_run_would_serve() {
+    let case = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/golden/eds-endpoint-routing"
+    );
+    let ir = |env: &[(&str, &str)], args: &[&str]| -> serde_json::Value {
+        let out = legate(&[&["translate", case][..], args].concat(), env);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let golden: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{case}/ir.json")).unwrap()).unwrap();
+    let routed = ir(&[("LEGATE_SOURCE__ENDPOINT_ROUTING", "true")], &[]);
+    assert_eq!(routed, golden);
+    assert_ne!(ir(&[], &[]), golden, "endpoint routing changes the IR");
+
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    file.write_all(b"[probe]\naddress = \"127.0.0.1:9911\"\n")
+        .unwrap();
+    let path = file.path().to_str().unwrap();
+    let text = ir(&[], &["--config", path]).to_string();
+    assert!(text.contains("cluster_127_0_0_1_9911_default"), "{text}");
+    assert!(!text.contains("8877"), "{text}");
+    // `check` reads the same settings: an invalid one is refused as `run` refuses it
+    let out = legate(&["check", case], &[("LEGATE_PROBE__ADDRESS", "nonsense")]);
+    assert_rejected(&out, "probe.address", "nonsense");
+}
+
+/// A symlink planted where the runtime dir is configured is refused (exit 1, the reason in the
+/// log and the exit message), and nothing is written through it.
+#[test]
+fn a_planted_runtime_dir_symlink_is_refused() {
+    let config = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("attacker");
+    std::fs::create_dir(&target).unwrap();
+    let planted = tmp.path().join("run");
+    std::os::unix::fs::symlink(&target, &planted).unwrap();
+    let args = [
+        "run",
+        "--config-dir",
+        config.path().to_str().unwrap(),
+        "--runtime-dir",
+        planted.to_str().unwrap(),
+        "--envoy-binary",
+        "/nonexistent/envoy",
+    ];
+    let out = legate(&[&args[..], &LOOPBACK_PORTS[..]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_cause(&out, "it is a symlink");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0);
 }

@@ -4,7 +4,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use legate::drain::{self, Phase};
@@ -35,10 +34,11 @@ fn eventually(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 fn signals_drive_the_drain_and_reach_envoy() {
     let (trigger, watch) = drain::channel();
-    let envoy_pid = Arc::new(AtomicU32::new(0));
-    let registered = signal::register(trigger, envoy_pid.clone(), None).unwrap();
+    let envoy = Arc::new(signal::EnvoyForward::default());
+    let registered = signal::register(trigger, envoy.clone(), None).unwrap();
 
-    // SIGUSR1 goes to the process in `envoy_pid` (a shell standing in for Envoy)
+    // SIGUSR1 goes through the forwarder Envoy's owner installed (here the test owns a shell
+    // standing in for Envoy)
     let mut child = Reap(
         Command::new("sh")
             .args([
@@ -54,7 +54,8 @@ fn signals_drive_the_drain_and_reach_envoy() {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line, "armed\n");
-    envoy_pid.store(child.0.id(), Ordering::Release);
+    let pid = nix::unistd::Pid::from_raw(child.0.id() as i32);
+    envoy.set(move |sig| nix::sys::signal::kill(pid, sig).is_ok());
     raise(Signal::SIGUSR1).unwrap();
     let mut status = None;
     eventually("envoy stand-in gets SIGUSR1", || {

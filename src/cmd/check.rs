@@ -35,7 +35,7 @@ pub fn check(
     let mut loaded = match load(dir, options, load_options) {
         Ok(l) => l,
         Err(e) => {
-            let _ = writeln!(err, "legate check: {e}");
+            let _ = writeln!(err, "legate check: {}", crate::error::Chain(&e));
             return EXIT_UNUSABLE;
         }
     };

@@ -82,7 +82,7 @@ fn run(
     let mut loaded = match load(dir, options, load_options) {
         Ok(l) => l,
         Err(e) => {
-            let _ = writeln!(err, "legate translate: {e}");
+            let _ = writeln!(err, "legate translate: {}", crate::error::Chain(&e));
             return EXIT_FAILED;
         }
     };

@@ -51,7 +51,7 @@ pub enum ConfigError {
         /// Where the value came from (file path or environment variable), when known.
         origin: Option<String>,
     },
-    #[error("invalid settings file {}: {source}", .path.display())]
+    #[error("invalid settings file {}", .path.display())]
     File {
         path: PathBuf,
         #[source]

@@ -26,7 +26,10 @@ fn with_file(path: &std::path::Path) -> RunArgs {
 
 fn error(args: &RunArgs, env: &Env) -> (String, String) {
     let err = load(args, env).expect_err("settings should be rejected");
-    (err.path().to_string(), err.to_string())
+    (
+        err.path().to_string(),
+        crate::error::Chain(&err).to_string(),
+    )
 }
 
 #[test]

@@ -3,9 +3,10 @@
 //! and the value that broke the rule.
 
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use super::{Config, ConfigError};
+use crate::address::Address;
 
 const ENVOY_LOG_LEVELS: &[&str] = &[
     "trace", "debug", "info", "warning", "warn", "error", "critical", "off",
@@ -167,14 +168,8 @@ fn addresses(c: &Config) -> Result<(), ConfigError> {
 
 /// Envoy's admin and the ADS server carry full control: never on a routable address.
 fn unix_or_loopback(value: &str, path: &str) -> Result<(), ConfigError> {
-    if value == "unix" {
-        return Ok(());
-    }
-    let ok = value
-        .parse::<SocketAddr>()
-        .is_ok_and(|a| a.ip().is_loopback());
     check(
-        ok,
+        Address::from_setting(value, PathBuf::new()).is_ok(),
         path,
         value,
         "must be `unix` or a loopback ip:port such as 127.0.0.1:0",

@@ -5,6 +5,7 @@
 //! are POSTed: Envoy answers GET with 405 (envoy-lifecycle.md §2.1).
 
 use std::time::Duration;
+use tracing::Instrument;
 
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -269,11 +270,14 @@ where
 {
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     // The connection task ends when the sender is dropped or Envoy closes the connection.
-    tokio::spawn(async move {
-        if let Err(error) = conn.await {
-            tracing::trace!(%error, "envoy admin connection ended");
+    tokio::spawn(
+        async move {
+            if let Err(error) = conn.await {
+                tracing::trace!(%error, "envoy admin connection ended");
+            }
         }
-    });
+        .in_current_span(),
+    );
     Ok(sender)
 }
 

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum LocateError {
     #[error(
-        "envoy binary {0} does not exist or is not executable; install Envoy 1.40 with \
-         `scripts/install-envoy` or point --envoy-binary / LEGATE_ENVOY_BIN at it"
+        "envoy binary {} {reason}; install Envoy 1.40 with `scripts/install-envoy` or point \
+         --envoy-binary / LEGATE_ENVOY_BIN at it", path.display()
     )]
-    NotExecutable(PathBuf),
+    NotExecutable { path: PathBuf, reason: String },
     #[error(
         "cannot find the envoy binary (looked at --envoy-binary, $LEGATE_ENVOY_BIN, PATH and \
          {0}); install Envoy 1.40 with `scripts/install-envoy` (it puts the official binary from \
@@ -28,10 +28,12 @@ pub fn project_local() -> PathBuf {
 /// `$LEGATE_ENVOY_BIN` (passed in so that env parsing stays in one place).
 pub fn locate(explicit: Option<&Path>, env_bin: Option<&Path>) -> Result<PathBuf, LocateError> {
     if let Some(p) = explicit.or(env_bin) {
-        return if is_executable(p) {
-            Ok(p.to_path_buf())
-        } else {
-            Err(LocateError::NotExecutable(p.to_path_buf()))
+        return match unusable(p) {
+            None => Ok(p.to_path_buf()),
+            Some(reason) => Err(LocateError::NotExecutable {
+                path: p.to_path_buf(),
+                reason,
+            }),
         };
     }
     if let Some(paths) = std::env::var_os("PATH") {
@@ -68,8 +70,21 @@ pub fn for_tests() -> Option<PathBuf> {
 }
 
 fn is_executable(p: &Path) -> bool {
+    unusable(p).is_none()
+}
+
+/// Why `p` cannot be run as a program, or `None` if it can (as far as its metadata tells).
+fn unusable(p: &Path) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    match std::fs::metadata(p) {
+        Err(e) => Some(format!("cannot be used ({e})")),
+        Ok(m) if !m.is_file() => Some("is not a file".into()),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Some(format!(
+            "is not executable (mode {:04o})",
+            m.permissions().mode() & 0o7777
+        )),
+        Ok(_) => None,
+    }
 }
 
 #[cfg(test)]
@@ -80,5 +95,12 @@ mod tests {
     fn explicit_path_must_be_executable() {
         let err = locate(Some(Path::new("/nonexistent/envoy")), None).unwrap_err();
         assert!(err.to_string().contains("scripts/install-envoy"), "{err}");
+        assert!(
+            err.to_string().contains("No such file or directory"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let err = locate(Some(dir.path()), None).unwrap_err();
+        assert!(err.to_string().contains("is not a file"), "{err}");
     }
 }

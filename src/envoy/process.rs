@@ -18,6 +18,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::reaper;
 
@@ -169,7 +170,7 @@ impl ExitInfo {
                 signal: s.signal(),
             },
             Err(error) => {
-                tracing::error!(%error, "cannot wait for envoy");
+                tracing::error!(error = %crate::error::Chain(&error), "cannot wait for envoy");
                 ExitInfo {
                     code: None,
                     signal: None,
@@ -329,22 +330,25 @@ impl Process {
         let pid = owned.pid();
         let (signals, mut rx) = mpsc::unbounded_channel::<Signal>();
         let (exit_tx, exit) = watch::channel(None);
-        tokio::spawn(async move {
-            let status = loop {
-                tokio::select! {
-                    status = child.wait() => break status,
-                    sig = rx.recv() => {
-                        // Every handle dropped: nobody will stop it later, so kill it now.
-                        let sig = sig.unwrap_or(Signal::SIGKILL);
-                        send(pid, sig);
+        tokio::spawn(
+            async move {
+                let status = loop {
+                    tokio::select! {
+                        status = child.wait() => break status,
+                        sig = rx.recv() => {
+                            // Every handle dropped: nobody will stop it later, so kill it now.
+                            let sig = sig.unwrap_or(Signal::SIGKILL);
+                            send(pid, sig);
+                        }
                     }
-                }
-            };
-            drop(owned);
-            let info = ExitInfo::from_status(status);
-            tracing::debug!(pid, exit = %info, "child reaped");
-            exit_tx.send_replace(Some(info));
-        });
+                };
+                drop(owned);
+                let info = ExitInfo::from_status(status);
+                tracing::debug!(pid, exit = %info, "child reaped");
+                exit_tx.send_replace(Some(info));
+            }
+            .instrument(tracing::info_span!("envoy_process", pid)),
+        );
         Process { pid, signals, exit }
     }
 
@@ -395,24 +399,29 @@ fn send(pid: u32, sig: Signal) {
     };
     match result {
         Ok(()) => tracing::debug!(pid, signal = %sig, "signalled envoy"),
-        Err(error) => tracing::warn!(pid, signal = %sig, %error, "cannot signal envoy"),
+        Err(error) => {
+            tracing::warn!(pid, signal = %sig, error = %crate::error::Chain(&error), "cannot signal envoy")
+        }
     }
 }
 
 /// Reads a child's output continuously (so it never blocks on a full pipe) and re-emits each
 /// line as a `tracing` event with target `envoy`.
 fn pipe_logs<R: AsyncRead + Unpin + Send + 'static>(r: R, stream: &'static str, pid: u32) {
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(r);
-        let mut buf = Vec::with_capacity(512);
-        loop {
-            buf.clear();
-            match reader.read_until(b'\n', &mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => emit(&String::from_utf8_lossy(&buf), stream, pid),
+    tokio::spawn(
+        async move {
+            let mut reader = BufReader::new(r);
+            let mut buf = Vec::with_capacity(512);
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => emit(&String::from_utf8_lossy(&buf), stream, pid),
+                }
             }
         }
-    });
+        .instrument(tracing::info_span!("envoy_output", pid, stream)),
+    );
 }
 
 /// One Envoy log line split into its parts.

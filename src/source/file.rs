@@ -18,6 +18,8 @@
 //! and publishes nothing meanwhile; if the file is still broken after that, its error is
 //! published (and the rest of the directory with it).
 
+mod depth;
+mod expansion;
 mod parse;
 mod scan;
 #[cfg(test)]
@@ -92,6 +94,18 @@ pub enum SourceError {
         #[source]
         source: io::Error,
     },
+}
+
+/// Parses one file's bytes exactly as the file source does: `rel` (the path relative to the
+/// config directory) names the origins and, by its extension, chooses JSON or YAML. For tools
+/// and the fuzzer (`tests/fuzz.rs`).
+pub fn parse_bytes(
+    rel: &Path,
+    bytes: &[u8],
+    options: &LoadOptions,
+) -> (Vec<crate::api::RawObject>, Vec<crate::api::ResourceError>) {
+    let parsed = parse::parse_file(rel, bytes, options);
+    (parsed.objects, parsed.errors)
 }
 
 /// Reads `dir` once. The state has generation 1. Files caught mid-write are not retried.
@@ -332,7 +346,7 @@ impl Runner {
             Err(error) => {
                 // The cache is lost with the task: the next scan reads everything again. Until
                 // then the published state stays as it was.
-                tracing::error!(%error, "config directory scan failed");
+                tracing::error!(error = %crate::error::Chain(&error), "config directory scan failed");
                 scan::Outcome::default()
             }
         }

@@ -46,15 +46,15 @@ pub use detect::{Environment, detect};
 /// Errors setting up the Kubernetes source.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("reading kubeconfig {path}: {source}")]
+    #[error("cannot read kubeconfig {path}")]
     Kubeconfig {
         path: String,
         #[source]
         source: kube::config::KubeconfigError,
     },
-    #[error("in-cluster configuration: {0}")]
+    #[error("cannot read the in-cluster configuration")]
     InCluster(#[source] kube::config::InClusterError),
-    #[error("building the Kubernetes client: {0}")]
+    #[error("cannot build the Kubernetes client")]
     Client(#[source] kube::Error),
 }
 

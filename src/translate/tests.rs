@@ -141,16 +141,6 @@ fn probe_routes_target_the_probe_address() {
 }
 
 #[test]
-fn options_read_the_environment_through_a_lookup() {
-    let o = Options::from_env(|k| match k {
-        "AMBASSADOR_ID" => Some("blue".into()),
-        _ => None,
-    });
-    assert_eq!(o.ambassador_id, "blue");
-    assert_eq!(o.ambassador_namespace, "default");
-}
-
-#[test]
 fn garbage_never_panics_and_yields_a_valid_ir() {
     let mut objs = listener_and_host();
     for (i, v) in [

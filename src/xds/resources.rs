@@ -62,7 +62,7 @@ pub enum Error {
     },
     #[error("cannot render Envoy JSON: {0}")]
     Json(String),
-    #[error("cannot write the output: {0}")]
+    #[error("cannot write the output")]
     Write(#[source] std::io::Error),
     #[error("listener {listener} uses route configuration {route}, which the snapshot lacks")]
     MissingRoute { listener: String, route: String },

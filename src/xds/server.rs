@@ -13,10 +13,8 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
@@ -29,7 +27,9 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
+pub use crate::address::{Address, AddressError};
 pub use clients::{ClientState, Clients, Nack, Protocol, TypeState};
 
 use crate::config::XdsSettings;
@@ -42,13 +42,8 @@ const STREAM_BUFFER: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error(
-        "xds.address {0:?} is not a loopback address; legate serves ADS only on loopback or a \
-         unix socket"
-    )]
-    NotLoopback(String),
-    #[error("xds.address {0:?} is neither `unix`, `unix:PATH` nor a loopback host:port")]
-    BadAddress(String),
+    #[error("invalid xds.address")]
+    Address(#[source] AddressError),
     #[error("cannot bind the xds server to {addr}")]
     Bind {
         addr: String,
@@ -57,49 +52,6 @@ pub enum ServerError {
     },
     #[error("the xds server failed")]
     Serve(#[source] tonic::transport::Error),
-}
-
-/// Where the server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Address {
-    Unix(PathBuf),
-    Tcp(SocketAddr),
-}
-
-impl fmt::Display for Address {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Address::Unix(p) => write!(f, "unix:{}", p.display()),
-            Address::Tcp(a) => write!(f, "{a}"),
-        }
-    }
-}
-
-impl Address {
-    /// Parses `xds.address`: `unix` (the socket at `unix_path`), `unix:PATH`, or a loopback
-    /// `host:port` (`localhost` means 127.0.0.1). Anything else is refused: the ADS server has
-    /// no authentication and must not be reachable from outside the container.
-    pub fn parse(address: &str, unix_path: &Path) -> Result<Address, ServerError> {
-        if address == "unix" {
-            return Ok(Address::Unix(unix_path.to_path_buf()));
-        }
-        if let Some(p) = address.strip_prefix("unix:") {
-            return Ok(Address::Unix(PathBuf::from(p)));
-        }
-        let addr = match address.strip_prefix("localhost:") {
-            Some(port) => port
-                .parse()
-                .map(|p| SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), p))
-                .map_err(|_| ServerError::BadAddress(address.into()))?,
-            None => address
-                .parse::<SocketAddr>()
-                .map_err(|_| ServerError::BadAddress(address.into()))?,
-        };
-        if !addr.ip().is_loopback() {
-            return Err(ServerError::NotLoopback(address.into()));
-        }
-        Ok(Address::Tcp(addr))
-    }
 }
 
 /// The ADS server, before binding.
@@ -136,7 +88,8 @@ impl Server {
     /// Binds `settings.address`; `unix_path` is the socket used for `unix`. A unix socket is
     /// created mode 0600 (a stale one is replaced).
     pub async fn bind(self, unix_path: &Path) -> Result<Bound, ServerError> {
-        let address = Address::parse(&self.settings.address, unix_path)?;
+        let address = Address::from_setting(&self.settings.address, unix_path.to_path_buf())
+            .map_err(ServerError::Address)?;
         let bind_err = |source| ServerError::Bind {
             addr: address.to_string(),
             source,
@@ -256,14 +209,10 @@ impl Ads {
         let (id, replaced) = self.ctx.clients.register(H::PROTOCOL);
         let handler = make(id, self.ctx.clients.clone(), self.ctx.metrics.clone());
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        tokio::spawn(stream::drive(
-            self.ctx.clone(),
-            handler,
-            requests,
-            tx,
-            id,
-            replaced,
-        ));
+        tokio::spawn(
+            stream::drive(self.ctx.clone(), handler, requests, tx, id, replaced)
+                .instrument(tracing::info_span!("ads_stream", stream = id)),
+        );
         ReceiverStream::new(rx)
     }
 }

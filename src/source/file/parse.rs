@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::LoadOptions;
+use super::{depth, expansion};
 use crate::api::{Origin, RawObject, ResourceError};
 
 /// A file's documents as read.
@@ -78,15 +79,21 @@ fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     // Fast path: the whole stream in one parser (a quarter faster than one per document).
     // Its document numbering is the same as the split's (see the tests).
     // Whether merge keys may occur: looked up once per file, not once per document.
-    let merges = text.contains("<<");
-    let whole: Result<Vec<Value>, _> = serde_yaml::Deserializer::from_str(text)
-        .map(|d| yaml_to_json(d, merges))
-        .collect();
-    if let Ok(values) = whole {
-        for (i, value) in values.into_iter().enumerate() {
-            accept(value, origin(rel, i + 1), options, out);
+    // Too deep a nesting anywhere: the split finds which document (the parser would take time
+    // quadratic in the depth to say so, see `depth`).
+    let aliases = expansion::may_alias(text);
+    let bounded = depth::check(text, 0).is_ok()
+        && (!aliases || expansion::check(yaml_parser(text), expansion::budget(text.len())).is_ok());
+    if bounded {
+        let merges = text.contains("<<");
+        let whole: Result<Vec<Value>, _> =
+            yaml_parser(text).map(|d| yaml_to_json(d, merges)).collect();
+        if let Ok(values) = whole {
+            for (i, value) in values.into_iter().enumerate() {
+                accept(value, origin(rel, i + 1), options, out);
+            }
+            return;
         }
-        return;
     }
     parse_yaml_split(rel, text, options, out);
 }
@@ -95,18 +102,31 @@ fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
 fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     let mut doc = 0;
     for chunk in split_documents(text) {
-        for value in serde_yaml::Deserializer::from_str(chunk.text) {
+        if let Err(too_deep) = depth::check(chunk.text, chunk.first_line) {
+            doc += 1;
+            out.errors
+                .push(error(origin(rel, doc), "", "", None, too_deep.to_string()));
+            continue;
+        }
+        if expansion::may_alias(chunk.text) {
+            let budget = expansion::budget(chunk.text.len());
+            if let Err(e) = expansion::check(yaml_parser(chunk.text), budget) {
+                doc += 1;
+                let message = shift_lines(&e.to_string(), chunk.first_line);
+                out.errors
+                    .push(error(origin(rel, doc), "", "", None, message));
+                continue;
+            }
+        }
+        let merges = chunk.text.contains("<<");
+        for value in yaml_parser(chunk.text) {
             doc += 1;
             let origin = origin(rel, doc);
-            match yaml_to_json(value, chunk.text.contains("<<")) {
+            match yaml_to_json(value, merges) {
                 Ok(value) => accept(value, origin, options, out),
-                Err(_) => {
-                    // Parse again with the lines before the chunk blanked out, so the error's
-                    // line numbers are the file's, not the chunk's.
-                    let padded = "\n".repeat(chunk.first_line) + chunk.text;
-                    let message = serde_yaml::Deserializer::from_str(&padded)
-                        .find_map(|d| yaml_to_json(d, padded.contains("<<")).err())
-                        .map_or_else(|| "invalid YAML".to_string(), |e| e.to_string());
+                Err(e) => {
+                    // The error's line numbers are the chunk's: shift them to the file's.
+                    let message = shift_lines(&e.to_string(), chunk.first_line);
                     out.errors.push(error(origin, "", "", None, message));
                     // The rest of this chunk cannot be trusted; the next chunk starts afresh.
                     break;
@@ -114,6 +134,13 @@ fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Par
             }
         }
     }
+}
+
+/// The YAML parser over `text` (the tests count what it is given).
+fn yaml_parser(text: &str) -> serde_yaml::Deserializer<'_> {
+    #[cfg(test)]
+    tests::PARSED_BYTES.with(|n| n.set(n.get() + text.len()));
+    serde_yaml::Deserializer::from_str(text)
 }
 
 /// One document as JSON. `merges`: its text may hold merge keys (`<<`).
@@ -129,6 +156,29 @@ fn yaml_to_json(
     } else {
         Value::deserialize(document)
     }
+}
+
+/// Adds `by` to every `line N` of a parser message (its locations, and the context's).
+/// Linear in the message; re-parsing the document with blank lines before it would cost the
+/// whole file again for every broken document.
+fn shift_lines(message: &str, by: usize) -> String {
+    if by == 0 {
+        return message.to_string();
+    }
+    let mut out = String::with_capacity(message.len() + 8);
+    let mut rest = message;
+    while let Some(at) = rest.find("line ") {
+        let (before, after) = rest.split_at(at + "line ".len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        match after[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One document's text and the 0-based line it starts on.
@@ -368,6 +418,142 @@ fn substitute<'a>(text: &'a str, env: &BTreeMap<String, String>) -> Cow<'a, str>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// Bytes handed to the YAML parser by this thread.
+        pub(super) static PARSED_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    fn parse(text: &str) -> (Parsed, usize) {
+        PARSED_BYTES.with(|n| n.set(0));
+        let parsed = parse_file(
+            Path::new("f.yaml"),
+            text.as_bytes(),
+            &LoadOptions::default(),
+        );
+        (parsed, PARSED_BYTES.with(|n| n.get()))
+    }
+
+    fn messages(parsed: &Parsed) -> Vec<String> {
+        parsed.errors.iter().map(|e| e.to_string()).collect()
+    }
+
+    const GOOD: &str = "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: a}\nspec: {prefix: /a/, service: a}\n";
+
+    /// Issue 9 item 8: 100,000 nested brackets took the parser minutes to reject. The document
+    /// is now rejected by a single linear scan and never reaches the parser; the other
+    /// documents of the file are still read, and line numbers are the file's.
+    #[test]
+    fn deep_nesting_is_rejected_before_the_parser() {
+        let deep = format!(
+            "kind: Mapping\nspec: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let text = format!("{GOOD}---\n{deep}---\n{GOOD}");
+        let (parsed, parsed_bytes) = parse(&text);
+        assert_eq!(parsed.objects.len(), 2, "{:?}", parsed.errors);
+        assert_eq!(
+            messages(&parsed),
+            [format!(
+                "f.yaml#2: recursion limit exceeded at line 7 column {}",
+                7 + depth::MAX_FLOW_DEPTH - 1
+            )]
+        );
+        // Only the two good documents (twice: the whole-stream attempt was skipped, the split
+        // parsed each) were given to the parser, never the deep one.
+        assert!(parsed_bytes <= 2 * (GOOD.len() + 4), "{parsed_bytes}");
+    }
+
+    #[test]
+    fn an_alias_bomb_is_rejected() {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("a{}", i - 1)
+            };
+            bomb.push_str(&format!("a{i}: &a{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let (parsed, _) = parse(&format!("{GOOD}---\n{bomb}"));
+        assert_only_doc_2_rejected(&parsed, 1, "aliases expand to more than");
+    }
+
+    /// Document 2 and nothing else is rejected, for `reason`; `good` documents are read.
+    fn assert_only_doc_2_rejected(parsed: &Parsed, good: usize, reason: &str) {
+        assert_eq!(parsed.objects.len(), good, "{:?}", parsed.errors);
+        let messages = messages(parsed);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].starts_with("f.yaml#2: "), "{messages:?}");
+        assert!(messages[0].contains(reason), "{messages:?}");
+    }
+
+    /// One anchor of 50,000 items referenced 50,000 times is 350 KB of text and 2.5 billion
+    /// nodes once expanded: rejected after a budget proportional to the text.
+    #[test]
+    fn a_wide_alias_fan_out_is_rejected() {
+        let n = 50_000;
+        let wide = format!(
+            "kind: Mapping\nspec:\n  big: &b [{}]\n  refs: [{}]\n",
+            vec!["x"; n].join(", "),
+            vec!["*b"; n].join(", ")
+        );
+        let (parsed, _) = parse(&format!("{GOOD}---\n{wide}---\n{GOOD}"));
+        assert_only_doc_2_rejected(&parsed, 2, "aliases expand to more than");
+        // anchors and merge keys within the budget still work
+        let merged = "a: &base {prefix: /a/, service: a}\nb:\n  <<: *base\n  service: b\n";
+        let (parsed, _) = parse(&format!(
+            "apiVersion: v\nkind: K\nmetadata: {{name: m}}\nspec:\n  {}",
+            merged.replace('\n', "\n  ")
+        ));
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let spec = &parsed.objects[0].value["spec"];
+        assert_eq!(
+            (spec["b"]["prefix"].as_str(), spec["b"]["service"].as_str()),
+            (Some("/a/"), Some("b"))
+        );
+    }
+
+    #[test]
+    fn binary_garbage_is_rejected() {
+        let mut garbage: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        garbage[0] = 0xff;
+        let parsed = parse_file(Path::new("f.yaml"), &garbage, &LoadOptions::default());
+        assert!(parsed.objects.is_empty());
+        assert_eq!(parsed.errors.len(), 1);
+        assert!(
+            parsed.errors[0]
+                .message
+                .starts_with("file is not valid UTF-8"),
+            "{:?}",
+            parsed.errors
+        );
+        // valid UTF-8, but control characters YAML does not allow
+        let text: String = (0..2048u32)
+            .map(|i| char::from((i * 7 % 32) as u8))
+            .collect();
+        let (parsed, _) = parse(&text);
+        assert!(parsed.objects.is_empty());
+        assert_eq!(parsed.errors.len(), 1, "{:?}", parsed.errors);
+    }
+
+    #[test]
+    fn syntax_errors_of_later_documents_carry_the_file_lines() {
+        let text = format!("{GOOD}---\na: [\n---\n{GOOD}---\nb: {{c\n");
+        let (parsed, _) = parse(&text);
+        assert_eq!(parsed.objects.len(), 2);
+        let messages = messages(&parsed);
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].contains("line 7"), "{messages:?}");
+        assert!(messages[1].contains("line 13"), "{messages:?}");
+        assert_eq!(
+            shift_lines("x at line 2 column 3, while y at line 1 column 1", 10),
+            "x at line 12 column 3, while y at line 11 column 1"
+        );
+    }
 
     #[test]
     fn splits_on_marker_lines_only() {

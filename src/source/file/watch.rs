@@ -70,7 +70,7 @@ impl DirWatch {
                 let _ = self.tx.send(Signal::Rescan);
             }
             Err(error) => {
-                tracing::warn!(%error, dir = %self.dir.display(), "cannot watch config directory; polling");
+                tracing::warn!(error = %crate::error::Chain(&error), dir = %self.dir.display(), "cannot watch config directory; polling");
                 self.identity = None;
             }
         }
@@ -83,7 +83,7 @@ impl DirWatch {
         if let Some(parent) = self.dir.parent()
             && let Err(error) = watcher.watch(parent, RecursiveMode::NonRecursive)
         {
-            tracing::debug!(%error, "cannot watch the config directory's parent");
+            tracing::debug!(error = %crate::error::Chain(&error), "cannot watch the config directory's parent");
         }
         Ok(watcher)
     }
@@ -93,7 +93,7 @@ fn handle(dir: &Path, tx: &UnboundedSender<Signal>, event: notify::Result<notify
     let event = match event {
         Ok(event) => event,
         Err(error) => {
-            tracing::warn!(%error, "config directory watch error; re-reading everything");
+            tracing::warn!(error = %crate::error::Chain(&error), "config directory watch error; re-reading everything");
             let _ = tx.send(Signal::Reread);
             return;
         }

@@ -229,7 +229,11 @@ impl WatchTask {
             WatchStatus::Forbidden(message) => {
                 tracing::error!(resource = %resource, %message, "rbac refused the request")
             }
-            _ => tracing::warn!(resource = %resource, %error, "watch failed; retrying"),
+            _ => tracing::warn!(
+                resource = %resource,
+                error = %crate::error::Chain(error),
+                "watch failed; retrying"
+            ),
         }
     }
 }
