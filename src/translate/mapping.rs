@@ -452,7 +452,8 @@ fn plan(
         sort,
         consistency,
         target,
-        weight: s.weight.filter(|w| *w > 0),
+        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
+        weight: s.weight,
         shadow,
         timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
         idle_timeout_ms: s.idle_timeout_ms,

@@ -180,6 +180,16 @@ case("weights-mixed", BASE,
      m("c", "{hostname: '*', prefix: /w/, service: wc}"),
      m("same-in-other-ns", "{hostname: '*', prefix: /n/, service: n1}", ns="one"),
      m("same-in-other-ns", "{hostname: '*', prefix: /n/, service: n2}", ns="two"))
+# weight 0 is a weight (no traffic), not "unset"; a lone Mapping still gets everything, and a
+# shadow with weight 0 mirrors nothing (docs/compatibility.md).
+case("weights-zero", BASE,
+     m("zero", "{hostname: '*', prefix: /z/, service: zero, weight: 0}"),
+     m("rest", "{hostname: '*', prefix: /z/, service: rest}"),
+     m("lone-zero", "{hostname: '*', prefix: /lone/, service: lone, weight: 0}"),
+     m("main", "{hostname: '*', prefix: /mirror/, service: main}"),
+     m("mirror-zero", "{hostname: '*', prefix: /mirror/, service: mirror, shadow: true, weight: 0}"),
+     obj("TCPMapping", "tcp-zero", "{port: 9000, service: 'tzero:9000', weight: 0}"),
+     obj("TCPMapping", "tcp-rest", "{port: 9000, service: 'trest:9000'}"))
 case("order-precedence", BASE,
      m("short-high", "{hostname: '*', prefix: /same/, precedence: 1, service: high}"),
      m("longer", "{hostname: '*', prefix: /same/longer/, service: longer}"),

@@ -1,0 +1,121 @@
+//! Behaviours that match Emissary on the same manifests (docs/compatibility.md): `weight: 0`,
+//! TCPMappings bound to declared TCP and TLS Listeners, the route order of `hostname: "*"`,
+//! per-SNI route tables on HTTPS Listeners, path normalisation, and Mappings whose target
+//! cannot be built answering 503 instead of falling through.
+
+use std::collections::BTreeMap;
+
+use crate::backend::Backend;
+use crate::harness::{Legate, free_port, local, yaml};
+use crate::http;
+use crate::{routed, seen};
+
+fn svc(b: &Backend) -> String {
+    format!("'127.0.0.1:{}'", b.port())
+}
+
+/// Sends `n` requests on 4 keep-alive connections; every one must be answered by a backend.
+/// Returns how many each backend answered.
+async fn spread(port: u16, path: &'static str, n: usize) -> BTreeMap<String, usize> {
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut conn = http::connect(local(port)).await.expect("connect");
+                let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+                for _ in 0..n / 4 {
+                    let r = http::send(&mut conn, "GET", path, &[])
+                        .await
+                        .expect("request");
+                    let who = r.backend().unwrap_or_else(|| panic!("not routed: {r:?}"));
+                    *seen.entry(who).or_default() += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut total: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks {
+        for (who, count) in t.await.expect("load task") {
+            *total.entry(who).or_default() += count;
+        }
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weight_zero_gets_no_traffic() {
+    let zero = Backend::start("zero").await;
+    let thirty = Backend::start("thirty").await;
+    let rest = Backend::start("rest").await;
+    let lone = Backend::start("lone").await;
+    let port = free_port();
+    let config = yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "zero",
+            &format!(
+                "hostname: '*', prefix: /app/, weight: 0, service: {}",
+                svc(&zero)
+            ),
+        ),
+        yaml::mapping(
+            "thirty",
+            &format!(
+                "hostname: '*', prefix: /app/, weight: 30, service: {}",
+                svc(&thirty)
+            ),
+        ),
+        yaml::mapping(
+            "rest",
+            &format!("hostname: '*', prefix: /app/, service: {}", svc(&rest)),
+        ),
+        yaml::mapping(
+            "only-zero",
+            &format!(
+                "hostname: '*', prefix: /pair/, weight: 0, service: {}",
+                svc(&zero)
+            ),
+        ),
+        yaml::mapping(
+            "only-rest",
+            &format!("hostname: '*', prefix: /pair/, service: {}", svc(&rest)),
+        ),
+        // A lone Mapping gets every request whatever its weight (as in Emissary).
+        yaml::mapping(
+            "lone",
+            &format!(
+                "hostname: '*', prefix: /lone/, weight: 0, service: {}",
+                svc(&lone)
+            ),
+        ),
+    ]);
+    let Some(lg) = Legate::start(&[("weights.yaml", &config)]).await else {
+        return;
+    };
+    routed(port, "GET", "/app/warmup", &[]).await;
+    routed(port, "GET", "/pair/warmup", &[]).await;
+
+    // weight 0 next to an unweighted Mapping: everything goes to the unweighted one.
+    let pair = spread(port, "/pair/x", 100).await;
+    assert_eq!(
+        pair,
+        BTreeMap::from([("rest".to_string(), 100)]),
+        "weight 0 must get nothing"
+    );
+
+    // 0 / 30 / unweighted over 200 requests: 0 %, 30 % ± 10, 70 % ± 10. The count for 30 % is
+    // Binomial(200, 0.3) (standard deviation 3.2 points), so ±10 points is ~3 standard
+    // deviations; the old behaviour (weight 0 read as unweighted: 0/30/35/35) gives "zero"
+    // about 70 requests.
+    let n = 200;
+    let got = spread(port, "/app/x", n).await;
+    let share = |who: &str| got.get(who).copied().unwrap_or(0) as f64 * 100.0 / n as f64;
+    assert_eq!(got.get("zero"), None, "weight 0 must get nothing: {got:?}");
+    assert!((share("thirty") - 30.0).abs() <= 10.0, "30 % ± 10: {got:?}");
+    assert!((share("rest") - 70.0).abs() <= 10.0, "70 % ± 10: {got:?}");
+    assert_eq!(got.values().sum::<usize>(), n);
+
+    let r = routed(port, "GET", "/lone/x", &[]).await;
+    assert_eq!(seen(&r, "lone")["path"], "/x");
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}
