@@ -449,8 +449,9 @@ fn listener(
     }
 }
 
-/// TLS for a TCPMapping group with `host`: the first TLS Host (hostname order) with a
-/// compatible glob, else a TLSContext listing `host`; neither disables the group (§7).
+/// TLS for a TCPMapping group: none without `host`; with `host`, the first TLS Host (hostname
+/// order) with a compatible glob, else a TLSContext listing `host`; neither disables the group
+/// (an error on each member, and `None`).
 fn tcp_termination(
     g: &TcpGroup,
     plans: &[TcpPlan],
@@ -458,8 +459,10 @@ fn tcp_termination(
     store: &Store,
     errs: &mut Errors,
 ) -> Option<Option<crate::ir::DownstreamTls>> {
-    let host = g.host.as_ref()?;
-    let _ = &host;
+    let Some(host) = g.host.as_ref() else {
+        // No SNI: plain TCP, the chain takes every connection on the port.
+        return Some(None);
+    };
     if let Some(t) = hosts
         .iter()
         .filter(|h| globs_compatible(&h.hostname, host))
@@ -509,11 +512,7 @@ fn synthesized_tcp(
             );
             continue;
         }
-        let hosts = &inp.hosts;
-        let Some(tls) = (match g.host {
-            None => Some(None),
-            Some(_) => tcp_termination(g, &inp.tcp, hosts, store, errs),
-        }) else {
+        let Some(tls) = tcp_termination(g, &inp.tcp, &inp.hosts, store, errs) else {
             continue;
         };
         port_addr.insert(g.port, g.address.clone());

@@ -119,3 +119,121 @@ async fn weight_zero_gets_no_traffic() {
     assert_eq!(seen(&r, "lone")["path"], "/x");
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
+
+fn tcp_mapping(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: getambassador.io/v3alpha1\nkind: TCPMapping\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec: {{{spec}}}\n"
+    )
+}
+
+fn listener_spec(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: getambassador.io/v3alpha1\nkind: Listener\nmetadata: {{name: {name}, namespace: default}}\n\
+         spec: {{{spec}, securityModel: SECURE, hostBinding: {{namespace: {{from: ALL}}}}}}\n"
+    )
+}
+
+/// Polls a body out of `curl` over TLS until a backend answers; returns the backend's JSON.
+async fn tls_answer(name: &str, port: u16, path: &str, ca: &std::path::Path) -> serde_json::Value {
+    let what = format!("https://{name}:{port}{path}");
+    let body = http::eventually(crate::harness::CHANGE, &what, || async {
+        let (code, out) = crate::streams::curl(name, port, path, ca).await;
+        (code == 0 && out.contains("\"backend\"")).then_some(out)
+    })
+    .await;
+    serde_json::from_str(&body).expect("backend JSON")
+}
+
+/// TCPMappings without `host` on declared TCP Listeners (protocol TCP and protocolStack [TCP]),
+/// each Listener with its own TCPMapping, and SNI TCPMappings on a TLS Listener. The backends
+/// behind the tcp_proxy are HTTP test backends, so each answer names who got the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_mappings_on_declared_tcp_and_tls_listeners() {
+    let certs = tempfile::tempdir().unwrap();
+    let (alpha_crt, alpha_key) = crate::streams::self_signed(certs.path(), "alpha.example.com");
+    let (beta_crt, beta_key) = crate::streams::self_signed(certs.path(), "beta.example.com");
+    let one = Backend::start("one").await;
+    let two = Backend::start("two").await;
+    let unused = Backend::start("unused").await;
+    let alpha = Backend::start("alpha").await;
+    let beta = Backend::start("beta").await;
+    let (p1, p2, ptls) = (free_port(), free_port(), free_port());
+    let config = yaml::docs(&[
+        listener_spec("tcp-one", &format!("port: {p1}, protocol: TCP")),
+        listener_spec("tcp-two", &format!("port: {p2}, protocolStack: [TCP]")),
+        listener_spec("tls", &format!("port: {ptls}, protocol: TLS")),
+        tcp_mapping("one", &format!("port: {p1}, service: {}", svc(&one))),
+        // A weight-0 member of the same group gets no connection.
+        tcp_mapping(
+            "one-zero",
+            &format!("port: {p1}, weight: 0, service: {}", svc(&unused)),
+        ),
+        tcp_mapping("two", &format!("port: {p2}, service: {}", svc(&two))),
+        yaml::host(
+            "alpha",
+            "alpha.example.com",
+            "Route",
+            "tlsSecret: {name: alpha-cert}",
+        ),
+        yaml::host(
+            "beta",
+            "beta.example.com",
+            "Route",
+            "tlsSecret: {name: beta-cert}",
+        ),
+        tcp_mapping(
+            "alpha",
+            &format!(
+                "port: {ptls}, host: alpha.example.com, service: {}",
+                svc(&alpha)
+            ),
+        ),
+        tcp_mapping(
+            "beta",
+            &format!(
+                "port: {ptls}, host: beta.example.com, service: {}",
+                svc(&beta)
+            ),
+        ),
+    ]);
+    let secrets = yaml::docs(&[
+        crate::streams::tls_secret("alpha-cert", &alpha_crt, &alpha_key),
+        crate::streams::tls_secret("beta-cert", &beta_crt, &beta_key),
+    ]);
+    let Some(lg) = Legate::start(&[("tcp.yaml", &config), ("secrets.yaml", &secrets)]).await else {
+        return;
+    };
+
+    // Plain TCP: each port reaches its own TCPMapping's service, path untouched (tcp_proxy).
+    let r = routed(p1, "GET", "/via/one", &[]).await;
+    assert_eq!(seen(&r, "one")["path"], "/via/one");
+    let r = routed(p2, "GET", "/via/two", &[]).await;
+    assert_eq!(seen(&r, "two")["path"], "/via/two");
+    // Every connection on p1 goes to "one" (its group partner has weight 0).
+    for i in 0..20 {
+        let r = http::get(local(p1), &format!("/n/{i}"))
+            .await
+            .expect("request");
+        seen(&r, "one");
+    }
+    assert_eq!(unused.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+
+    // TLS: the SNI picks the certificate and the TCPMapping.
+    let (alpha_ca, beta_ca) = (
+        certs.path().join("alpha.example.com.crt"),
+        certs.path().join("beta.example.com.crt"),
+    );
+    let s = tls_answer("alpha.example.com", ptls, "/sni/a", &alpha_ca).await;
+    assert_eq!(
+        (s["backend"].as_str(), s["path"].as_str()),
+        (Some("alpha"), Some("/sni/a"))
+    );
+    let s = tls_answer("beta.example.com", ptls, "/sni/b", &beta_ca).await;
+    assert_eq!(
+        (s["backend"].as_str(), s["path"].as_str()),
+        (Some("beta"), Some("/sni/b"))
+    );
+
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}

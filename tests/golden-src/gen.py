@@ -190,6 +190,19 @@ case("weights-zero", BASE,
      m("mirror-zero", "{hostname: '*', prefix: /mirror/, service: mirror, shadow: true, weight: 0}"),
      obj("TCPMapping", "tcp-zero", "{port: 9000, service: 'tzero:9000', weight: 0}"),
      obj("TCPMapping", "tcp-rest", "{port: 9000, service: 'trest:9000'}"))
+# TCPMappings bound to declared TCP Listeners (protocol TCP, protocolStack [TCP]) and to a TLS
+# Listener by SNI, each Listener with its own TCPMapping.
+case("tcp-listeners-bound",
+     obj("Listener", "tcp-a", "{port: 9001, protocol: TCP, securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Listener", "tcp-b", "{port: 9002, protocolStack: [TCP], securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Listener", "tls-9443", "{port: 9443, protocol: TLS, securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
+     obj("TCPMapping", "a", "{port: 9001, service: 'a:9001'}"),
+     obj("TCPMapping", "b", "{port: 9002, service: 'b:9002'}", ns="other"),
+     obj("TLSContext", "db-ctx", "{hosts: [db.example.com], secret: db-cert}"),
+     obj("Host", "cache", "{hostname: cache.example.com, tlsSecret: {name: cache-cert}}"),
+     obj("TCPMapping", "db", "{port: 9443, host: db.example.com, service: 'db:5432'}"),
+     obj("TCPMapping", "cache", "{port: 9443, host: cache.example.com, service: 'cache:6379'}"),
+     secret("db-cert"), secret("cache-cert"))
 case("order-precedence", BASE,
      m("short-high", "{hostname: '*', prefix: /same/, precedence: 1, service: high}"),
      m("longer", "{hostname: '*', prefix: /same/longer/, service: longer}"),
