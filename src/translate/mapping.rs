@@ -13,7 +13,7 @@ use crate::ir::{
 };
 
 use super::endpoint::{Index, Resolution, Resolver};
-use super::group::{GroupKey, SortKey};
+use super::group::{Condition, GroupKey, SortKey};
 use super::host::{authority_matcher, check_glob};
 use super::load::{Meta, Untyped, mapping_spec};
 use super::module::Settings;
@@ -436,12 +436,49 @@ fn plan(
         (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
     ))
     .unwrap_or_default();
-    let (group_key, sort) = super::group::identity(
-        &matcher,
-        &prefix,
-        s.method.as_deref(),
-        s.precedence.unwrap_or(0),
-    );
+    let (group_key, sort) = {
+        let present = |v: &Value| match v {
+            Value::Bool(true) => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        // The conditions as written, in match order (headers, regex headers, host, method).
+        let mut owned: Vec<(&str, Option<String>, bool)> = Vec::new();
+        for (k, v) in &headers_spec {
+            owned.push((k, present(v), false));
+        }
+        for (k, v) in s.regex_headers.iter().flatten() {
+            owned.push((k, Some(v.clone()), true));
+        }
+        match &host {
+            Some(HostGlob::Glob(g)) => owned.push((":authority", Some(g.clone()), false)),
+            Some(HostGlob::Regex(r)) => owned.push((":authority", Some(r.clone()), true)),
+            None => {}
+        }
+        if let Some(m) = &s.method {
+            let regex = s.method_regex == Some(true);
+            let m = if regex {
+                m.clone()
+            } else {
+                m.to_ascii_uppercase()
+            };
+            owned.push((":method", Some(m), regex));
+        }
+        let mut owned_query: Vec<(&str, Option<String>, bool)> = Vec::new();
+        for (k, v) in s.query_parameters.iter().flatten() {
+            owned_query.push((k, present(v), false));
+        }
+        for (k, v) in s.regex_query_parameters.iter().flatten() {
+            owned_query.push((k, Some(v.clone()), true));
+        }
+        super::group::identity(
+            &conditions(&owned),
+            &conditions(&owned_query),
+            &prefix,
+            s.method.as_deref(),
+            s.precedence.unwrap_or(0),
+        )
+    };
     Ok(MappingPlan {
         meta: meta.clone(),
         builtin: false,
@@ -469,6 +506,17 @@ fn plan(
         upgrades,
         hash_policy,
     })
+}
+
+/// Borrowed [`Condition`]s of `(name, value, regex)` triples.
+fn conditions<'a>(list: &'a [(&'a str, Option<String>, bool)]) -> Vec<Condition<'a>> {
+    list.iter()
+        .map(|(name, value, regex)| Condition {
+            name,
+            value: value.as_deref(),
+            regex: *regex,
+        })
+        .collect()
 }
 
 /// §4.4, with legate's fix: a scheme on the service sets `https_redirect` instead of being
@@ -741,7 +789,13 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
         let c = builtin_cluster(route.service.as_ref(), settings, options);
         let prefix = route.prefix.as_str();
         let matcher = RouteMatch::prefix(prefix);
-        let (group_key, sort) = super::group::identity(&matcher, prefix, None, 0);
+        // hostname "*": the host condition counts in the order, as for any Mapping.
+        let star = [Condition {
+            name: ":authority",
+            value: Some("*"),
+            regex: false,
+        }];
+        let (group_key, sort) = super::group::identity(&star, &[], prefix, None, 0);
         out.push(MappingPlan {
             meta: Meta {
                 origin: crate::api::Origin::Builtin,

@@ -237,3 +237,75 @@ async fn tcp_mappings_on_declared_tcp_and_tls_listeners() {
 
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
+
+/// `hostname: "*"` counts in the route order: a `*` Mapping with a method outranks an exact
+/// hostname Mapping; header Mappings whose weight ties a hostname Mapping's are ordered by their
+/// `name-value` text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn star_hostname_counts_in_route_order() {
+    let host = Backend::start("host").await;
+    let post = Backend::start("post").await;
+    let after = Backend::start("hdr-after").await;
+    let before = Backend::start("hdr-before").await;
+    let any = Backend::start("any").await;
+    let port = free_port();
+    let config = yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "a-host",
+            &format!("hostname: a.com, prefix: /p/, service: {}", svc(&host)),
+        ),
+        yaml::mapping(
+            "a-post",
+            &format!(
+                "hostname: '*', prefix: /p/, method: POST, service: {}",
+                svc(&post)
+            ),
+        ),
+        yaml::mapping(
+            "t-host",
+            &format!("hostname: a.com, prefix: /t/, service: {}", svc(&host)),
+        ),
+        yaml::mapping(
+            "t-hdr-after",
+            &format!(
+                "hostname: '*', prefix: /t/, headers: {{ab: cd}}, service: {}",
+                svc(&after)
+            ),
+        ),
+        yaml::mapping(
+            "t-hdr-before",
+            &format!(
+                "hostname: '*', prefix: /t/, headers: {{'0a': cd}}, service: {}",
+                svc(&before)
+            ),
+        ),
+        yaml::mapping(
+            "t-any",
+            &format!("hostname: '*', prefix: /t/, service: {}", svc(&any)),
+        ),
+    ]);
+    let Some(lg) = Legate::start(&[("order.yaml", &config)]).await else {
+        return;
+    };
+    let a = ("host", "a.com");
+    let other = ("host", "other.com");
+
+    // POST to a.com: the `*`+POST Mapping comes first (11 + 11 > 15).
+    let r = routed(port, "POST", "/p/x", &[a]).await;
+    assert_eq!(seen(&r, "post")["method"], "POST");
+    let r = routed(port, "GET", "/p/x", &[a]).await;
+    assert_eq!(seen(&r, "host")["method"], "GET");
+
+    // Ties at 15: "ab-cd" > ":authority-a.com" > "0a-cd".
+    let r = routed(port, "GET", "/t/1", &[a, ("ab", "cd")]).await;
+    seen(&r, "hdr-after");
+    let r = routed(port, "GET", "/t/2", &[a, ("0a", "cd")]).await;
+    seen(&r, "host");
+    let r = routed(port, "GET", "/t/3", &[other, ("0a", "cd")]).await;
+    seen(&r, "hdr-before");
+    let r = routed(port, "GET", "/t/4", &[other]).await;
+    seen(&r, "any");
+
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}

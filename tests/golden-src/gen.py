@@ -203,6 +203,18 @@ case("tcp-listeners-bound",
      obj("TCPMapping", "db", "{port: 9443, host: db.example.com, service: 'db:5432'}"),
      obj("TCPMapping", "cache", "{port: 9443, host: cache.example.com, service: 'cache:6379'}"),
      secret("db-cert"), secret("cache-cert"))
+# Ties in the header weight between a hostname Mapping and header Mappings: the `*` host counts
+# (11), then the `name-value` texts decide; a full tie goes in reverse processing order.
+case("order-host-header-ties", BASE,
+     obj("Host", "a", "{hostname: a.com, requestPolicy: {insecure: {action: Route}}}"),
+     m("t-host", "{hostname: a.com, prefix: /t/, service: thost}"),
+     m("t-hdr-after", "{hostname: '*', prefix: /t/, headers: {ab: cd}, service: tafter}"),
+     m("t-hdr-before", "{hostname: '*', prefix: /t/, headers: {'0a': cd}, service: tbefore}"),
+     m("t-present", "{hostname: '*', prefix: /t/, headers: {x-p: true}, service: tpresent}"),
+     m("t-star", "{hostname: '*', prefix: /t/, headers: {x-p: '*'}, service: tstar}"),
+     m("t-any", "{hostname: '*', prefix: /t/, service: tany}"),
+     m("t-glob", "{hostname: '*.com', prefix: /t/, service: tglob}"),
+     m("t-glob-hdr", "{hostname: '*', prefix: /t/, headers: {x: a}, service: tgh}"))
 case("order-precedence", BASE,
      m("short-high", "{hostname: '*', prefix: /same/, precedence: 1, service: high}"),
      m("longer", "{hostname: '*', prefix: /same/longer/, service: longer}"),
