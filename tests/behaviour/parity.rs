@@ -309,3 +309,148 @@ async fn star_hostname_counts_in_route_order() {
 
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
+
+/// `curl` over TLS with SNI `sni` (resolved to 127.0.0.1) and its own `Host` header, trusting
+/// only `ca`. Returns (curl exit code, HTTP status, body).
+async fn curl_host(
+    sni: &str,
+    host: &str,
+    port: u16,
+    path: &str,
+    ca: &std::path::Path,
+) -> (i32, u16, String) {
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--resolve"])
+        .arg(format!("{sni}:{port}:127.0.0.1"))
+        .arg("--cacert")
+        .arg(ca)
+        .args(["-H", &format!("host: {host}")])
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("https://{sni}:{port}{path}"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("this test needs `curl` on PATH: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        out.status.code().unwrap_or(-1),
+        status.trim().parse().unwrap_or(0),
+        body.to_string(),
+    )
+}
+
+/// On one HTTPS Listener, a TLS connection made for one Host cannot reach another Host's
+/// Mappings with a `Host` header that disagrees with its SNI; a `*` Host is the catch-all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_and_host_stay_together() {
+    let certs = tempfile::tempdir().unwrap();
+    let mut pems = Vec::new();
+    for name in ["alpha.example.com", "beta.example.com", "other.example.com"] {
+        pems.push(crate::streams::self_signed(certs.path(), name));
+    }
+    let ca = |name: &str| certs.path().join(format!("{name}.crt"));
+    let alpha = Backend::start("alpha").await;
+    let beta = Backend::start("beta").await;
+    let port = free_port();
+    let config = yaml::docs(&[
+        yaml::listener("https", port, "HTTPS", "XFP"),
+        yaml::host(
+            "alpha",
+            "alpha.example.com",
+            "Redirect",
+            "tlsSecret: {name: alpha-cert}",
+        ),
+        yaml::host(
+            "beta",
+            "beta.example.com",
+            "Redirect",
+            "tlsSecret: {name: beta-cert}",
+        ),
+        yaml::host("fallback", "*", "Redirect", "tlsSecret: {name: other-cert}"),
+        yaml::mapping(
+            "alpha",
+            &format!(
+                "hostname: alpha.example.com, prefix: /app/, service: {}",
+                svc(&alpha)
+            ),
+        ),
+        yaml::mapping(
+            "beta",
+            &format!(
+                "hostname: beta.example.com, prefix: /app/, service: {}",
+                svc(&beta)
+            ),
+        ),
+    ]);
+    let secrets = yaml::docs(&[
+        crate::streams::tls_secret("alpha-cert", &pems[0].0, &pems[0].1),
+        crate::streams::tls_secret("beta-cert", &pems[1].0, &pems[1].1),
+        crate::streams::tls_secret("other-cert", &pems[2].0, &pems[2].1),
+    ]);
+    let Some(lg) = Legate::start(&[("tls.yaml", &config), ("secrets.yaml", &secrets)]).await else {
+        return;
+    };
+
+    let s = tls_answer(
+        "alpha.example.com",
+        port,
+        "/app/a",
+        &ca("alpha.example.com"),
+    )
+    .await;
+    assert_eq!(
+        (s["backend"].as_str(), s["path"].as_str()),
+        (Some("alpha"), Some("/a"))
+    );
+    let s = tls_answer("beta.example.com", port, "/app/b", &ca("beta.example.com")).await;
+    assert_eq!(
+        (s["backend"].as_str(), s["path"].as_str()),
+        (Some("beta"), Some("/b"))
+    );
+
+    // SNI alpha, Host beta: alpha's chain knows only alpha's vhost, so nothing matches.
+    let (code, status, body) = curl_host(
+        "alpha.example.com",
+        "beta.example.com",
+        port,
+        "/app/x",
+        &ca("alpha.example.com"),
+    )
+    .await;
+    assert_eq!((code, status), (0, 404), "SNI alpha with Host beta: {body}");
+    assert!(
+        !body.contains("\"backend\""),
+        "no backend may answer: {body}"
+    );
+    assert_eq!(beta.hits.load(std::sync::atomic::Ordering::Relaxed), 1);
+
+    // An SNI no Host names lands on the `*` Host's chain (its certificate), which routes by
+    // Host header like the cleartext chain.
+    let (code, status, body) = curl_host(
+        "other.example.com",
+        "beta.example.com",
+        port,
+        "/app/y",
+        &ca("other.example.com"),
+    )
+    .await;
+    assert_eq!((code, status), (0, 200), "SNI other, Host beta: {body}");
+    let s: serde_json::Value = serde_json::from_str(&body).expect("backend JSON");
+    assert_eq!(s["backend"], "beta");
+    let (code, status, body) = curl_host(
+        "other.example.com",
+        "other.example.com",
+        port,
+        "/app/y",
+        &ca("other.example.com"),
+    )
+    .await;
+    assert_eq!(
+        (code, status),
+        (0, 404),
+        "no Mapping for Host other: {body}"
+    );
+
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}

@@ -336,6 +336,17 @@ case("tcp-on-http-listeners",
      obj("TCPMapping", "three-c", "{port: 7000, service: 'c:7000'}"),
      m("web", "{hostname: web.example.com, prefix: /, service: web}"),
      secret("web-cert"), secret("db-cert"))
+# Each TLS chain's route table holds only the vhosts of its own Host(s); the cleartext chain
+# holds every Host. A `*` Host with TLS is the catch-all chain, with only the `*` vhost.
+case("sni-host-separation",
+     obj("Listener", "https-8443", "{port: 8443, protocol: HTTPS, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Host", "alpha", "{hostname: alpha.example.com, tlsSecret: {name: alpha-cert}}"),
+     obj("Host", "beta", "{hostname: beta.example.com, tlsSecret: {name: beta-cert}}"),
+     obj("Host", "fallback", "{hostname: '*', tlsSecret: {name: fallback-cert}, requestPolicy: {insecure: {action: Route}}}"),
+     m("alpha", "{hostname: alpha.example.com, prefix: /app/, service: alpha}"),
+     m("beta", "{hostname: beta.example.com, prefix: /app/, service: beta}"),
+     m("any", "{hostname: '*', prefix: /any/, service: any}"),
+     secret("alpha-cert"), secret("beta-cert"), secret("fallback-cert"))
 case("sni-shared-chain",
      obj("Listener", "https-8443", "{port: 8443, protocol: HTTPS, securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
      obj("TLSContext", "shared", "{hosts: [x.example.com, 'x.example.com:8443'], secret: x-cert}"),
