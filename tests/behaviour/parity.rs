@@ -454,3 +454,106 @@ async fn sni_and_host_stay_together() {
 
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
+
+fn module(config: &str) -> String {
+    format!(
+        "apiVersion: getambassador.io/v3alpha1\nkind: Module\nmetadata: {{name: ambassador, namespace: default}}\n\
+         spec: {{config: {{{config}}}}}\n"
+    )
+}
+
+/// Two Mappings guarding different prefixes (`/app/`, `/admin/`) and a catch-all.
+fn path_mappings(app: &Backend, admin: &Backend, root: &Backend) -> Vec<String> {
+    vec![
+        yaml::mapping(
+            "app",
+            &format!(
+                "hostname: '*', prefix: /app/, rewrite: '', service: {}",
+                svc(app)
+            ),
+        ),
+        yaml::mapping(
+            "admin",
+            &format!(
+                "hostname: '*', prefix: /admin/, rewrite: '', service: {}",
+                svc(admin)
+            ),
+        ),
+        yaml::mapping(
+            "root",
+            &format!(
+                "hostname: '*', prefix: /, rewrite: '', service: {}",
+                svc(root)
+            ),
+        ),
+    ]
+}
+
+/// Dot segments are removed before routing, so a traversal is routed (and sent upstream) as
+/// the path it resolves to, never by the prefix it starts with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_normalised_by_default() {
+    let app = Backend::start("app").await;
+    let admin = Backend::start("admin").await;
+    let root = Backend::start("root").await;
+    let port = free_port();
+    let mut docs = vec![yaml::base(port)];
+    docs.extend(path_mappings(&app, &admin, &root));
+    let Some(lg) = Legate::start(&[("paths.yaml", &yaml::docs(&docs))]).await else {
+        return;
+    };
+    let r = routed(port, "GET", "/app/warmup", &[]).await;
+    assert_eq!(seen(&r, "app")["path"], "/app/warmup");
+
+    let r = routed(port, "GET", "/app/../app/./y", &[]).await;
+    assert_eq!(seen(&r, "app")["path"], "/app/y");
+    // A traversal out of /app/ is routed by where it leads: /admin/'s Mapping, not /app/'s.
+    let r = routed(port, "GET", "/app/../admin/secret", &[]).await;
+    assert_eq!(seen(&r, "admin")["path"], "/admin/secret");
+    let r = routed(port, "GET", "/app/./../../etc/passwd", &[]).await;
+    assert_eq!(seen(&r, "root")["path"], "/etc/passwd");
+    // Without the Module's merge_slashes, repeated slashes are kept.
+    let r = routed(port, "GET", "/app//z", &[]).await;
+    assert_eq!(seen(&r, "app")["path"], "/app//z");
+
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}
+
+/// The Module's merge_slashes and reject_requests_with_escaped_slashes on top of normalisation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn module_slash_options_with_normalisation() {
+    let app = Backend::start("app").await;
+    let admin = Backend::start("admin").await;
+    let root = Backend::start("root").await;
+    let port = free_port();
+    let mut docs = vec![
+        yaml::base(port),
+        module("merge_slashes: true, reject_requests_with_escaped_slashes: true"),
+    ];
+    docs.extend(path_mappings(&app, &admin, &root));
+    let Some(lg) = Legate::start(&[("paths.yaml", &yaml::docs(&docs))]).await else {
+        return;
+    };
+    let r = routed(port, "GET", "/app/warmup", &[]).await;
+    assert_eq!(seen(&r, "app")["path"], "/app/warmup");
+
+    let r = routed(port, "GET", "//app/../app/.//y", &[]).await;
+    assert_eq!(seen(&r, "app")["path"], "/app/y");
+    let r = routed(port, "GET", "/app/..//admin//k", &[]).await;
+    assert_eq!(seen(&r, "admin")["path"], "/admin/k");
+    // An escaped slash is refused before routing: no backend sees it.
+    let hits = app.hits.load(std::sync::atomic::Ordering::Relaxed)
+        + admin.hits.load(std::sync::atomic::Ordering::Relaxed)
+        + root.hits.load(std::sync::atomic::Ordering::Relaxed);
+    let r = http::get(local(port), "/app/..%2Fadmin/k")
+        .await
+        .expect("request");
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.backend().is_none(), "{r:?}");
+    let after = app.hits.load(std::sync::atomic::Ordering::Relaxed)
+        + admin.hits.load(std::sync::atomic::Ordering::Relaxed)
+        + root.hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after, hits, "the rejected request reached a backend");
+
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}
