@@ -620,7 +620,7 @@ fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Clu
         .into_iter()
         .filter_map(|p| match p.target {
             Target::Cluster(c) => Some(*c),
-            Target::Redirect(_) => None,
+            Target::Redirect(_) | Target::Failed { .. } => None,
         })
         .chain(tcp.into_iter().map(|t| t.cluster));
     let mut out: Vec<Cluster> = all.filter(|c| used.contains(c.name.as_str())).collect();

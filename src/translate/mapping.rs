@@ -34,6 +34,12 @@ pub(crate) enum HostGlob {
 pub(crate) enum Target {
     Cluster(Box<Cluster>),
     Redirect(Redirect),
+    /// The target could not be built (the error is reported on the Mapping): the route stays
+    /// and answers 503 naming the error.
+    Failed {
+        field: String,
+        message: String,
+    },
 }
 
 /// A Mapping that passed its checks.
@@ -73,7 +79,7 @@ impl MappingPlan {
     pub fn cluster_name(&self) -> Option<&str> {
         match &self.target {
             Target::Cluster(c) => Some(&c.name),
-            Target::Redirect(_) => None,
+            Target::Redirect(_) | Target::Failed { .. } => None,
         }
     }
 }
@@ -308,6 +314,162 @@ fn plan(
         runtime_fraction: None,
     };
 
+    // --- the action: once the match is valid, the Mapping keeps its route; a target that
+    // cannot be built answers 503 naming the error instead of letting the requests fall
+    // through to a less specific Mapping (docs/compatibility.md, "Invalid targets") ---
+    let shadow = s.shadow == Some(true);
+    let action = action(meta, s, &service, regex_path || exact_path, cx, errs).unwrap_or_else(
+        |(field, message)| {
+            errs.push(meta.error(&field, message.clone()));
+            Action::failed(field, message)
+        },
+    );
+    for (f, set) in [
+        ("bypass_auth", s.bypass_auth.is_some()),
+        (
+            "auth_context_extensions",
+            s.auth_context_extensions.is_some(),
+        ),
+        ("labels", s.labels.is_some()),
+        ("priority", s.priority.is_some()),
+        ("health_checks", s.health_checks.is_some()),
+        ("envoy_override", s.envoy_override.is_some()),
+    ] {
+        if set {
+            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
+        }
+    }
+
+    let consistency = serde_json::to_string(&(
+        (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
+        (
+            s.cluster_idle_timeout_ms,
+            s.cluster_max_connection_lifetime_ms,
+        ),
+        (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
+        (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
+    ))
+    .unwrap_or_default();
+    let (group_key, sort) = {
+        let present = |v: &Value| match v {
+            Value::Bool(true) => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        // The conditions as written, in match order (headers, regex headers, host, method).
+        let mut owned: Vec<(&str, Option<String>, bool)> = Vec::new();
+        for (k, v) in &headers_spec {
+            owned.push((k, present(v), false));
+        }
+        for (k, v) in s.regex_headers.iter().flatten() {
+            owned.push((k, Some(v.clone()), true));
+        }
+        match &host {
+            Some(HostGlob::Glob(g)) => owned.push((":authority", Some(g.clone()), false)),
+            Some(HostGlob::Regex(r)) => owned.push((":authority", Some(r.clone()), true)),
+            None => {}
+        }
+        if let Some(m) = &s.method {
+            let regex = s.method_regex == Some(true);
+            let m = if regex {
+                m.clone()
+            } else {
+                m.to_ascii_uppercase()
+            };
+            owned.push((":method", Some(m), regex));
+        }
+        let mut owned_query: Vec<(&str, Option<String>, bool)> = Vec::new();
+        for (k, v) in s.query_parameters.iter().flatten() {
+            owned_query.push((k, present(v), false));
+        }
+        for (k, v) in s.regex_query_parameters.iter().flatten() {
+            owned_query.push((k, Some(v.clone()), true));
+        }
+        super::group::identity(
+            &conditions(&owned),
+            &conditions(&owned_query),
+            &prefix,
+            s.method.as_deref(),
+            s.precedence.unwrap_or(0),
+        )
+    };
+    Ok(MappingPlan {
+        meta: meta.clone(),
+        builtin: false,
+        host,
+        acme: prefix == "/.well-known/acme-challenge/",
+        matcher,
+        group_key,
+        sort,
+        consistency,
+        target: action.target,
+        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
+        weight: s.weight,
+        shadow,
+        timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
+        idle_timeout_ms: s.idle_timeout_ms,
+        prefix_rewrite: action.prefix_rewrite,
+        host_rewrite: action.host_rewrite,
+        regex_rewrite: action.regex_rewrite,
+        add_request_headers: action.add_request_headers,
+        add_response_headers: action.add_response_headers,
+        remove_request_headers: action.remove_request_headers,
+        remove_response_headers: action.remove_response_headers,
+        cors: action.cors,
+        retry: action.retry,
+        upgrades: action.upgrades,
+        hash_policy: action.hash_policy,
+    })
+}
+
+/// What a Mapping does with the requests it matches.
+struct Action {
+    target: Target,
+    prefix_rewrite: Option<String>,
+    host_rewrite: Option<HostRewrite>,
+    regex_rewrite: Option<RegexRewrite>,
+    add_request_headers: Vec<HeaderValue>,
+    add_response_headers: Vec<HeaderValue>,
+    remove_request_headers: Vec<String>,
+    remove_response_headers: Vec<String>,
+    cors: Option<Cors>,
+    retry: Option<RetryPolicy>,
+    upgrades: Vec<String>,
+    hash_policy: Option<HashPolicy>,
+}
+
+impl Action {
+    /// A route that answers 503, naming the error.
+    fn failed(field: String, message: String) -> Self {
+        Action {
+            target: Target::Failed { field, message },
+            prefix_rewrite: None,
+            host_rewrite: None,
+            regex_rewrite: None,
+            add_request_headers: Vec::new(),
+            add_response_headers: Vec::new(),
+            remove_request_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
+            cors: None,
+            retry: None,
+            upgrades: Vec::new(),
+            hash_policy: None,
+        }
+    }
+}
+
+/// Rewrites, the target (cluster or redirect) and the policies of a Mapping whose match is
+/// valid. `whole_path`: a regex or exact route, where the default rewrite replaces the path.
+fn action(
+    meta: &Meta,
+    s: &MappingSpec,
+    service: &str,
+    whole_path: bool,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+) -> Result<Action, Fail> {
+    let settings = cx.settings;
+
     // --- rewrites ---
     let regex_rewrite = match &s.regex_rewrite {
         Some(r) => {
@@ -327,7 +489,7 @@ fn plan(
         (None, Some("")) => None,
         (None, Some(r)) => Some(r.to_string()),
         (None, None) => {
-            if regex_path || exact_path {
+            if whole_path {
                 errs.push(meta.warning(
                     "spec.rewrite",
                     "defaults to \"/\": on a regex or exact route the whole path is sent upstream as \"/\" (set rewrite: \"\" to keep it)",
@@ -410,90 +572,8 @@ fn plan(
     {
         upgrades.push("websocket".into());
     }
-    for (f, set) in [
-        ("bypass_auth", s.bypass_auth.is_some()),
-        (
-            "auth_context_extensions",
-            s.auth_context_extensions.is_some(),
-        ),
-        ("labels", s.labels.is_some()),
-        ("priority", s.priority.is_some()),
-        ("health_checks", s.health_checks.is_some()),
-        ("envoy_override", s.envoy_override.is_some()),
-    ] {
-        if set {
-            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
-        }
-    }
-
-    let consistency = serde_json::to_string(&(
-        (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
-        (
-            s.cluster_idle_timeout_ms,
-            s.cluster_max_connection_lifetime_ms,
-        ),
-        (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
-        (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
-    ))
-    .unwrap_or_default();
-    let (group_key, sort) = {
-        let present = |v: &Value| match v {
-            Value::Bool(true) => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        };
-        // The conditions as written, in match order (headers, regex headers, host, method).
-        let mut owned: Vec<(&str, Option<String>, bool)> = Vec::new();
-        for (k, v) in &headers_spec {
-            owned.push((k, present(v), false));
-        }
-        for (k, v) in s.regex_headers.iter().flatten() {
-            owned.push((k, Some(v.clone()), true));
-        }
-        match &host {
-            Some(HostGlob::Glob(g)) => owned.push((":authority", Some(g.clone()), false)),
-            Some(HostGlob::Regex(r)) => owned.push((":authority", Some(r.clone()), true)),
-            None => {}
-        }
-        if let Some(m) = &s.method {
-            let regex = s.method_regex == Some(true);
-            let m = if regex {
-                m.clone()
-            } else {
-                m.to_ascii_uppercase()
-            };
-            owned.push((":method", Some(m), regex));
-        }
-        let mut owned_query: Vec<(&str, Option<String>, bool)> = Vec::new();
-        for (k, v) in s.query_parameters.iter().flatten() {
-            owned_query.push((k, present(v), false));
-        }
-        for (k, v) in s.regex_query_parameters.iter().flatten() {
-            owned_query.push((k, Some(v.clone()), true));
-        }
-        super::group::identity(
-            &conditions(&owned),
-            &conditions(&owned_query),
-            &prefix,
-            s.method.as_deref(),
-            s.precedence.unwrap_or(0),
-        )
-    };
-    Ok(MappingPlan {
-        meta: meta.clone(),
-        builtin: false,
-        host,
-        acme: prefix == "/.well-known/acme-challenge/",
-        matcher,
-        group_key,
-        sort,
-        consistency,
+    Ok(Action {
         target,
-        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
-        weight: s.weight,
-        shadow,
-        timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
-        idle_timeout_ms: s.idle_timeout_ms,
         prefix_rewrite,
         host_rewrite,
         regex_rewrite,

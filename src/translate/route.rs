@@ -125,6 +125,13 @@ fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold:
     let mut matcher = plan.matcher.clone();
     let action = match &plan.target {
         Target::Redirect(r) => RouteAction::Redirect(r.clone()),
+        Target::Failed { field, message } => RouteAction::DirectResponse {
+            status: 503,
+            body: Some(format!(
+                "Mapping {} cannot be served: {field}: {message}\n",
+                plan.meta.id()
+            )),
+        },
         Target::Cluster(c) => {
             let m = &g.members;
             RouteAction::Forward(Forward {

@@ -557,3 +557,111 @@ async fn module_slash_options_with_normalisation() {
 
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
+
+/// A Mapping whose match is valid but whose target cannot be built answers 503 naming the
+/// error; its requests never reach the catch-all. A Mapping with an invalid match is left out
+/// (its requests do reach the catch-all). Every problem is still reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_target_fails_closed() {
+    let root = Backend::start("root").await;
+    let team = Backend::start("team").await;
+    let port = free_port();
+    let config = yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "catch-all",
+            &format!(
+                "hostname: '*', prefix: /, rewrite: '', service: {}",
+                svc(&root)
+            ),
+        ),
+        yaml::mapping(
+            "bad-port",
+            "hostname: '*', prefix: /port/, service: '127.0.0.1:http'",
+        ),
+        yaml::mapping(
+            "bad-service",
+            "hostname: '*', prefix: /svc/, service: 'ftp://127.0.0.1'",
+        ),
+        yaml::mapping(
+            "no-context",
+            &format!(
+                "hostname: '*', prefix: /tls/, tls: missing-ctx, service: {}",
+                svc(&team)
+            ),
+        ),
+        yaml::mapping(
+            "no-resolver",
+            &format!(
+                "hostname: '*', prefix: /res/, resolver: nowhere, service: {}",
+                svc(&team)
+            ),
+        ),
+        yaml::mapping(
+            "bad-regex",
+            &format!(
+                "hostname: '*', prefix: /re/, regex_headers: {{x: '('}}, service: {}",
+                svc(&team)
+            ),
+        ),
+    ]);
+    let Some(lg) = Legate::start(&[("targets.yaml", &config)]).await else {
+        return;
+    };
+    let r = routed(port, "GET", "/warmup", &[]).await;
+    assert_eq!(seen(&r, "root")["path"], "/warmup");
+
+    for (path, mapping, error) in [
+        (
+            "/port/x",
+            "default/bad-port",
+            "spec.service: \"127.0.0.1:http\": invalid port \"http\"",
+        ),
+        (
+            "/svc/x",
+            "default/bad-service",
+            "spec.service: unsupported scheme \"ftp\"",
+        ),
+        (
+            "/tls/x",
+            "default/no-context",
+            "spec.tls: TLSContext missing-ctx not found",
+        ),
+        (
+            "/res/x",
+            "default/no-resolver",
+            "spec.resolver: \"nowhere\"",
+        ),
+    ] {
+        let r = routed(port, "GET", path, &[]).await;
+        assert_eq!(r.status, 503, "{path}: {r:?}");
+        assert!(r.backend().is_none(), "{path} reached a backend: {r:?}");
+        assert!(
+            r.body
+                .contains(&format!("Mapping {mapping} cannot be served: {error}")),
+            "{path}: the body names the error: {}",
+            r.body
+        );
+    }
+    assert_eq!(team.hits.load(std::sync::atomic::Ordering::Relaxed), 0);
+    // The invalid match is left out: its path falls to the catch-all.
+    let r = routed(port, "GET", "/re/x", &[("x", "(")]).await;
+    assert_eq!(seen(&r, "root")["path"], "/re/x");
+
+    let errors = lg.errors().await;
+    for name in [
+        "bad-port",
+        "bad-service",
+        "no-context",
+        "no-resolver",
+        "bad-regex",
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!("Mapping default/{name}: "))),
+            "{name} is reported: {errors:#?}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+}

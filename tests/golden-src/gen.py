@@ -215,6 +215,19 @@ case("order-host-header-ties", BASE,
      m("t-any", "{hostname: '*', prefix: /t/, service: tany}"),
      m("t-glob", "{hostname: '*.com', prefix: /t/, service: tglob}"),
      m("t-glob-hdr", "{hostname: '*', prefix: /t/, headers: {x: a}, service: tgh}"))
+# A Mapping whose match is valid but whose target cannot be built keeps its route, answering
+# 503 with the error, so its requests never fall through to the catch-all; an invalid match
+# still leaves the Mapping out.
+case("fail-closed-targets", BASE,
+     m("catch-all", "{hostname: '*', prefix: /, service: fallback}"),
+     m("bad-port", "{hostname: '*', prefix: /port/, service: 'team:http'}"),
+     m("bad-service", "{hostname: '*', prefix: /svc/, service: 'ftp://team'}"),
+     m("no-context", "{hostname: '*', prefix: /tls/, service: team, tls: missing-ctx}"),
+     m("no-resolver", "{hostname: '*', prefix: /res/, service: team, resolver: nowhere}"),
+     m("canary-bad", "{hostname: '*', prefix: /canary/, service: 'team:x', weight: 10}"),
+     m("canary-ok", "{hostname: '*', prefix: /canary/, service: team}"),
+     m("bad-regex", "{hostname: '*', prefix: /re/, regex_headers: {x: '('}, service: team}"),
+     m("bad-header", "{hostname: '*', prefix: /hdr/, headers: {x: [a, b]}, service: team}"))
 case("order-precedence", BASE,
      m("short-high", "{hostname: '*', prefix: /same/, precedence: 1, service: high}"),
      m("longer", "{hostname: '*', prefix: /same/longer/, service: longer}"),
