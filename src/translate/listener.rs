@@ -224,6 +224,15 @@ fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> 
             "only matchLabels is supported, and it is missing".into(),
         ));
     }
+    // Envoy refuses 0 (and with it every listener), so a 0 is not passed on as "unset".
+    if let Some(n) = s.http2_max_concurrent_streams
+        && !(1..=2_147_483_647).contains(&n)
+    {
+        return Err(f(
+            "http2MaxConcurrentStreams",
+            format!("{n} is not in 1-2147483647"),
+        ));
+    }
     let http = has("HTTP");
     let tls = has("TLS");
     let stats_prefix = s.stats_prefix.clone().unwrap_or_else(|| match (http, tls) {

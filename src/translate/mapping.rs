@@ -815,7 +815,11 @@ fn cluster(
     c.lb_policy = balancer
         .as_ref()
         .map_or(crate::ir::LbPolicy::RoundRobin, |b| b.policy.clone());
-    c.connect_timeout_ms = s.connect_timeout_ms.unwrap_or(3000);
+    // Envoy refuses a zero connect timeout, and with it the whole cluster update.
+    c.connect_timeout_ms = match s.connect_timeout_ms {
+        Some(0) => return Err(fail("connect_timeout_ms", "must be greater than 0")),
+        other => other.unwrap_or(3000),
+    };
     c.circuit_breakers = circuit_breakers;
     c.tls = tls;
     c.http2 = s.grpc == Some(true);

@@ -186,6 +186,15 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
         .map(Resolver::parse)
         .transpose()
         .map_err(|m| ("resolver".to_string(), m))?;
+    // Envoy refuses values outside 1-8192, and with them every listener.
+    if let Some(kb) = c.max_request_headers_kb
+        && !(1..=8192).contains(&kb)
+    {
+        return Err((
+            "max_request_headers_kb".to_string(),
+            format!("{kb} is not in 1-8192"),
+        ));
+    }
     Ok(Settings {
         use_remote_address: c.use_remote_address.unwrap_or(true),
         server_name: c.server_name.clone(),

@@ -597,6 +597,14 @@ async fn invalid_target_fails_closed() {
                 svc(&team)
             ),
         ),
+        // Envoy refuses a zero connect timeout (and the whole cluster update with it).
+        yaml::mapping(
+            "no-connect",
+            &format!(
+                "hostname: '*', prefix: /nc/, connect_timeout_ms: 0, service: {}",
+                svc(&team)
+            ),
+        ),
         yaml::mapping(
             "bad-regex",
             &format!(
@@ -632,6 +640,11 @@ async fn invalid_target_fails_closed() {
             "default/no-resolver",
             "spec.resolver: \"nowhere\"",
         ),
+        (
+            "/nc/x",
+            "default/no-connect",
+            "spec.connect_timeout_ms: must be greater than 0",
+        ),
     ] {
         let r = routed(port, "GET", path, &[]).await;
         assert_eq!(r.status, 503, "{path}: {r:?}");
@@ -654,6 +667,7 @@ async fn invalid_target_fails_closed() {
         "bad-service",
         "no-context",
         "no-resolver",
+        "no-connect",
         "bad-regex",
     ] {
         assert!(
@@ -663,5 +677,5 @@ async fn invalid_target_fails_closed() {
             "{name} is reported: {errors:#?}"
         );
     }
-    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert_eq!(errors.len(), 6, "{errors:#?}");
 }

@@ -446,6 +446,13 @@ case("bad-30-module-invalid", BASE, OK,
 case("bad-31-mapping-group-redirect-mix", BASE, OK,
      m("r1", "{hostname: '*', prefix: /mix/, service: r.example.com, host_redirect: true}"),
      m("r2", "{hostname: '*', prefix: /mix/, service: backend}"))
+# Zeros Envoy refuses (and with them a whole update) are reported here instead: a zero
+# connect timeout fails its Mapping closed, a Listener with 0 concurrent streams and a Module
+# with max_request_headers_kb 0 are invalid.
+case("bad-34-zero-values", BASE, OK,
+     m("no-connect", "{hostname: '*', prefix: /nc/, service: nc, connect_timeout_ms: 0}"),
+     obj("Listener", "h2-zero", "{port: 9090, protocol: HTTP, securityModel: XFP, http2MaxConcurrentStreams: 0, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Module", "ambassador", "{config: {max_request_headers_kb: 0}}"))
 
 if __name__ == "__main__":
     import json, shutil
