@@ -1,4 +1,4 @@
-//! Mapping groups (reference §4.7, §4.8, §4.9): the group identity and route-order key,
+//! Mapping groups: the group identity and route-order key (docs/compatibility.md),
 //! consistency within a group, canary weights, shadows, and cluster sharing without silent
 //! first-wins.
 
@@ -394,6 +394,12 @@ mod tests {
         assert_eq!(t(&[Some(10), None, None]), [10, 55, 100]);
         assert_eq!(t(&[None, Some(10)]), [10, 100]);
         assert_eq!(t(&[Some(150)]), [100]);
+        // weight 0 is a weight: no traffic (docs/compatibility.md).
+        assert_eq!(t(&[Some(0), None]), [0, 100]);
+        assert_eq!(t(&[Some(0), Some(30), None]), [0, 30, 100]);
+        // Weighted only, under 100: the last route takes the rest instead of letting requests
+        // fall through to a less specific Mapping (a deliberate difference).
+        assert_eq!(t(&[Some(30), Some(30)]), [30, 100]);
         let s = |w: &[Option<u32>]| shares(w).into_iter().map(|(_, t)| t).collect::<Vec<_>>();
         assert_eq!(s(&[Some(25), None]), [25, 75]);
         assert_eq!(s(&[None, None, None]), [33, 33, 34]);

@@ -518,7 +518,7 @@ fn action(
     let mut hash_policy = None;
     let mut authority = None;
     let target = if redirect {
-        Target::Redirect(redirect_target(s, &service, meta, errs)?)
+        Target::Redirect(redirect_target(s, service, meta, errs)?)
     } else {
         for (f, set) in [
             ("path_redirect", s.path_redirect.is_some()),
@@ -532,7 +532,7 @@ fn action(
                 );
             }
         }
-        let up = cluster(s, &service, meta, cx, errs)?;
+        let up = cluster(s, service, meta, cx, errs)?;
         hash_policy = up.hash_policy;
         authority = Some(up.authority);
         Target::Cluster(Box::new(up.cluster))
