@@ -161,9 +161,9 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
                 }
                 continue;
             }
-            let is_redirect = matches!(p.target, Target::Redirect(_));
+            let is_redirect = matches!(p.action.target, Target::Redirect(_));
             if let Some(&k) = kept.first() {
-                let k_redirect = matches!(plans[k].target, Target::Redirect(_));
+                let k_redirect = matches!(plans[k].action.target, Target::Redirect(_));
                 if is_redirect || k_redirect {
                     errs.push(reject(format!(
                         "a group with a redirect holds only that Mapping; conflicts with {}",
@@ -230,15 +230,15 @@ fn merge(
     let mut rm_resp: Vec<String> = Vec::new();
     for &i in &members {
         let p = &plans[i];
-        for h in &p.add_request_headers {
+        for h in &p.action.add_request_headers {
             add_req.insert(h.name.clone(), h.clone());
         }
-        for h in &p.add_response_headers {
+        for h in &p.action.add_response_headers {
             add_resp.insert(h.name.clone(), h.clone());
         }
         for (from, to) in [
-            (&p.remove_request_headers, &mut rm_req),
-            (&p.remove_response_headers, &mut rm_resp),
+            (&p.action.remove_request_headers, &mut rm_req),
+            (&p.action.remove_response_headers, &mut rm_resp),
         ] {
             for h in from {
                 if !to.contains(h) {

@@ -269,7 +269,7 @@ pub(crate) struct Inputs<'a> {
 pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors) -> Ir {
     let mut items: Vec<(&Meta, &mut Cluster)> = Vec::new();
     for p in inp.mappings.iter_mut() {
-        if let Target::Cluster(c) = &mut p.target {
+        if let Target::Cluster(c) = &mut p.action.target {
             items.push((&p.meta, c.as_mut()));
         }
     }
@@ -627,7 +627,7 @@ fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Clu
     }
     let all = plans
         .into_iter()
-        .filter_map(|p| match p.target {
+        .filter_map(|p| match p.action.target {
             Target::Cluster(c) => Some(*c),
             Target::Redirect(_) | Target::Failed { .. } => None,
         })

@@ -54,30 +54,18 @@ pub(crate) struct MappingPlan {
     pub sort: SortKey,
     /// Fields that must agree within a group (§4.7), serialized.
     pub consistency: String,
-    pub target: Target,
+    pub action: Action,
     pub weight: Option<u32>,
     pub shadow: bool,
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
-    pub prefix_rewrite: Option<String>,
-    pub host_rewrite: Option<HostRewrite>,
-    pub regex_rewrite: Option<RegexRewrite>,
-    pub add_request_headers: Vec<HeaderValue>,
-    pub add_response_headers: Vec<HeaderValue>,
-    pub remove_request_headers: Vec<String>,
-    pub remove_response_headers: Vec<String>,
-    pub cors: Option<Cors>,
-    pub retry: Option<RetryPolicy>,
-    pub upgrades: Vec<String>,
-    /// The route's hash key (ring hash / maglev under the endpoint resolver).
-    pub hash_policy: Option<HashPolicy>,
     /// Exactly `/.well-known/acme-challenge/`: always routed, never redirected.
     pub acme: bool,
 }
 
 impl MappingPlan {
     pub fn cluster_name(&self) -> Option<&str> {
-        match &self.target {
+        match &self.action.target {
             Target::Cluster(c) => Some(&c.name),
             Target::Redirect(_) | Target::Failed { .. } => None,
         }
@@ -402,47 +390,44 @@ fn plan(
         group_key,
         sort,
         consistency,
-        target: action.target,
+        action,
         // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
         weight: s.weight,
         shadow,
         timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
         idle_timeout_ms: s.idle_timeout_ms,
-        prefix_rewrite: action.prefix_rewrite,
-        host_rewrite: action.host_rewrite,
-        regex_rewrite: action.regex_rewrite,
-        add_request_headers: action.add_request_headers,
-        add_response_headers: action.add_response_headers,
-        remove_request_headers: action.remove_request_headers,
-        remove_response_headers: action.remove_response_headers,
-        cors: action.cors,
-        retry: action.retry,
-        upgrades: action.upgrades,
-        hash_policy: action.hash_policy,
     })
 }
 
-/// What a Mapping does with the requests it matches.
-struct Action {
-    target: Target,
-    prefix_rewrite: Option<String>,
-    host_rewrite: Option<HostRewrite>,
-    regex_rewrite: Option<RegexRewrite>,
-    add_request_headers: Vec<HeaderValue>,
-    add_response_headers: Vec<HeaderValue>,
-    remove_request_headers: Vec<String>,
-    remove_response_headers: Vec<String>,
-    cors: Option<Cors>,
-    retry: Option<RetryPolicy>,
-    upgrades: Vec<String>,
-    hash_policy: Option<HashPolicy>,
+/// What a Mapping does with the requests it matches: its target, rewrites, header changes and
+/// policies.
+#[derive(Debug, Clone)]
+pub(crate) struct Action {
+    pub target: Target,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<HostRewrite>,
+    pub regex_rewrite: Option<RegexRewrite>,
+    pub add_request_headers: Vec<HeaderValue>,
+    pub add_response_headers: Vec<HeaderValue>,
+    pub remove_request_headers: Vec<String>,
+    pub remove_response_headers: Vec<String>,
+    pub cors: Option<Cors>,
+    pub retry: Option<RetryPolicy>,
+    pub upgrades: Vec<String>,
+    /// The route's hash key (ring hash / maglev under the endpoint resolver).
+    pub hash_policy: Option<HashPolicy>,
 }
 
 impl Action {
     /// A route that answers 503, naming the error.
     fn failed(field: String, message: String) -> Self {
+        Self::to(Target::Failed { field, message })
+    }
+
+    /// Sends to `target`, with no rewrite, header change or policy.
+    fn to(target: Target) -> Self {
         Action {
-            target: Target::Failed { field, message },
+            target,
             prefix_rewrite: None,
             host_rewrite: None,
             regex_rewrite: None,
@@ -895,22 +880,14 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             group_key,
             sort,
             consistency: String::new(),
-            target: Target::Cluster(Box::new(c)),
+            action: Action {
+                prefix_rewrite: Some(route.rewrite.clone()),
+                ..Action::to(Target::Cluster(Box::new(c)))
+            },
             weight: None,
             shadow: false,
             timeout_ms: Some(10_000),
             idle_timeout_ms: None,
-            prefix_rewrite: Some(route.rewrite.clone()),
-            host_rewrite: None,
-            regex_rewrite: None,
-            add_request_headers: Vec::new(),
-            add_response_headers: Vec::new(),
-            remove_request_headers: Vec::new(),
-            remove_response_headers: Vec::new(),
-            cors: None,
-            retry: None,
-            upgrades: Vec::new(),
-            hash_policy: None,
             acme: false,
         });
     }

@@ -462,49 +462,58 @@ fn module(config: &str) -> String {
     )
 }
 
-/// Two Mappings guarding different prefixes (`/app/`, `/admin/`) and a catch-all.
-fn path_mappings(app: &Backend, admin: &Backend, root: &Backend) -> Vec<String> {
-    vec![
-        yaml::mapping(
-            "app",
-            &format!(
-                "hostname: '*', prefix: /app/, rewrite: '', service: {}",
-                svc(app)
-            ),
-        ),
-        yaml::mapping(
-            "admin",
-            &format!(
-                "hostname: '*', prefix: /admin/, rewrite: '', service: {}",
-                svc(admin)
-            ),
-        ),
-        yaml::mapping(
-            "root",
-            &format!(
-                "hostname: '*', prefix: /, rewrite: '', service: {}",
-                svc(root)
-            ),
-        ),
-    ]
+/// Backends behind two Mappings guarding different prefixes (`/app/`, `/admin/`) and a
+/// catch-all (`/`), none rewriting the path.
+struct PathSetup {
+    lg: Legate,
+    port: u16,
+    backends: [Backend; 3],
+}
+
+impl PathSetup {
+    /// Starts legate with those Mappings (and `extra` documents, e.g. a Module); `None` only
+    /// when Envoy tests are skipped explicitly.
+    async fn start(extra: &[String]) -> Option<PathSetup> {
+        let backends = [
+            Backend::start("app").await,
+            Backend::start("admin").await,
+            Backend::start("root").await,
+        ];
+        let port = free_port();
+        let mut docs = vec![yaml::base(port)];
+        docs.extend_from_slice(extra);
+        for (b, prefix) in backends.iter().zip(["/app/", "/admin/", "/"]) {
+            docs.push(yaml::mapping(
+                &b.name,
+                &format!(
+                    "hostname: '*', prefix: {prefix}, rewrite: '', service: {}",
+                    svc(b)
+                ),
+            ));
+        }
+        let lg = Legate::start(&[("paths.yaml", &yaml::docs(&docs))]).await?;
+        let r = routed(port, "GET", "/app/warmup", &[]).await;
+        assert_eq!(seen(&r, "app")["path"], "/app/warmup");
+        Some(PathSetup { lg, port, backends })
+    }
+
+    /// Requests every backend has received.
+    fn hits(&self) -> u64 {
+        self.backends
+            .iter()
+            .map(|b| b.hits.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
+    }
 }
 
 /// Dot segments are removed before routing, so a traversal is routed (and sent upstream) as
 /// the path it resolves to, never by the prefix it starts with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_are_normalised_by_default() {
-    let app = Backend::start("app").await;
-    let admin = Backend::start("admin").await;
-    let root = Backend::start("root").await;
-    let port = free_port();
-    let mut docs = vec![yaml::base(port)];
-    docs.extend(path_mappings(&app, &admin, &root));
-    let Some(lg) = Legate::start(&[("paths.yaml", &yaml::docs(&docs))]).await else {
+    let Some(t) = PathSetup::start(&[]).await else {
         return;
     };
-    let r = routed(port, "GET", "/app/warmup", &[]).await;
-    assert_eq!(seen(&r, "app")["path"], "/app/warmup");
-
+    let port = t.port;
     let r = routed(port, "GET", "/app/../app/./y", &[]).await;
     assert_eq!(seen(&r, "app")["path"], "/app/y");
     // A traversal out of /app/ is routed by where it leads: /admin/'s Mapping, not /app/'s.
@@ -516,46 +525,31 @@ async fn paths_are_normalised_by_default() {
     let r = routed(port, "GET", "/app//z", &[]).await;
     assert_eq!(seen(&r, "app")["path"], "/app//z");
 
-    assert_eq!(lg.errors().await, Vec::<String>::new());
+    assert_eq!(t.lg.errors().await, Vec::<String>::new());
 }
 
 /// The Module's merge_slashes and reject_requests_with_escaped_slashes on top of normalisation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn module_slash_options_with_normalisation() {
-    let app = Backend::start("app").await;
-    let admin = Backend::start("admin").await;
-    let root = Backend::start("root").await;
-    let port = free_port();
-    let mut docs = vec![
-        yaml::base(port),
-        module("merge_slashes: true, reject_requests_with_escaped_slashes: true"),
-    ];
-    docs.extend(path_mappings(&app, &admin, &root));
-    let Some(lg) = Legate::start(&[("paths.yaml", &yaml::docs(&docs))]).await else {
+    let module = module("merge_slashes: true, reject_requests_with_escaped_slashes: true");
+    let Some(t) = PathSetup::start(&[module]).await else {
         return;
     };
-    let r = routed(port, "GET", "/app/warmup", &[]).await;
-    assert_eq!(seen(&r, "app")["path"], "/app/warmup");
-
+    let port = t.port;
     let r = routed(port, "GET", "//app/../app/.//y", &[]).await;
     assert_eq!(seen(&r, "app")["path"], "/app/y");
     let r = routed(port, "GET", "/app/..//admin//k", &[]).await;
     assert_eq!(seen(&r, "admin")["path"], "/admin/k");
     // An escaped slash is refused before routing: no backend sees it.
-    let hits = app.hits.load(std::sync::atomic::Ordering::Relaxed)
-        + admin.hits.load(std::sync::atomic::Ordering::Relaxed)
-        + root.hits.load(std::sync::atomic::Ordering::Relaxed);
+    let hits = t.hits();
     let r = http::get(local(port), "/app/..%2Fadmin/k")
         .await
         .expect("request");
     assert_eq!(r.status, 400, "{r:?}");
     assert!(r.backend().is_none(), "{r:?}");
-    let after = app.hits.load(std::sync::atomic::Ordering::Relaxed)
-        + admin.hits.load(std::sync::atomic::Ordering::Relaxed)
-        + root.hits.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(after, hits, "the rejected request reached a backend");
+    assert_eq!(t.hits(), hits, "the rejected request reached a backend");
 
-    assert_eq!(lg.errors().await, Vec::<String>::new());
+    assert_eq!(t.lg.errors().await, Vec::<String>::new());
 }
 
 /// A Mapping whose match is valid but whose target cannot be built answers 503 naming the
