@@ -810,11 +810,10 @@ fn cluster(
     c.http2 = s.grpc == Some(true);
     c.dns_family = dns_family;
     c.respect_dns_ttl = s.respect_dns_ttl.unwrap_or(false);
-    c.idle_timeout_ms = s
-        .cluster_idle_timeout_ms
-        .or(settings.cluster_idle_timeout_ms);
-    c.max_connection_duration_ms = s
-        .cluster_max_connection_lifetime_ms
+    // 0 is unset here (the Module's value, else Envoy's default), as in Emissary.
+    c.idle_timeout_ms =
+        super::module::timeout_set(s.cluster_idle_timeout_ms).or(settings.cluster_idle_timeout_ms);
+    c.max_connection_duration_ms = super::module::timeout_set(s.cluster_max_connection_lifetime_ms)
         .or(settings.cluster_max_connection_lifetime_ms);
     c.tcp_keepalive = s
         .keepalive

@@ -228,6 +228,14 @@ case("fail-closed-targets", BASE,
      m("canary-ok", "{hostname: '*', prefix: /canary/, service: team}"),
      m("bad-regex", "{hostname: '*', prefix: /re/, regex_headers: {x: '('}, service: team}"),
      m("bad-header", "{hostname: '*', prefix: /hdr/, headers: {x: [a, b]}, service: team}"))
+# Connection timeouts of 0 are unset (the Module's value, else Envoy's default), as in Emissary;
+# a route timeout of 0 still disables the timeout.
+case("timeouts-zero", BASE,
+     obj("Module", "ambassador", "{config: {cluster_idle_timeout_ms: 5000, cluster_max_connection_lifetime_ms: 0, listener_idle_timeout_ms: 0}}"),
+     m("zero-idle", "{hostname: '*', prefix: /zi/, service: zi, cluster_idle_timeout_ms: 0}"),
+     m("zero-life", "{hostname: '*', prefix: /zl/, service: zl, cluster_max_connection_lifetime_ms: 0}"),
+     m("set-idle", "{hostname: '*', prefix: /si/, service: si, cluster_idle_timeout_ms: 100}"),
+     m("no-route-timeout", "{hostname: '*', prefix: /nt/, service: nt, timeout_ms: 0}"))
 case("order-precedence", BASE,
      m("short-high", "{hostname: '*', prefix: /same/, precedence: 1, service: high}"),
      m("longer", "{hostname: '*', prefix: /same/longer/, service: longer}"),
