@@ -304,7 +304,7 @@ fn plan(
 
     // --- the action: once the match is valid, the Mapping keeps its route; a target that
     // cannot be built answers 503 naming the error instead of letting the requests fall
-    // through to a less specific Mapping (docs/compatibility.md, "Invalid targets") ---
+    // through to a less specific Mapping (docs/compatibility.md, "fails closed") ---
     let shadow = s.shadow == Some(true);
     let action = action(meta, s, &service, regex_path || exact_path, cx, errs).unwrap_or_else(
         |(field, message)| {
