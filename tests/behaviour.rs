@@ -6,7 +6,8 @@
 //! Families: routing and rewrites, redirects and CORS, timeouts, retries and canaries (here);
 //! websocket, TLS/SNI and TCPMapping (`behaviour/streams.rs`); hot reload under load
 //! (`behaviour/reload.rs`); the bad-input corpus served by Envoy (`behaviour/bad_input.rs`);
-//! the Module's address rules, header case and probe overrides (`behaviour/module.rs`).
+//! the Module's address rules, header case and probe overrides (`behaviour/module.rs`); the
+//! behaviours pinned as Emissary-compatible in docs/compatibility.md (`behaviour/parity.rs`).
 
 #[path = "common/backend.rs"]
 mod backend;
@@ -21,6 +22,8 @@ mod ports;
 mod bad_input;
 #[path = "behaviour/module.rs"]
 mod module;
+#[path = "behaviour/parity.rs"]
+mod parity;
 #[path = "behaviour/reload.rs"]
 mod reload;
 #[path = "behaviour/streams.rs"]

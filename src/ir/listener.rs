@@ -68,6 +68,10 @@ pub struct HttpManager {
     pub idle_timeout_ms: Option<u64>,
     pub max_request_headers_kb: Option<u32>,
     pub http2_max_concurrent_streams: Option<u32>,
+    /// RFC 3986 dot-segment removal before routing (`/a/../b` is routed as `/b`). On for
+    /// every HTTP listener, as in Emissary (docs/compatibility.md); see
+    /// https://www.envoyproxy.io/docs/envoy/latest/api-v3/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto
+    pub normalize_path: bool,
     pub merge_slashes: bool,
     pub strip_matching_host_port: bool,
     pub reject_escaped_slashes: bool,
@@ -111,6 +115,7 @@ impl HttpManager {
             idle_timeout_ms: None,
             max_request_headers_kb: None,
             http2_max_concurrent_streams: None,
+            normalize_path: true,
             merge_slashes: false,
             strip_matching_host_port: false,
             reject_escaped_slashes: false,

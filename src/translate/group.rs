@@ -1,16 +1,20 @@
-//! Mapping groups (reference §4.7, §4.8, §4.9): the group identity and route-order key,
+//! Mapping groups: the group identity and route-order key (docs/compatibility.md),
 //! consistency within a group, canary weights, shadows, and cluster sharing without silent
 //! first-wins.
 
 use std::collections::BTreeMap;
 
-use crate::ir::{Cluster, HeaderValue, Mirror, RouteMatch, StringMatch};
+use crate::ir::{Cluster, HeaderValue, Mirror};
 
 use super::Errors;
 use super::load::Meta;
 use super::mapping::{MappingPlan, Target};
 
-/// The route-order key, compared in descending order (§4.8).
+/// The route-order key, compared in descending order, element by element (docs/compatibility.md,
+/// "Route order"): precedence, prefix length, the weight of the header matchers, the weight of
+/// the query matchers, the prefix, the method, then the `name-value` text of every header
+/// matcher followed by every query matcher (one list: a list that is a prefix of a longer one
+/// sorts lower).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct SortKey {
     precedence: i64,
@@ -19,21 +23,36 @@ pub(crate) struct SortKey {
     query_weight: usize,
     prefix: String,
     method: String,
-    headers: Vec<String>,
-    query: Vec<String>,
+    keys: Vec<String>,
 }
 
-fn value_of(m: &StringMatch) -> (&str, bool) {
-    match m {
-        StringMatch::Exact(v) | StringMatch::Prefix(v) | StringMatch::Suffix(v) => (v, false),
-        StringMatch::Regex(v) => (v, true),
-        StringMatch::Present => ("*", false),
+/// One header or query condition as the ordering sees it: the name, the value as the user
+/// wrote it (`None` for a presence match, counted as `*`), and whether it is a regex. The host
+/// condition is the Mapping's host glob as written (`*` included, even though it needs no
+/// matcher on the route), not the suffix or prefix matcher it becomes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Condition<'a> {
+    pub name: &'a str,
+    pub value: Option<&'a str>,
+    pub regex: bool,
+}
+
+impl Condition<'_> {
+    fn value(&self) -> &str {
+        self.value.unwrap_or("*")
+    }
+
+    /// `len(name) + len(value or "*") + 1 if regex`.
+    fn weight(&self) -> usize {
+        self.name.len() + self.value().len() + usize::from(self.regex)
     }
 }
 
-/// The group identity (§4.7) and sort key of a route match.
+/// The group identity and sort key of a Mapping, from its conditions: `headers` in the order
+/// they are matched (headers, regex headers, the host, the method), then `query`.
 pub(crate) fn identity(
-    m: &RouteMatch,
+    headers: &[Condition<'_>],
+    query: &[Condition<'_>],
     prefix: &str,
     method: Option<&str>,
     precedence: i64,
@@ -42,22 +61,26 @@ pub(crate) fn identity(
     let method = method.unwrap_or("GET").to_ascii_uppercase();
     let mut id = String::with_capacity(6 + method.len() + prefix.len());
     let _ = write!(id, "HTTP-{method}-{prefix}");
-    let mut header_weight = 0;
-    let mut headers = Vec::with_capacity(m.headers.len());
-    for h in &m.headers {
-        let (v, regex) = value_of(&h.matcher);
-        header_weight += h.name.len() + v.len() + usize::from(regex);
-        headers.push(format!("{}-{v}", h.name));
-        let _ = write!(id, "\0h{}={v}{}", h.name, if regex { "~" } else { "" });
-    }
-    let mut query_weight = 0;
-    let mut query = Vec::with_capacity(m.query_parameters.len());
-    for q in &m.query_parameters {
-        let (v, regex) = value_of(&q.matcher);
-        query_weight += q.name.len() + v.len() + usize::from(regex);
-        query.push(format!("{}-{v}", q.name));
-        let _ = write!(id, "\0q{}={v}{}", q.name, if regex { "~" } else { "" });
-    }
+    let mut keys = Vec::with_capacity(headers.len() + query.len());
+    let mut weight = |conds: &[Condition<'_>], tag: char, id: &mut String| {
+        let mut sum = 0;
+        for c in conds {
+            sum += c.weight();
+            keys.push(format!("{}-{}", c.name, c.value()));
+            let _ = match c.value {
+                Some(v) => write!(
+                    id,
+                    "\0{tag}{}={v}{}",
+                    c.name,
+                    if c.regex { "~" } else { "" }
+                ),
+                None => write!(id, "\0{tag}{}?", c.name),
+            };
+        }
+        sum
+    };
+    let header_weight = weight(headers, 'h', &mut id);
+    let query_weight = weight(query, 'q', &mut id);
     if precedence != 0 {
         let _ = write!(id, "\0p{precedence}");
     }
@@ -68,29 +91,24 @@ pub(crate) fn identity(
         query_weight,
         prefix: prefix.to_string(),
         method,
-        headers,
-        query,
+        keys,
     };
     (GroupKey(id), key)
 }
 
-/// A group's identity (§4.7): the text the group id is the SHA-1 of. Mappings group by equal
-/// text; the digest itself only orders groups whose sort keys tie, so it is computed only then
-/// (its bytes order as its lowercase hex form would).
+/// A group's identity: method, prefix, every header and query condition (the host glob and
+/// the method included, `*` too) and a non-zero precedence. Mappings group by equal text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct GroupKey(String);
-
-impl GroupKey {
-    fn digest(&self) -> [u8; 20] {
-        sha1_smol::Sha1::from(self.0.as_bytes()).digest().bytes()
-    }
-}
 
 /// A group: Mappings with the same identity, forming a run of consecutive routes.
 #[derive(Debug, Clone)]
 pub(crate) struct Group {
     /// Indices into the plans, in processing order, shadows excluded.
     pub members: Vec<usize>,
+    /// The first Mapping of the group in processing order (shadow and dropped ones included):
+    /// of two groups whose sort keys tie, the one whose first Mapping comes later goes first.
+    pub first: usize,
     /// Mirror of every route of the group.
     pub mirror: Option<Mirror>,
     pub shadow: Option<usize>,
@@ -143,9 +161,9 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
                 }
                 continue;
             }
-            let is_redirect = matches!(p.target, Target::Redirect(_));
+            let is_redirect = matches!(p.action.target, Target::Redirect(_));
             if let Some(&k) = kept.first() {
-                let k_redirect = matches!(plans[k].target, Target::Redirect(_));
+                let k_redirect = matches!(plans[k].action.target, Target::Redirect(_));
                 if is_redirect || k_redirect {
                     errs.push(reject(format!(
                         "a group with a redirect holds only that Mapping; conflicts with {}",
@@ -184,13 +202,18 @@ pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Ve
                 percent: plans[s].weight.unwrap_or(100),
             })
         });
-        groups.push(merge(plans, kept, shadow, mirror));
+        let mut g = merge(plans, kept, shadow, mirror);
+        g.first = members[0];
+        groups.push(g);
     }
+    // Descending sort key; full ties (rare: e.g. a presence match against a literal `*` value)
+    // go in reverse processing order, as Emissary's stable sort, reversed, leaves them.
     groups.sort_by(|a, b| {
         let (pa, pb) = (&plans[a.members[0]], &plans[b.members[0]]);
-        pb.sort
-            .cmp(&pa.sort)
-            .then_with(|| pa.group_key.digest().cmp(&pb.group_key.digest()))
+        pb.sort.cmp(&pa.sort).then_with(|| {
+            let (fa, fb) = (&plans[a.first], &plans[b.first]);
+            (!fb.builtin, fb.meta.order_key()).cmp(&(!fa.builtin, fa.meta.order_key()))
+        })
     });
     (groups, dropped)
 }
@@ -207,15 +230,15 @@ fn merge(
     let mut rm_resp: Vec<String> = Vec::new();
     for &i in &members {
         let p = &plans[i];
-        for h in &p.add_request_headers {
+        for h in &p.action.add_request_headers {
             add_req.insert(h.name.clone(), h.clone());
         }
-        for h in &p.add_response_headers {
+        for h in &p.action.add_response_headers {
             add_resp.insert(h.name.clone(), h.clone());
         }
         for (from, to) in [
-            (&p.remove_request_headers, &mut rm_req),
-            (&p.remove_response_headers, &mut rm_resp),
+            (&p.action.remove_request_headers, &mut rm_req),
+            (&p.action.remove_response_headers, &mut rm_resp),
         ] {
             for h in from {
                 if !to.contains(h) {
@@ -225,6 +248,7 @@ fn merge(
         }
     }
     Group {
+        first: members[0],
         members,
         mirror,
         shadow,
@@ -370,6 +394,12 @@ mod tests {
         assert_eq!(t(&[Some(10), None, None]), [10, 55, 100]);
         assert_eq!(t(&[None, Some(10)]), [10, 100]);
         assert_eq!(t(&[Some(150)]), [100]);
+        // weight 0 is a weight: no traffic (docs/compatibility.md).
+        assert_eq!(t(&[Some(0), None]), [0, 100]);
+        assert_eq!(t(&[Some(0), Some(30), None]), [0, 30, 100]);
+        // Weighted only, under 100: the last route takes the rest instead of letting requests
+        // fall through to a less specific Mapping (a deliberate difference).
+        assert_eq!(t(&[Some(30), Some(30)]), [30, 100]);
         let s = |w: &[Option<u32>]| shares(w).into_iter().map(|(_, t)| t).collect::<Vec<_>>();
         assert_eq!(s(&[Some(25), None]), [25, 75]);
         assert_eq!(s(&[None, None, None]), [33, 33, 34]);

@@ -1,7 +1,8 @@
-//! Listeners (reference §2) and the assembly of the whole IR: bound Hosts become vhosts in one
-//! RDS table per Listener (named `<listener>/http`, from identity, never position), TLS Hosts
-//! become SNI chains, TCPMappings become tcp_proxy chains (before HTTP ones), and only the
-//! clusters and secrets something references are emitted.
+//! Listeners and the assembly of the whole IR: bound Hosts become vhosts of the Listener's
+//! cleartext RDS table (`<listener>/http`), TLS Hosts become SNI chains each with its own table
+//! of only its Hosts (`<listener>/https/<sni>`; names from identity, never position),
+//! TCPMappings become tcp_proxy chains (before HTTP ones), and only the clusters and secrets
+//! something references are emitted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -223,6 +224,15 @@ fn plan(o: &Obj<ListenerSpec>, errs: &mut Errors) -> Result<ListenerPlan, Fail> 
             "only matchLabels is supported, and it is missing".into(),
         ));
     }
+    // Envoy refuses 0 (and with it every listener), so a 0 is not passed on as "unset".
+    if let Some(n) = s.http2_max_concurrent_streams
+        && !(1..=2_147_483_647).contains(&n)
+    {
+        return Err(f(
+            "http2MaxConcurrentStreams",
+            format!("{n} is not in 1-2147483647"),
+        ));
+    }
     let http = has("HTTP");
     let tls = has("TLS");
     let stats_prefix = s.stats_prefix.clone().unwrap_or_else(|| match (http, tls) {
@@ -259,7 +269,7 @@ pub(crate) struct Inputs<'a> {
 pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors) -> Ir {
     let mut items: Vec<(&Meta, &mut Cluster)> = Vec::new();
     for p in inp.mappings.iter_mut() {
-        if let Target::Cluster(c) = &mut p.target {
+        if let Target::Cluster(c) = &mut p.action.target {
             items.push((&p.meta, c.as_mut()));
         }
     }
@@ -321,62 +331,9 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
             chains.push(g.chain(&inp.tcp, l.stats_prefix.clone(), tls));
         }
         if l.http {
-            let table_name = format!("{}/http", l.name);
-            let mut vhosts = Vec::new();
-            let mut tls_chains: BTreeMap<String, (String, FilterChain)> = BTreeMap::new();
-            let hcm = hcm(l, &table_name, inp.settings);
-            for h in inp.hosts.iter().filter(|h| l.binds(h)) {
-                if l.security == Security::Insecure && h.insecure == InsecureAction::Reject {
-                    continue;
-                }
-                vhosts.push(VirtualHost {
-                    name: format!("{}-{}", l.name, h.hostname),
-                    domains: vec![h.hostname.clone()],
-                    routes: vhost_routes(h, l.security, plans, &groups, &mut routed),
-                });
-                let (Some(t), true) = (&h.tls, l.tls) else {
-                    continue;
-                };
-                if tcp_snis.contains(&h.sni) {
-                    errs.push(h.meta.error("spec.hostname", format!("SNI {} on Listener {} is taken by a TCPMapping; Host left out of its TLS chain", h.sni, l.name)));
-                    continue;
-                }
-                match tls_chains.get(&h.sni) {
-                    Some((identity, _)) if *identity == t.identity => {}
-                    Some((identity, _)) => errs.push(h.meta.error(
-                        "spec.tlsContext",
-                        format!("SNI {} on Listener {} already uses TLS settings {identity}; Host left out of its TLS chain", h.sni, l.name),
-                    )),
-                    None => {
-                        let chain = FilterChain {
-                            name: format!("httpshost-{}", h.meta.name),
-                            server_names: if h.sni == "*" { vec![] } else { vec![h.sni.clone()] },
-                            match_tls: true,
-                            tls: Some(t.tls.clone()),
-                            action: ChainAction::Http(hcm.clone()),
-                        };
-                        tls_chains.insert(h.sni.clone(), (t.identity.clone(), chain));
-                    }
-                }
-            }
-            if !vhosts.is_empty() {
-                // Specific SNIs before the `*` catch-all, each in SNI order.
-                let mut tls_chains: Vec<FilterChain> =
-                    tls_chains.into_values().map(|(_, c)| c).collect();
-                tls_chains.sort_by_key(|c| c.server_names.is_empty());
-                chains.extend(tls_chains);
-                chains.push(FilterChain {
-                    name: "httphost-shared".into(),
-                    server_names: vec![],
-                    match_tls: false,
-                    tls: None,
-                    action: ChainAction::Http(hcm),
-                });
-                ir.route_tables.push(RouteTable {
-                    name: table_name,
-                    virtual_hosts: vhosts,
-                });
-            }
+            let (http, tables) = http_chains(l, &inp, &groups, &tcp_snis, &mut routed, errs);
+            chains.extend(http);
+            ir.route_tables.extend(tables);
         }
         if chains.is_empty() {
             errs.push(l.meta.error(
@@ -403,6 +360,109 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
     ir.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     ir.route_tables.sort_by(|a, b| a.name.cmp(&b.name));
     ir
+}
+
+/// The HTTP chains of a Listener: one TLS chain per SNI of its TLS Hosts (specific SNIs before
+/// the `*` catch-all), then the cleartext chain. The cleartext chain's route table
+/// (`<listener>/http`) holds every bound Host; each TLS chain's table
+/// (`<listener>/https/<sni>`) holds only the Hosts of that SNI, so a request cannot pick
+/// another Host's routes with a `Host` header that disagrees with its SNI
+/// (docs/compatibility.md, "SNI and Host"). Names come from identity, never position.
+/// Returns the chains and their route tables (none when no Host is bound).
+fn http_chains(
+    l: &ListenerPlan,
+    inp: &Inputs<'_>,
+    groups: &[group::Group],
+    tcp_snis: &BTreeSet<String>,
+    routed: &mut [bool],
+    errs: &mut Errors,
+) -> (Vec<FilterChain>, Vec<RouteTable>) {
+    struct TlsChain {
+        identity: String,
+        chain: FilterChain,
+        vhosts: Vec<VirtualHost>,
+    }
+    let plans = &inp.mappings;
+    let table_name = format!("{}/http", l.name);
+    let mut vhosts = Vec::new();
+    let mut tls_chains: BTreeMap<String, TlsChain> = BTreeMap::new();
+    let hcm = hcm(l, &table_name, inp.settings);
+    for h in inp.hosts.iter().filter(|h| l.binds(h)) {
+        if l.security == Security::Insecure && h.insecure == InsecureAction::Reject {
+            continue;
+        }
+        let vhost = VirtualHost {
+            name: format!("{}-{}", l.name, h.hostname),
+            domains: vec![h.hostname.clone()],
+            routes: vhost_routes(h, l.security, plans, groups, routed),
+        };
+        vhosts.push(vhost);
+        let (Some(t), true) = (&h.tls, l.tls) else {
+            continue;
+        };
+        if tcp_snis.contains(&h.sni) {
+            errs.push(h.meta.error("spec.hostname", format!("SNI {} on Listener {} is taken by a TCPMapping; Host left out of its TLS chain", h.sni, l.name)));
+            continue;
+        }
+        let vhost = vhosts.last().cloned();
+        match tls_chains.get_mut(&h.sni) {
+            Some(c) if c.identity == t.identity => c.vhosts.extend(vhost),
+            Some(c) => errs.push(h.meta.error(
+                "spec.tlsContext",
+                format!(
+                    "SNI {} on Listener {} already uses TLS settings {}; Host left out of its TLS chain",
+                    h.sni, l.name, c.identity
+                ),
+            )),
+            None => {
+                let mut tls_hcm = hcm.clone();
+                tls_hcm.route_table = format!("{}/https/{}", l.name, h.sni);
+                let chain = FilterChain {
+                    name: format!("httpshost-{}", h.meta.name),
+                    server_names: if h.sni == "*" { vec![] } else { vec![h.sni.clone()] },
+                    match_tls: true,
+                    tls: Some(t.tls.clone()),
+                    action: ChainAction::Http(tls_hcm),
+                };
+                tls_chains.insert(
+                    h.sni.clone(),
+                    TlsChain {
+                        identity: t.identity.clone(),
+                        chain,
+                        vhosts: vhost.into_iter().collect(),
+                    },
+                );
+            }
+        }
+    }
+    let (mut chains, mut tables) = (Vec::new(), Vec::new());
+    if vhosts.is_empty() {
+        return (chains, tables);
+    }
+    // Specific SNIs before the `*` catch-all, each in SNI order.
+    let mut tls_chains: Vec<TlsChain> = tls_chains.into_values().collect();
+    tls_chains.sort_by_key(|c| c.chain.server_names.is_empty());
+    for c in tls_chains {
+        if let ChainAction::Http(h) = &c.chain.action {
+            tables.push(RouteTable {
+                name: h.route_table.clone(),
+                virtual_hosts: c.vhosts,
+            });
+        }
+        chains.push(c.chain);
+    }
+    chains.push(FilterChain {
+        name: "httphost-shared".into(),
+        server_names: vec![],
+        match_tls: false,
+        tls: None,
+        action: ChainAction::Http(hcm),
+    });
+    tables.push(RouteTable {
+        name: table_name,
+        virtual_hosts: vhosts,
+    });
+    (chains, tables)
 }
 
 fn hcm(l: &ListenerPlan, table: &str, s: &Settings) -> HttpManager {
@@ -449,8 +509,9 @@ fn listener(
     }
 }
 
-/// TLS for a TCPMapping group with `host`: the first TLS Host (hostname order) with a
-/// compatible glob, else a TLSContext listing `host`; neither disables the group (§7).
+/// TLS for a TCPMapping group: none without `host`; with `host`, the first TLS Host (hostname
+/// order) with a compatible glob, else a TLSContext listing `host`; neither disables the group
+/// (an error on each member, and `None`).
 fn tcp_termination(
     g: &TcpGroup,
     plans: &[TcpPlan],
@@ -458,8 +519,10 @@ fn tcp_termination(
     store: &Store,
     errs: &mut Errors,
 ) -> Option<Option<crate::ir::DownstreamTls>> {
-    let host = g.host.as_ref()?;
-    let _ = &host;
+    let Some(host) = g.host.as_ref() else {
+        // No SNI: plain TCP, the chain takes every connection on the port.
+        return Some(None);
+    };
     if let Some(t) = hosts
         .iter()
         .filter(|h| globs_compatible(&h.hostname, host))
@@ -509,11 +572,7 @@ fn synthesized_tcp(
             );
             continue;
         }
-        let hosts = &inp.hosts;
-        let Some(tls) = (match g.host {
-            None => Some(None),
-            Some(_) => tcp_termination(g, &inp.tcp, hosts, store, errs),
-        }) else {
+        let Some(tls) = tcp_termination(g, &inp.tcp, &inp.hosts, store, errs) else {
             continue;
         };
         port_addr.insert(g.port, g.address.clone());
@@ -568,9 +627,9 @@ fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Clu
     }
     let all = plans
         .into_iter()
-        .filter_map(|p| match p.target {
+        .filter_map(|p| match p.action.target {
             Target::Cluster(c) => Some(*c),
-            Target::Redirect(_) => None,
+            Target::Redirect(_) | Target::Failed { .. } => None,
         })
         .chain(tcp.into_iter().map(|t| t.cluster));
     let mut out: Vec<Cluster> = all.filter(|c| used.contains(c.name.as_str())).collect();

@@ -13,7 +13,7 @@ use crate::ir::{
 };
 
 use super::endpoint::{Index, Resolution, Resolver};
-use super::group::{GroupKey, SortKey};
+use super::group::{Condition, GroupKey, SortKey};
 use super::host::{authority_matcher, check_glob};
 use super::load::{Meta, Untyped, mapping_spec};
 use super::module::Settings;
@@ -34,6 +34,12 @@ pub(crate) enum HostGlob {
 pub(crate) enum Target {
     Cluster(Box<Cluster>),
     Redirect(Redirect),
+    /// The target could not be built (the error is reported on the Mapping): the route stays
+    /// and answers 503 naming the error.
+    Failed {
+        field: String,
+        message: String,
+    },
 }
 
 /// A Mapping that passed its checks.
@@ -48,32 +54,20 @@ pub(crate) struct MappingPlan {
     pub sort: SortKey,
     /// Fields that must agree within a group (§4.7), serialized.
     pub consistency: String,
-    pub target: Target,
+    pub action: Action,
     pub weight: Option<u32>,
     pub shadow: bool,
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
-    pub prefix_rewrite: Option<String>,
-    pub host_rewrite: Option<HostRewrite>,
-    pub regex_rewrite: Option<RegexRewrite>,
-    pub add_request_headers: Vec<HeaderValue>,
-    pub add_response_headers: Vec<HeaderValue>,
-    pub remove_request_headers: Vec<String>,
-    pub remove_response_headers: Vec<String>,
-    pub cors: Option<Cors>,
-    pub retry: Option<RetryPolicy>,
-    pub upgrades: Vec<String>,
-    /// The route's hash key (ring hash / maglev under the endpoint resolver).
-    pub hash_policy: Option<HashPolicy>,
     /// Exactly `/.well-known/acme-challenge/`: always routed, never redirected.
     pub acme: bool,
 }
 
 impl MappingPlan {
     pub fn cluster_name(&self) -> Option<&str> {
-        match &self.target {
+        match &self.action.target {
             Target::Cluster(c) => Some(&c.name),
-            Target::Redirect(_) => None,
+            Target::Redirect(_) | Target::Failed { .. } => None,
         }
     }
 }
@@ -308,6 +302,159 @@ fn plan(
         runtime_fraction: None,
     };
 
+    // --- the action: once the match is valid, the Mapping keeps its route; a target that
+    // cannot be built answers 503 naming the error instead of letting the requests fall
+    // through to a less specific Mapping (docs/compatibility.md, "fails closed") ---
+    let shadow = s.shadow == Some(true);
+    let action = action(meta, s, &service, regex_path || exact_path, cx, errs).unwrap_or_else(
+        |(field, message)| {
+            errs.push(meta.error(&field, message.clone()));
+            Action::failed(field, message)
+        },
+    );
+    for (f, set) in [
+        ("bypass_auth", s.bypass_auth.is_some()),
+        (
+            "auth_context_extensions",
+            s.auth_context_extensions.is_some(),
+        ),
+        ("labels", s.labels.is_some()),
+        ("priority", s.priority.is_some()),
+        ("health_checks", s.health_checks.is_some()),
+        ("envoy_override", s.envoy_override.is_some()),
+    ] {
+        if set {
+            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
+        }
+    }
+
+    let consistency = serde_json::to_string(&(
+        (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
+        (
+            s.cluster_idle_timeout_ms,
+            s.cluster_max_connection_lifetime_ms,
+        ),
+        (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
+        (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
+    ))
+    .unwrap_or_default();
+    let (group_key, sort) = {
+        let present = |v: &Value| match v {
+            Value::Bool(true) => None,
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        };
+        // The conditions as written, in match order (headers, regex headers, host, method).
+        let mut owned: Vec<(&str, Option<String>, bool)> = Vec::new();
+        for (k, v) in &headers_spec {
+            owned.push((k, present(v), false));
+        }
+        for (k, v) in s.regex_headers.iter().flatten() {
+            owned.push((k, Some(v.clone()), true));
+        }
+        match &host {
+            Some(HostGlob::Glob(g)) => owned.push((":authority", Some(g.clone()), false)),
+            Some(HostGlob::Regex(r)) => owned.push((":authority", Some(r.clone()), true)),
+            None => {}
+        }
+        if let Some(m) = &s.method {
+            let regex = s.method_regex == Some(true);
+            let m = if regex {
+                m.clone()
+            } else {
+                m.to_ascii_uppercase()
+            };
+            owned.push((":method", Some(m), regex));
+        }
+        let mut owned_query: Vec<(&str, Option<String>, bool)> = Vec::new();
+        for (k, v) in s.query_parameters.iter().flatten() {
+            owned_query.push((k, present(v), false));
+        }
+        for (k, v) in s.regex_query_parameters.iter().flatten() {
+            owned_query.push((k, Some(v.clone()), true));
+        }
+        super::group::identity(
+            &conditions(&owned),
+            &conditions(&owned_query),
+            &prefix,
+            s.method.as_deref(),
+            s.precedence.unwrap_or(0),
+        )
+    };
+    Ok(MappingPlan {
+        meta: meta.clone(),
+        builtin: false,
+        host,
+        acme: prefix == "/.well-known/acme-challenge/",
+        matcher,
+        group_key,
+        sort,
+        consistency,
+        action,
+        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
+        weight: s.weight,
+        shadow,
+        timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
+        idle_timeout_ms: s.idle_timeout_ms,
+    })
+}
+
+/// What a Mapping does with the requests it matches: its target, rewrites, header changes and
+/// policies.
+#[derive(Debug, Clone)]
+pub(crate) struct Action {
+    pub target: Target,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite: Option<HostRewrite>,
+    pub regex_rewrite: Option<RegexRewrite>,
+    pub add_request_headers: Vec<HeaderValue>,
+    pub add_response_headers: Vec<HeaderValue>,
+    pub remove_request_headers: Vec<String>,
+    pub remove_response_headers: Vec<String>,
+    pub cors: Option<Cors>,
+    pub retry: Option<RetryPolicy>,
+    pub upgrades: Vec<String>,
+    /// The route's hash key (ring hash / maglev under the endpoint resolver).
+    pub hash_policy: Option<HashPolicy>,
+}
+
+impl Action {
+    /// A route that answers 503, naming the error.
+    fn failed(field: String, message: String) -> Self {
+        Self::to(Target::Failed { field, message })
+    }
+
+    /// Sends to `target`, with no rewrite, header change or policy.
+    fn to(target: Target) -> Self {
+        Action {
+            target,
+            prefix_rewrite: None,
+            host_rewrite: None,
+            regex_rewrite: None,
+            add_request_headers: Vec::new(),
+            add_response_headers: Vec::new(),
+            remove_request_headers: Vec::new(),
+            remove_response_headers: Vec::new(),
+            cors: None,
+            retry: None,
+            upgrades: Vec::new(),
+            hash_policy: None,
+        }
+    }
+}
+
+/// Rewrites, the target (cluster or redirect) and the policies of a Mapping whose match is
+/// valid. `whole_path`: a regex or exact route, where the default rewrite replaces the path.
+fn action(
+    meta: &Meta,
+    s: &MappingSpec,
+    service: &str,
+    whole_path: bool,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+) -> Result<Action, Fail> {
+    let settings = cx.settings;
+
     // --- rewrites ---
     let regex_rewrite = match &s.regex_rewrite {
         Some(r) => {
@@ -327,7 +474,7 @@ fn plan(
         (None, Some("")) => None,
         (None, Some(r)) => Some(r.to_string()),
         (None, None) => {
-            if regex_path || exact_path {
+            if whole_path {
                 errs.push(meta.warning(
                     "spec.rewrite",
                     "defaults to \"/\": on a regex or exact route the whole path is sent upstream as \"/\" (set rewrite: \"\" to keep it)",
@@ -356,7 +503,7 @@ fn plan(
     let mut hash_policy = None;
     let mut authority = None;
     let target = if redirect {
-        Target::Redirect(redirect_target(s, &service, meta, errs)?)
+        Target::Redirect(redirect_target(s, service, meta, errs)?)
     } else {
         for (f, set) in [
             ("path_redirect", s.path_redirect.is_some()),
@@ -370,7 +517,7 @@ fn plan(
                 );
             }
         }
-        let up = cluster(s, &service, meta, cx, errs)?;
+        let up = cluster(s, service, meta, cx, errs)?;
         hash_policy = up.hash_policy;
         authority = Some(up.authority);
         Target::Cluster(Box::new(up.cluster))
@@ -410,52 +557,8 @@ fn plan(
     {
         upgrades.push("websocket".into());
     }
-    for (f, set) in [
-        ("bypass_auth", s.bypass_auth.is_some()),
-        (
-            "auth_context_extensions",
-            s.auth_context_extensions.is_some(),
-        ),
-        ("labels", s.labels.is_some()),
-        ("priority", s.priority.is_some()),
-        ("health_checks", s.health_checks.is_some()),
-        ("envoy_override", s.envoy_override.is_some()),
-    ] {
-        if set {
-            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
-        }
-    }
-
-    let consistency = serde_json::to_string(&(
-        (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
-        (
-            s.cluster_idle_timeout_ms,
-            s.cluster_max_connection_lifetime_ms,
-        ),
-        (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
-        (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
-    ))
-    .unwrap_or_default();
-    let (group_key, sort) = super::group::identity(
-        &matcher,
-        &prefix,
-        s.method.as_deref(),
-        s.precedence.unwrap_or(0),
-    );
-    Ok(MappingPlan {
-        meta: meta.clone(),
-        builtin: false,
-        host,
-        acme: prefix == "/.well-known/acme-challenge/",
-        matcher,
-        group_key,
-        sort,
-        consistency,
+    Ok(Action {
         target,
-        weight: s.weight.filter(|w| *w > 0),
-        shadow,
-        timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
-        idle_timeout_ms: s.idle_timeout_ms,
         prefix_rewrite,
         host_rewrite,
         regex_rewrite,
@@ -468,6 +571,17 @@ fn plan(
         upgrades,
         hash_policy,
     })
+}
+
+/// Borrowed [`Condition`]s of `(name, value, regex)` triples.
+fn conditions<'a>(list: &'a [(&'a str, Option<String>, bool)]) -> Vec<Condition<'a>> {
+    list.iter()
+        .map(|(name, value, regex)| Condition {
+            name,
+            value: value.as_deref(),
+            regex: *regex,
+        })
+        .collect()
 }
 
 /// §4.4, with legate's fix: a scheme on the service sets `https_redirect` instead of being
@@ -686,17 +800,20 @@ fn cluster(
     c.lb_policy = balancer
         .as_ref()
         .map_or(crate::ir::LbPolicy::RoundRobin, |b| b.policy.clone());
-    c.connect_timeout_ms = s.connect_timeout_ms.unwrap_or(3000);
+    // Envoy refuses a zero connect timeout, and with it the whole cluster update.
+    c.connect_timeout_ms = match s.connect_timeout_ms {
+        Some(0) => return Err(fail("connect_timeout_ms", "must be greater than 0")),
+        other => other.unwrap_or(3000),
+    };
     c.circuit_breakers = circuit_breakers;
     c.tls = tls;
     c.http2 = s.grpc == Some(true);
     c.dns_family = dns_family;
     c.respect_dns_ttl = s.respect_dns_ttl.unwrap_or(false);
-    c.idle_timeout_ms = s
-        .cluster_idle_timeout_ms
-        .or(settings.cluster_idle_timeout_ms);
-    c.max_connection_duration_ms = s
-        .cluster_max_connection_lifetime_ms
+    // 0 is unset here (the Module's value, else Envoy's default), as in Emissary.
+    c.idle_timeout_ms =
+        super::module::timeout_set(s.cluster_idle_timeout_ms).or(settings.cluster_idle_timeout_ms);
+    c.max_connection_duration_ms = super::module::timeout_set(s.cluster_max_connection_lifetime_ms)
         .or(settings.cluster_max_connection_lifetime_ms);
     c.tcp_keepalive = s
         .keepalive
@@ -740,7 +857,13 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
         let c = builtin_cluster(route.service.as_ref(), settings, options);
         let prefix = route.prefix.as_str();
         let matcher = RouteMatch::prefix(prefix);
-        let (group_key, sort) = super::group::identity(&matcher, prefix, None, 0);
+        // hostname "*": the host condition counts in the order, as for any Mapping.
+        let star = [Condition {
+            name: ":authority",
+            value: Some("*"),
+            regex: false,
+        }];
+        let (group_key, sort) = super::group::identity(&star, &[], prefix, None, 0);
         out.push(MappingPlan {
             meta: Meta {
                 origin: crate::api::Origin::Builtin,
@@ -756,22 +879,14 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             group_key,
             sort,
             consistency: String::new(),
-            target: Target::Cluster(Box::new(c)),
+            action: Action {
+                prefix_rewrite: Some(route.rewrite.clone()),
+                ..Action::to(Target::Cluster(Box::new(c)))
+            },
             weight: None,
             shadow: false,
             timeout_ms: Some(10_000),
             idle_timeout_ms: None,
-            prefix_rewrite: Some(route.rewrite.clone()),
-            host_rewrite: None,
-            regex_rewrite: None,
-            add_request_headers: Vec::new(),
-            add_response_headers: Vec::new(),
-            remove_request_headers: Vec::new(),
-            remove_response_headers: Vec::new(),
-            cors: None,
-            retry: None,
-            upgrades: Vec::new(),
-            hash_policy: None,
             acme: false,
         });
     }

@@ -186,6 +186,15 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
         .map(Resolver::parse)
         .transpose()
         .map_err(|m| ("resolver".to_string(), m))?;
+    // Envoy refuses values outside 1-8192, and with them every listener.
+    if let Some(kb) = c.max_request_headers_kb
+        && !(1..=8192).contains(&kb)
+    {
+        return Err((
+            "max_request_headers_kb".to_string(),
+            format!("{kb} is not in 1-8192"),
+        ));
+    }
     Ok(Settings {
         use_remote_address: c.use_remote_address.unwrap_or(true),
         server_name: c.server_name.clone(),
@@ -203,9 +212,9 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
             CHECK_READY,
         )?,
         request_timeout_ms: c.cluster_request_timeout_ms.unwrap_or(3000),
-        cluster_idle_timeout_ms: c.cluster_idle_timeout_ms,
-        cluster_max_connection_lifetime_ms: c.cluster_max_connection_lifetime_ms,
-        listener_idle_timeout_ms: c.listener_idle_timeout_ms,
+        cluster_idle_timeout_ms: timeout_set(c.cluster_idle_timeout_ms),
+        cluster_max_connection_lifetime_ms: timeout_set(c.cluster_max_connection_lifetime_ms),
+        listener_idle_timeout_ms: timeout_set(c.listener_idle_timeout_ms),
         max_request_headers_kb: c.max_request_headers_kb,
         merge_slashes: c.merge_slashes.unwrap_or(false),
         strip_matching_host_port: c.strip_matching_host_port.unwrap_or(false),
@@ -453,4 +462,11 @@ fn warn_config(m: &Obj<ModuleSpec>, c: &ModuleConfig, errs: &mut Errors) {
             );
         }
     }
+}
+
+/// The connection timeouts (`cluster_idle_timeout_ms`, `cluster_max_connection_lifetime_ms`,
+/// `listener_idle_timeout_ms`) read 0 as unset, so Envoy's defaults apply, as in Emissary; a
+/// 0 passed on would disable the timeout instead (docs/compatibility.md).
+pub(crate) fn timeout_set(ms: Option<u64>) -> Option<u64> {
+    ms.filter(|&ms| ms > 0)
 }

@@ -123,8 +123,15 @@ fn variants(
 
 fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold: u32) -> Route {
     let mut matcher = plan.matcher.clone();
-    let action = match &plan.target {
+    let action = match &plan.action.target {
         Target::Redirect(r) => RouteAction::Redirect(r.clone()),
+        Target::Failed { field, message } => RouteAction::DirectResponse {
+            status: 503,
+            body: Some(format!(
+                "Mapping {} cannot be served: {field}: {message}\n",
+                plan.meta.id()
+            )),
+        },
         Target::Cluster(c) => {
             let m = &g.members;
             RouteAction::Forward(Forward {
@@ -132,19 +139,20 @@ fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold:
                     name: c.name.clone(),
                     weight: 100,
                 }],
-                prefix_rewrite: plan.prefix_rewrite.clone(),
-                regex_rewrite: group::last_set(plans, m, |p| p.regex_rewrite.as_ref()).cloned(),
-                host_rewrite: plan.host_rewrite.clone(),
+                prefix_rewrite: plan.action.prefix_rewrite.clone(),
+                regex_rewrite: group::last_set(plans, m, |p| p.action.regex_rewrite.as_ref())
+                    .cloned(),
+                host_rewrite: plan.action.host_rewrite.clone(),
                 timeout_ms: plan.timeout_ms,
                 idle_timeout_ms: plan.idle_timeout_ms,
-                retry: group::last_set(plans, m, |p| p.retry.as_ref()).cloned(),
+                retry: group::last_set(plans, m, |p| p.action.retry.as_ref()).cloned(),
                 upgrades: group::last_set(plans, m, |p| {
-                    (!p.upgrades.is_empty()).then_some(&p.upgrades)
+                    (!p.action.upgrades.is_empty()).then_some(&p.action.upgrades)
                 })
                 .cloned()
                 .unwrap_or_default(),
                 mirrors: g.mirror.iter().cloned().collect(),
-                hash_policy: plan.hash_policy.iter().cloned().collect(),
+                hash_policy: plan.action.hash_policy.iter().cloned().collect(),
             })
         }
     };
@@ -167,6 +175,6 @@ fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold:
     r.request_headers_to_remove = g.remove_request_headers.clone();
     r.response_headers_to_add = g.add_response_headers.clone();
     r.response_headers_to_remove = g.remove_response_headers.clone();
-    r.cors = group::last_set(plans, &g.members, |p| p.cors.as_ref()).cloned();
+    r.cors = group::last_set(plans, &g.members, |p| p.action.cors.as_ref()).cloned();
     r
 }

@@ -168,7 +168,8 @@ fn plan(
         port,
         host: s.host.clone(),
         cluster,
-        weight: s.weight.filter(|w| *w > 0),
+        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
+        weight: s.weight,
         idle_timeout_ms: s.idle_timeout_ms,
         consistency,
     })

@@ -179,3 +179,66 @@ fn malformed_secret_errors_never_quote_key_material() {
     assert!(!text.is_empty(), "a malformed Secret is reported");
     assert!(text.iter().all(|e| !e.contains("TOP-SECRET")), "{text:?}");
 }
+
+/// Each TLS chain's route table is named from its SNI, so adding or removing another Host
+/// never renames (and so never empties, for Envoy) an existing chain's table.
+#[test]
+fn tls_route_table_names_stay_when_hosts_change() {
+    let https = raw(
+        1,
+        json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Listener",
+        "metadata": {"name": "s", "namespace": "default"},
+        "spec": {"port": 8443, "protocol": "HTTPS", "securityModel": "XFP",
+                 "hostBinding": {"namespace": {"from": "ALL"}}}}),
+    );
+    let secret = |doc: usize, name: &str| {
+        raw(
+            doc,
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": name, "namespace": "default"},
+            "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+                           "tls.key": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"}}),
+        )
+    };
+    let host = |doc: usize, name: &str, hostname: &str| {
+        raw(
+            doc,
+            json!({"apiVersion": "getambassador.io/v3alpha1", "kind": "Host",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"hostname": hostname, "tlsSecret": {"name": format!("{name}-cert")}}}),
+        )
+    };
+    let tables = |objs: &[RawObject]| -> Vec<(String, String)> {
+        let t = translate(objs, &Options::default());
+        t.ir.listeners
+            .iter()
+            .flat_map(|l| &l.filter_chains)
+            .filter_map(|c| match &c.action {
+                crate::ir::ChainAction::Http(h) => Some((c.name.clone(), h.route_table.clone())),
+                crate::ir::ChainAction::Tcp(_) => None,
+            })
+            .collect()
+    };
+    let one = vec![
+        https.clone(),
+        secret(2, "b-cert"),
+        host(3, "b", "b.example.com"),
+    ];
+    let mut more = one.clone();
+    more.extend([
+        secret(4, "a-cert"),
+        host(5, "a", "a.example.com"),
+        secret(6, "any-cert"),
+        host(7, "any", "*"),
+    ]);
+    let before = tables(&one);
+    let after = tables(&more);
+    let b = (
+        "httpshost-b".to_string(),
+        "s/https/b.example.com".to_string(),
+    );
+    assert!(before.contains(&b), "{before:?}");
+    assert!(after.contains(&b), "{after:?}");
+    assert!(after.contains(&("httpshost-any".into(), "s/https/*".into())));
+    assert!(after.contains(&("httphost-shared".into(), "s/http".into())));
+}

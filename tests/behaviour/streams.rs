@@ -135,7 +135,7 @@ async fn tcp_mapping_round_trips_bytes() {
 }
 
 /// A self-signed certificate for `name` (with the SAN curl checks): (cert PEM, key PEM).
-fn self_signed(dir: &Path, name: &str) -> (String, String) {
+pub(crate) fn self_signed(dir: &Path, name: &str) -> (String, String) {
     let (cert, key) = (
         dir.join(format!("{name}.crt")),
         dir.join(format!("{name}.key")),
@@ -170,7 +170,7 @@ fn self_signed(dir: &Path, name: &str) -> (String, String) {
     )
 }
 
-fn tls_secret(name: &str, cert: &str, key: &str) -> String {
+pub(crate) fn tls_secret(name: &str, cert: &str, key: &str) -> String {
     let block = |pem: &str| {
         pem.lines()
             .map(|l| format!("    {l}\n"))
@@ -186,7 +186,7 @@ fn tls_secret(name: &str, cert: &str, key: &str) -> String {
 
 /// `curl` over TLS to `https://<name>:<port><path>` resolved to 127.0.0.1 (SNI = `name`),
 /// trusting only `ca`. Returns (exit code, stdout).
-async fn curl(name: &str, port: u16, path: &str, ca: &Path) -> (i32, String) {
+pub(crate) async fn curl(name: &str, port: u16, path: &str, ca: &Path) -> (i32, String) {
     let out = tokio::process::Command::new("curl")
         .args(["-sS", "--max-time", "20", "--resolve"])
         .arg(format!("{name}:{port}:127.0.0.1"))

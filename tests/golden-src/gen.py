@@ -180,6 +180,62 @@ case("weights-mixed", BASE,
      m("c", "{hostname: '*', prefix: /w/, service: wc}"),
      m("same-in-other-ns", "{hostname: '*', prefix: /n/, service: n1}", ns="one"),
      m("same-in-other-ns", "{hostname: '*', prefix: /n/, service: n2}", ns="two"))
+# weight 0 is a weight (no traffic), not "unset"; a lone Mapping still gets everything, and a
+# shadow with weight 0 mirrors nothing (docs/compatibility.md).
+case("weights-zero", BASE,
+     m("zero", "{hostname: '*', prefix: /z/, service: zero, weight: 0}"),
+     m("rest", "{hostname: '*', prefix: /z/, service: rest}"),
+     m("lone-zero", "{hostname: '*', prefix: /lone/, service: lone, weight: 0}"),
+     m("main", "{hostname: '*', prefix: /mirror/, service: main}"),
+     m("mirror-zero", "{hostname: '*', prefix: /mirror/, service: mirror, shadow: true, weight: 0}"),
+     obj("TCPMapping", "tcp-zero", "{port: 9000, service: 'tzero:9000', weight: 0}"),
+     obj("TCPMapping", "tcp-rest", "{port: 9000, service: 'trest:9000'}"))
+# TCPMappings bound to declared TCP Listeners (protocol TCP, protocolStack [TCP]) and to a TLS
+# Listener by SNI, each Listener with its own TCPMapping.
+case("tcp-listeners-bound",
+     obj("Listener", "tcp-a", "{port: 9001, protocol: TCP, securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Listener", "tcp-b", "{port: 9002, protocolStack: [TCP], securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Listener", "tls-9443", "{port: 9443, protocol: TLS, securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
+     obj("TCPMapping", "a", "{port: 9001, service: 'a:9001'}"),
+     obj("TCPMapping", "b", "{port: 9002, service: 'b:9002'}", ns="other"),
+     obj("TLSContext", "db-ctx", "{hosts: [db.example.com], secret: db-cert}"),
+     obj("Host", "cache", "{hostname: cache.example.com, tlsSecret: {name: cache-cert}}"),
+     obj("TCPMapping", "db", "{port: 9443, host: db.example.com, service: 'db:5432'}"),
+     obj("TCPMapping", "cache", "{port: 9443, host: cache.example.com, service: 'cache:6379'}"),
+     secret("db-cert"), secret("cache-cert"))
+# Ties in the header weight between a hostname Mapping and header Mappings: the `*` host counts
+# (11), then the `name-value` texts decide; a full tie goes in reverse processing order.
+case("order-host-header-ties", BASE,
+     obj("Host", "a", "{hostname: a.com, requestPolicy: {insecure: {action: Route}}}"),
+     m("t-host", "{hostname: a.com, prefix: /t/, service: thost}"),
+     m("t-hdr-after", "{hostname: '*', prefix: /t/, headers: {ab: cd}, service: tafter}"),
+     m("t-hdr-before", "{hostname: '*', prefix: /t/, headers: {'0a': cd}, service: tbefore}"),
+     m("t-present", "{hostname: '*', prefix: /t/, headers: {x-p: true}, service: tpresent}"),
+     m("t-star", "{hostname: '*', prefix: /t/, headers: {x-p: '*'}, service: tstar}"),
+     m("t-any", "{hostname: '*', prefix: /t/, service: tany}"),
+     m("t-glob", "{hostname: '*.com', prefix: /t/, service: tglob}"),
+     m("t-glob-hdr", "{hostname: '*', prefix: /t/, headers: {x: a}, service: tgh}"))
+# A Mapping whose match is valid but whose target cannot be built keeps its route, answering
+# 503 with the error, so its requests never fall through to the catch-all; an invalid match
+# still leaves the Mapping out.
+case("fail-closed-targets", BASE,
+     m("catch-all", "{hostname: '*', prefix: /, service: fallback}"),
+     m("bad-port", "{hostname: '*', prefix: /port/, service: 'team:http'}"),
+     m("bad-service", "{hostname: '*', prefix: /svc/, service: 'ftp://team'}"),
+     m("no-context", "{hostname: '*', prefix: /tls/, service: team, tls: missing-ctx}"),
+     m("no-resolver", "{hostname: '*', prefix: /res/, service: team, resolver: nowhere}"),
+     m("canary-bad", "{hostname: '*', prefix: /canary/, service: 'team:x', weight: 10}"),
+     m("canary-ok", "{hostname: '*', prefix: /canary/, service: team}"),
+     m("bad-regex", "{hostname: '*', prefix: /re/, regex_headers: {x: '('}, service: team}"),
+     m("bad-header", "{hostname: '*', prefix: /hdr/, headers: {x: [a, b]}, service: team}"))
+# Connection timeouts of 0 are unset (the Module's value, else Envoy's default), as in Emissary;
+# a route timeout of 0 still disables the timeout.
+case("timeouts-zero", BASE,
+     obj("Module", "ambassador", "{config: {cluster_idle_timeout_ms: 5000, cluster_max_connection_lifetime_ms: 0, listener_idle_timeout_ms: 0}}"),
+     m("zero-idle", "{hostname: '*', prefix: /zi/, service: zi, cluster_idle_timeout_ms: 0}"),
+     m("zero-life", "{hostname: '*', prefix: /zl/, service: zl, cluster_max_connection_lifetime_ms: 0}"),
+     m("set-idle", "{hostname: '*', prefix: /si/, service: si, cluster_idle_timeout_ms: 100}"),
+     m("no-route-timeout", "{hostname: '*', prefix: /nt/, service: nt, timeout_ms: 0}"))
 case("order-precedence", BASE,
      m("short-high", "{hostname: '*', prefix: /same/, precedence: 1, service: high}"),
      m("longer", "{hostname: '*', prefix: /same/longer/, service: longer}"),
@@ -301,6 +357,17 @@ case("tcp-on-http-listeners",
      obj("TCPMapping", "three-c", "{port: 7000, service: 'c:7000'}"),
      m("web", "{hostname: web.example.com, prefix: /, service: web}"),
      secret("web-cert"), secret("db-cert"))
+# Each TLS chain's route table holds only the vhosts of its own Host(s); the cleartext chain
+# holds every Host. A `*` Host with TLS is the catch-all chain, with only the `*` vhost.
+case("sni-host-separation",
+     obj("Listener", "https-8443", "{port: 8443, protocol: HTTPS, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Host", "alpha", "{hostname: alpha.example.com, tlsSecret: {name: alpha-cert}}"),
+     obj("Host", "beta", "{hostname: beta.example.com, tlsSecret: {name: beta-cert}}"),
+     obj("Host", "fallback", "{hostname: '*', tlsSecret: {name: fallback-cert}, requestPolicy: {insecure: {action: Route}}}"),
+     m("alpha", "{hostname: alpha.example.com, prefix: /app/, service: alpha}"),
+     m("beta", "{hostname: beta.example.com, prefix: /app/, service: beta}"),
+     m("any", "{hostname: '*', prefix: /any/, service: any}"),
+     secret("alpha-cert"), secret("beta-cert"), secret("fallback-cert"))
 case("sni-shared-chain",
      obj("Listener", "https-8443", "{port: 8443, protocol: HTTPS, securityModel: SECURE, hostBinding: {namespace: {from: ALL}}}"),
      obj("TLSContext", "shared", "{hosts: [x.example.com, 'x.example.com:8443'], secret: x-cert}"),
@@ -387,6 +454,13 @@ case("bad-30-module-invalid", BASE, OK,
 case("bad-31-mapping-group-redirect-mix", BASE, OK,
      m("r1", "{hostname: '*', prefix: /mix/, service: r.example.com, host_redirect: true}"),
      m("r2", "{hostname: '*', prefix: /mix/, service: backend}"))
+# Zeros Envoy refuses (and with them a whole update) are reported here instead: a zero
+# connect timeout fails its Mapping closed, a Listener with 0 concurrent streams and a Module
+# with max_request_headers_kb 0 are invalid.
+case("bad-34-zero-values", BASE, OK,
+     m("no-connect", "{hostname: '*', prefix: /nc/, service: nc, connect_timeout_ms: 0}"),
+     obj("Listener", "h2-zero", "{port: 9090, protocol: HTTP, securityModel: XFP, http2MaxConcurrentStreams: 0, hostBinding: {namespace: {from: ALL}}}"),
+     obj("Module", "ambassador", "{config: {max_request_headers_kb: 0}}"))
 
 if __name__ == "__main__":
     import json, shutil

@@ -180,6 +180,7 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
                 max_concurrent_streams: Some(u32v(n)),
                 ..Default::default()
             }),
+        normalize_path: Some(boolv(h.normalize_path)),
         merge_slashes: h.merge_slashes,
         strip_matching_host_port: h.strip_matching_host_port,
         path_with_escaped_slashes_action: if h.reject_escaped_slashes {

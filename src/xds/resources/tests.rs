@@ -243,6 +243,8 @@ fn hcm_uses_rds_over_ads_and_typed_filters() {
     }
     assert_eq!(hcm.stat_prefix, "ingress_https");
     assert_eq!(hcm.path_with_escaped_slashes_action, 2, "REJECT_REQUEST");
+    assert_eq!(hcm.normalize_path, Some(boolv(true)));
+    assert!(hcm.merge_slashes);
     assert!(hcm.http_protocol_options.unwrap().accept_http_10);
     assert_eq!(hcm.access_log.len(), 1);
 }

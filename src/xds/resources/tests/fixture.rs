@@ -57,6 +57,7 @@ fn full_hcm(table: &str) -> HttpManager {
         idle_timeout_ms: Some(300_000),
         max_request_headers_kb: Some(96),
         http2_max_concurrent_streams: Some(200),
+        normalize_path: true,
         merge_slashes: true,
         strip_matching_host_port: true,
         reject_escaped_slashes: true,
