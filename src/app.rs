@@ -544,7 +544,11 @@ async fn open_source(config: &Config, env: &Env, ready: &Ready) -> Result<Input,
     .spawn()
     .map_err(|e| {
         // `fail` prints the whole chain: "… /config cannot be read: Permission denied (os error 13)"
-        fail(exit::INVALID_SETTINGS, "invalid setting source.config_dir", e)
+        fail(
+            exit::INVALID_SETTINGS,
+            "invalid setting source.config_dir",
+            e,
+        )
     })?;
     tracing::info!(dir = %dir.display(), "configuration source: directory");
     Ok(Input::Source(sub))
