@@ -54,8 +54,13 @@ pub struct EnvoySettings {
     pub log_level: String,
     /// How often the supervisor polls Envoy's admin `/ready` and `/server_info`.
     pub health_interval_ms: u64,
-    /// Restart Envoy when its admin has not answered for this long.
+    /// Restart Envoy when its admin has not answered for this long *and* its main thread
+    /// made no CPU progress for this long (a busy Envoy applying a large config is left alone).
     pub unresponsive_timeout_ms: u64,
+    /// A main thread that keeps burning CPU with a silent admin while no push is outstanding
+    /// and Envoy is LIVE (a livelock) is restarted after this long (at least
+    /// `unresponsive_timeout_ms`).
+    pub busy_limit_ms: u64,
     pub restart: RestartSettings,
 }
 
@@ -158,6 +163,7 @@ impl Default for EnvoySettings {
             log_level: "warning".into(),
             health_interval_ms: 1000,
             unresponsive_timeout_ms: 10_000,
+            busy_limit_ms: 300_000,
             restart: RestartSettings::default(),
         }
     }
