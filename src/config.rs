@@ -52,6 +52,10 @@ pub struct EnvoySettings {
     pub drain_strategy: String,
     /// Envoy's own log level.
     pub log_level: String,
+    /// Which stats Envoy keeps: `essential` (default: per-cluster request counts by class,
+    /// latency, active connections and membership, plus every `http.`, `listener.`,
+    /// `server.`, `cluster_manager.` … stat) or `all` (Envoy's default, ~150 stats a cluster).
+    pub stats: String,
     /// How often the supervisor polls Envoy's admin `/ready` and `/server_info`.
     pub health_interval_ms: u64,
     /// Restart Envoy when its admin has not answered for this long *and* its main thread
@@ -161,6 +165,7 @@ impl Default for EnvoySettings {
             concurrency: None,
             drain_strategy: "immediate".into(),
             log_level: "warning".into(),
+            stats: "essential".into(),
             health_interval_ms: 1000,
             unresponsive_timeout_ms: 10_000,
             busy_limit_ms: 300_000,

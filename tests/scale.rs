@@ -1,6 +1,7 @@
-//! Hang detection at scale with the built binary and the real Envoy 1.40 (issue 10): an Envoy
-//! whose admin is silent because it is busy applying thousands of clusters is left alone, a
-//! stopped one is restarted, and `/live` answers 200 throughout. The 50,000-service start is a
+//! Scale behaviour with the built binary and the real Envoy 1.40 (issue 10): an Envoy whose
+//! admin is silent because it is busy applying thousands of clusters is left alone, a stopped
+//! one is restarted, and `/live` answers 200 throughout; the default `essential` stats still
+//! give Prometheus per-cluster request counts and latencies. The 50,000-service start is a
 //! benchmark (`scripts/bench-scale`), not a test: it takes Envoy tens of seconds and ~1 GB.
 
 #[path = "common/backend.rs"]
@@ -104,4 +105,80 @@ async fn stopped_envoy_is_restarted_and_live_stays_200() {
     assert_ne!(legate.envoy_pid().await, pid);
     legate.wait_ready().await;
     legate.wait_traffic("live").await;
+}
+
+/// The value of the Prometheus sample whose line starts with `metric{` and contains every one
+/// of `labels`; `None` when there is no such line.
+fn sample(text: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .find(|l| labels.iter().all(|x| l.contains(x)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+async fn prometheus(legate: &Legate) -> String {
+    let admin = ::legate::envoy::admin::Client::new(::legate::envoy::Address::Unix(
+        legate.runtime_dir.join("envoy-admin.sock"),
+    ));
+    admin
+        .text("/stats/prometheus")
+        .await
+        .expect("envoy /stats/prometheus")
+}
+
+/// With the default `essential` stats, a request through Envoy increments the cluster's 2xx
+/// count and records its latency in `/stats/prometheus`, and a dropped per-cluster stat is
+/// absent; `envoy.stats: all` brings it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_keeps_per_cluster_counts_and_latency() {
+    let Some(envoy) = ::legate::envoy::locate::for_tests() else {
+        return;
+    };
+    let backend = Backend::start("stats").await;
+    let cluster = format!("envoy_cluster_name=\"127_0_0_1_{}\"", backend.port());
+    let ok = ["envoy_response_code_class=\"2\"", cluster.as_str()];
+    for (stats, dropped_present) in [("essential", false), ("all", true)] {
+        let spec = Spec::new(envoy.clone(), backend.port()).env("LEGATE_ENVOY__STATS", stats);
+        let legate = Legate::start(spec);
+        legate.wait_ready().await;
+        legate.wait_traffic("stats").await;
+        let before = prometheus(&legate).await;
+        let count = sample(&before, "envoy_cluster_upstream_rq_xx", &ok)
+            .unwrap_or_else(|| panic!("{stats}: no 2xx count for the cluster:\n{before}"));
+        let reply = http::get(legate.listener, "/").await.expect("a request");
+        assert_eq!(reply.status, 200);
+        let after = prometheus(&legate).await;
+        assert_eq!(
+            sample(&after, "envoy_cluster_upstream_rq_xx", &ok),
+            Some(count + 1.0),
+            "{stats}"
+        );
+        // Histograms reach /stats/prometheus at Envoy's stats flush (every 5 s).
+        http::eventually(
+            WAIT,
+            "the latency histogram counts the requests",
+            || async {
+                let text = prometheus(&legate).await;
+                let n = sample(&text, "envoy_cluster_upstream_rq_time_count", &[&cluster])?;
+                (n >= count + 1.0).then_some(())
+            },
+        )
+        .await;
+        for kept in [
+            "envoy_cluster_upstream_cx_active",
+            "envoy_cluster_membership_healthy",
+        ] {
+            assert!(
+                sample(&after, kept, &[&cluster]).is_some(),
+                "{stats}: {kept}"
+            );
+        }
+        assert!(sample(&after, "envoy_listener_downstream_cx_active", &[]).is_some());
+        let dropped = sample(&after, "envoy_cluster_upstream_cx_total", &[&cluster]);
+        assert_eq!(
+            dropped.is_some(),
+            dropped_present,
+            "{stats}: upstream_cx_total"
+        );
+    }
 }

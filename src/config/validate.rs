@@ -111,6 +111,7 @@ fn envoy(c: &Config) -> Result<(), ConfigError> {
         &["immediate", "gradual"],
     )?;
     one_of(&e.log_level, "envoy.log_level", ENVOY_LOG_LEVELS)?;
+    one_of(&e.stats, "envoy.stats", &["essential", "all"])?;
     check(
         e.concurrency != Some(0),
         "envoy.concurrency",

@@ -236,6 +236,12 @@ impl Supervisor {
                 ),
             });
         }
+        if !matches!(settings.stats.as_str(), "essential" | "all") {
+            return Err(SupervisorError::Settings {
+                name: "envoy.stats",
+                reason: format!("{:?} is neither essential nor all", settings.stats),
+            });
+        }
         let r = &settings.restart;
         if settings.health_interval_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
             return Err(SupervisorError::Settings {
@@ -364,12 +370,13 @@ impl Supervisor {
             path: dir.clone(),
             source,
         })?;
-        let params = bootstrap::Params::new(
+        let mut params = bootstrap::Params::new(
             &self.settings.node_id,
             &self.settings.node_cluster,
             self.admin_address.clone(),
             self.paths.xds.clone(),
         );
+        params.all_stats = self.settings.stats == "all";
         let path = self.paths.bootstrap();
         bootstrap::write(&params, &path)?;
         bootstrap::validate(&self.paths.binary, &path).await?;
