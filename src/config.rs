@@ -56,6 +56,9 @@ pub struct EnvoySettings {
     /// latency, active connections and membership, plus every `http.`, `listener.`,
     /// `server.`, `cluster_manager.` … stat) or `all` (Envoy's default, ~150 stats a cluster).
     pub stats: String,
+    /// How Envoy subscribes to legate's ADS server: `delta` (default: only changed resources
+    /// are sent) or `sotw` (state of the world: every resource of a changed type).
+    pub xds_protocol: String,
     /// How often the supervisor polls Envoy's admin `/ready` and `/server_info`.
     pub health_interval_ms: u64,
     /// Restart Envoy when its admin has not answered for this long *and* its main thread
@@ -166,6 +169,7 @@ impl Default for EnvoySettings {
             drain_strategy: "immediate".into(),
             log_level: "warning".into(),
             stats: "essential".into(),
+            xds_protocol: "delta".into(),
             health_interval_ms: 1000,
             unresponsive_timeout_ms: 10_000,
             busy_limit_ms: 300_000,

@@ -182,3 +182,44 @@ async fn prometheus_keeps_per_cluster_counts_and_latency() {
         );
     }
 }
+
+/// Envoy subscribes with delta ADS by default, and state of the world with
+/// `envoy.xds_protocol: sotw`; either way a change is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_served_over_delta_by_default_and_over_sotw() {
+    let Some(envoy) = ::legate::envoy::locate::for_tests() else {
+        return;
+    };
+    let backend = Backend::start("xds").await;
+    for (setting, protocol) in [(None, "Delta"), (Some("sotw"), "Sotw")] {
+        let mut spec = Spec::new(envoy.clone(), backend.port());
+        if let Some(s) = setting {
+            spec = spec.env("LEGATE_ENVOY__XDS_PROTOCOL", s);
+        }
+        let legate = Legate::start(spec);
+        legate.wait_ready().await;
+        legate.wait_traffic("xds").await;
+        let opened = legate
+            .log()
+            .into_iter()
+            .filter(|l| l.contains("ads stream opened"))
+            .collect::<Vec<_>>();
+        assert!(
+            !opened.is_empty() && opened.iter().all(|l| l.contains(protocol)),
+            "{protocol}: {opened:?}"
+        );
+        let extra = format!(
+            "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\n\
+             metadata: {{name: extra, namespace: default}}\n\
+             spec: {{hostname: \"*\", prefix: /extra/, rewrite: /x/, \
+             service: \"127.0.0.1:{}\"}}\n",
+            backend.port()
+        );
+        std::fs::write(legate.runtime_dir.join("../config/extra.yaml"), extra).unwrap();
+        http::eventually(WAIT, "the new Mapping served", || async {
+            let r = http::get(legate.listener, "/extra/a").await.ok()?;
+            (r.status == 200 && r.body.contains("/x/a")).then_some(())
+        })
+        .await;
+    }
+}

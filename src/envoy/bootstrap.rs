@@ -52,6 +52,8 @@ pub struct Params {
     pub max_downstream_connections: u64,
     /// Keep every Envoy stat (`envoy.stats: all`) instead of [`ESSENTIAL_STATS`].
     pub all_stats: bool,
+    /// Subscribe with state-of-the-world ADS (`envoy.xds_protocol: sotw`) instead of delta.
+    pub sotw: bool,
 }
 
 /// Stats every cluster keeps by default (as suffixes of `cluster.<name>.`): request counts by
@@ -119,6 +121,7 @@ impl Params {
             xds,
             max_downstream_connections: MAX_DOWNSTREAM_CONNECTIONS,
             all_stats: false,
+            sotw: false,
         }
     }
 }
@@ -135,6 +138,10 @@ pub fn render(p: &Params) -> Result<String, BootstrapError> {
             json!(p.max_downstream_connections),
         ),
         ("stats_config", stats_config(p.all_stats)),
+        (
+            "ads_api_type",
+            json!(if p.sotw { "GRPC" } else { "DELTA_GRPC" }),
+        ),
     ];
     let mut out = TEMPLATE.to_string();
     for (name, value) in values {
@@ -232,6 +239,8 @@ mod tests {
             ["socket_address"];
         assert_eq!(sock["address"].as_str(), Some("127.0.0.1"));
         assert_eq!(sock["port_value"].as_u64(), Some(18000));
+        let ads = &v["dynamic_resources"]["ads_config"];
+        assert_eq!(ads["api_type"].as_str(), Some("DELTA_GRPC"));
         for kind in ["cds_config", "lds_config"] {
             let c = &v["dynamic_resources"][kind];
             assert_eq!(c["initial_fetch_timeout"].as_str(), Some("0s"), "{kind}");
@@ -254,10 +263,13 @@ mod tests {
     }
 
     #[test]
-    fn all_stats_restores_envoys_default() {
+    fn all_stats_and_sotw_restore_envoys_defaults() {
         let mut p = params(Path::new("/run/legate"));
         p.all_stats = true;
+        p.sotw = true;
         let v: serde_yaml::Value = serde_yaml::from_str(&render(&p).unwrap()).unwrap();
+        let ads = &v["dynamic_resources"]["ads_config"];
+        assert_eq!(ads["api_type"].as_str(), Some("GRPC"));
         assert_eq!(
             v["stats_config"],
             serde_yaml::Value::Mapping(Default::default())

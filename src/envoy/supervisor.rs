@@ -242,6 +242,12 @@ impl Supervisor {
                 reason: format!("{:?} is neither essential nor all", settings.stats),
             });
         }
+        if !matches!(settings.xds_protocol.as_str(), "delta" | "sotw") {
+            return Err(SupervisorError::Settings {
+                name: "envoy.xds_protocol",
+                reason: format!("{:?} is neither delta nor sotw", settings.xds_protocol),
+            });
+        }
         let r = &settings.restart;
         if settings.health_interval_ms == 0 || r.initial_backoff_ms > r.max_backoff_ms {
             return Err(SupervisorError::Settings {
@@ -377,6 +383,7 @@ impl Supervisor {
             self.paths.xds.clone(),
         );
         params.all_stats = self.settings.stats == "all";
+        params.sotw = self.settings.xds_protocol == "sotw";
         let path = self.paths.bootstrap();
         bootstrap::write(&params, &path)?;
         bootstrap::validate(&self.paths.binary, &path).await?;
