@@ -675,7 +675,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         .peekable();
     let mut items = Vec::new();
     let mut last = None;
-    while let Some(((_, ns, name), v)) = matching.next() {
+    for ((_, ns, name), v) in matching.by_ref() {
         items.push(list_item(&ty, v));
         last = Some((ns.clone(), name.clone()));
         if limit.is_some_and(|l| items.len() >= l) {
