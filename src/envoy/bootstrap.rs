@@ -241,6 +241,10 @@ mod tests {
         assert_eq!(sock["port_value"].as_u64(), Some(18000));
         let ads = &v["dynamic_resources"]["ads_config"];
         assert_eq!(ads["api_type"].as_str(), Some("DELTA_GRPC"));
+        let deferred = &v["cluster_manager"]["enable_deferred_cluster_creation"];
+        assert_eq!(deferred.as_bool(), Some(true));
+        let lazy = &v["deferred_stat_options"]["enable_deferred_creation_stats"];
+        assert_eq!(lazy.as_bool(), Some(true));
         for kind in ["cds_config", "lds_config"] {
             let c = &v["dynamic_resources"][kind];
             assert_eq!(c["initial_fetch_timeout"].as_str(), Some("0s"), "{kind}");
