@@ -439,6 +439,11 @@ impl Supervisor {
             self.admin_address.clone(),
             self.paths.admin_address_file(),
             Duration::from_millis(self.settings.health_interval_ms),
+            // A call still unanswered after half the unresponsive timeout counts as failed, so
+            // the watchdog has its evidence in time.
+            admin::DEFAULT_TIMEOUT.min(Duration::from_millis(
+                self.settings.unresponsive_timeout_ms / 2,
+            )),
             obs_tx,
             self.admin.clone(),
         )));
@@ -463,7 +468,10 @@ impl Supervisor {
                         busy_logged = false;
                         self.observe(ready, &info);
                     }
-                    Err(error) => tracing::debug!(%error, "envoy admin did not answer"),
+                    Err(error) => {
+                        watchdog.call_failed();
+                        tracing::debug!(%error, "envoy admin did not answer");
+                    }
                 },
                 _ = samples.tick() => {
                     let sample = Sample {
@@ -631,6 +639,7 @@ async fn poll(
     configured: Address,
     address_file: PathBuf,
     interval: Duration,
+    call_timeout: Duration,
     tx: mpsc::Sender<Observation>,
     publish: watch::Sender<Option<admin::Client>>,
 ) {
@@ -644,7 +653,7 @@ async fn poll(
                 publish.send_replace(Some(c.clone()));
             }),
         };
-        if let Some(client) = client {
+        if let Some(client) = client.map(|c| c.with_timeout(call_timeout)) {
             let obs = async { Ok((client.ready().await?, client.server_info().await?)) }.await;
             live = matches!(&obs, Ok((true, info)) if info.state == State::Live);
             if tx.send(obs).await.is_err() {

@@ -17,6 +17,9 @@
 //!   makes progress.
 //! * When the CPU time cannot be read (no procfs), outstanding work counts as busy up to
 //!   `busy_limit`, and no work means hung after `unresponsive`: the behaviour before issue 10.
+//! * Silence is evidence only once an admin call has actually failed (timed out, refused)
+//!   since the last answer: if legate itself was starved of CPU and did not ask, an idle Envoy
+//!   (no CPU progress either) is not hung.
 //!
 //! [`Watchdog`] is the pure decision, fed samples by the supervisor every health interval, so
 //! it is tested with made-up samples; `tests/envoy_supervisor.rs` and `tests/scale.rs` check
@@ -58,6 +61,8 @@ pub struct Watchdog {
     last_answer: Instant,
     last_progress: Instant,
     last_ticks: Option<u64>,
+    /// An admin call failed since the last answer.
+    failed: bool,
 }
 
 impl Watchdog {
@@ -69,12 +74,19 @@ impl Watchdog {
             last_answer: now,
             last_progress: now,
             last_ticks: None,
+            failed: false,
         }
     }
 
     /// The admin answered at `now`.
     pub fn answered(&mut self, now: Instant) {
         self.last_answer = now;
+        self.failed = false;
+    }
+
+    /// An admin call failed (timed out, refused, broken).
+    pub fn call_failed(&mut self) {
+        self.failed = true;
     }
 
     /// Since when the admin has been silent.
@@ -91,7 +103,7 @@ impl Watchdog {
             self.last_ticks = Some(ticks);
         }
         let silent = now.saturating_duration_since(self.last_answer);
-        if silent < self.unresponsive {
+        if silent < self.unresponsive || !self.failed {
             return Verdict::Answering;
         }
         let has_work = sample.push_outstanding
@@ -165,6 +177,8 @@ mod tests {
                 let now = t0 + Duration::from_secs(i);
                 if answers(i) {
                     w.answered(now);
+                } else {
+                    w.call_failed();
                 }
                 w.check(now, sample(ticks(i), push, state))
             })
@@ -246,6 +260,23 @@ mod tests {
         // Silent and stalled 1..=8, answers at 9, stalled again: hung 10 s after the answer.
         let v = run(40, |i| i == 9, |_| Some(1), false, State::Live);
         assert_eq!(first_hung(&v), Some(19), "{v:?}");
+    }
+
+    #[test]
+    fn silence_without_a_failed_call_is_not_a_hang() {
+        // legate starved of CPU: it did not poll, so it has no evidence against Envoy.
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(T, LIMIT, t0);
+        let idle = sample(Some(7), false, State::Live);
+        assert_eq!(
+            w.check(t0 + Duration::from_secs(30), idle),
+            Verdict::Answering
+        );
+        w.call_failed();
+        assert!(matches!(
+            w.check(t0 + Duration::from_secs(31), idle),
+            Verdict::Hung(_)
+        ));
     }
 
     #[test]
