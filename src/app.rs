@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span};
 
@@ -189,13 +189,16 @@ impl App {
             .instrument(info_span!("xds")),
         );
 
-        // 7. "envoy acked config" readiness, and the push-latency metric
+        // 7. "envoy acked config" readiness, the push-latency metric, and whether a push is
+        // outstanding (the supervisor never kills an Envoy busy applying one)
+        let (push_outstanding, outstanding_rx) = watch::channel(false);
         let acked_task = tokio::spawn(
             track_acks(
                 outputs.clone(),
                 clients.clone(),
                 metrics.clone(),
                 ready.guard("envoy acked config"),
+                push_outstanding,
             )
             .instrument(info_span!("acks")),
         );
@@ -217,6 +220,7 @@ impl App {
             ready.guard("envoy live"),
         )
         .map_err(|e| fail(exit::INVALID_SETTINGS, "envoy", e))?;
+        let sup = sup.push_outstanding(outstanding_rx);
 
         // 9. the admin listener (loopback unless configured)
         let views = admin_views(&config, &outputs, &clients, &handle);
@@ -576,12 +580,14 @@ fn no_source_reason(s: &crate::config::SourceSettings) -> String {
     reason
 }
 
-/// Keeps the "envoy acked config" guard and the push-latency histogram up to date.
+/// Keeps the "envoy acked config" guard, the push-latency histogram and `outstanding` (the
+/// current snapshot is neither ACKed nor NACKed by a connected Envoy) up to date.
 async fn track_acks(
     outputs: pipeline::Outputs,
     clients: Clients,
     metrics: Arc<Metrics>,
     guard: Guard,
+    outstanding: watch::Sender<bool>,
 ) {
     let mut snapshots = outputs.snapshots.clone();
     let mut changes = clients.subscribe();
@@ -604,6 +610,7 @@ async fn track_acks(
         }
         if let Some(s) = &current {
             let settled = clients.settled(&s.versions());
+            outstanding.send_if_modified(|o| std::mem::replace(o, !settled) == settled);
             applied |= settled;
             if let Some((p, at)) = &pending
                 && clients.acked(&p.versions())

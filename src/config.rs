@@ -53,10 +53,22 @@ pub struct EnvoySettings {
     pub drain_strategy: String,
     /// Envoy's own log level.
     pub log_level: String,
+    /// Which stats Envoy keeps: `essential` (default: per-cluster request counts by class,
+    /// latency, active connections and membership, plus every `http.`, `listener.`,
+    /// `server.`, `cluster_manager.` … stat) or `all` (Envoy's default, ~150 stats a cluster).
+    pub stats: String,
+    /// How Envoy subscribes to legate's ADS server: `delta` (default: only changed resources
+    /// are sent) or `sotw` (state of the world: every resource of a changed type).
+    pub xds_protocol: String,
     /// How often the supervisor polls Envoy's admin `/ready` and `/server_info`.
     pub health_interval_ms: u64,
-    /// Restart Envoy when its admin has not answered for this long.
+    /// Restart Envoy when its admin has not answered for this long *and* its main thread
+    /// made no CPU progress for this long (a busy Envoy applying a large config is left alone).
     pub unresponsive_timeout_ms: u64,
+    /// A main thread that keeps burning CPU with a silent admin while no push is outstanding
+    /// and Envoy is LIVE (a livelock) is restarted after this long (at least
+    /// `unresponsive_timeout_ms`).
+    pub busy_limit_ms: u64,
     pub restart: RestartSettings,
 }
 
@@ -162,8 +174,11 @@ impl Default for EnvoySettings {
             concurrency: None,
             drain_strategy: "immediate".into(),
             log_level: "warning".into(),
+            stats: "essential".into(),
+            xds_protocol: "delta".into(),
             health_interval_ms: 1000,
             unresponsive_timeout_ms: 10_000,
+            busy_limit_ms: 300_000,
             restart: RestartSettings::default(),
         }
     }

@@ -725,3 +725,92 @@ async fn a_kubeconfig_file_selects_the_fake_server() {
     let authorized = server.requests().len();
     assert!(authorized > 0);
 }
+
+/// The fake API server pages lists as the real one does: `limit` items a page, a continue
+/// token while more remain, the first page's resourceVersion on every page; a continue token
+/// older than the compacted history is 410 Gone.
+#[tokio::test]
+async fn lists_are_paged_and_an_expired_continue_is_410() {
+    use k8s_openapi::api::core::v1::Service;
+    use kube::api::{Api, ListParams};
+
+    let server = FakeApiServer::start().await;
+    server.apply_all((0..5).map(|i| service("apps", &format!("s{i}"))).collect());
+    let api: Api<Service> = Api::all(server.client());
+    let mut names = vec![];
+    let mut token: Option<String> = None;
+    let mut versions = BTreeSet::new();
+    let mut pages = 0;
+    loop {
+        let mut params = ListParams::default().limit(2);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let page = api.list(&params).await.expect("a page");
+        pages += 1;
+        assert!(page.items.len() <= 2);
+        versions.insert(page.metadata.resource_version.clone());
+        names.extend(page.items.iter().filter_map(|s| s.metadata.name.clone()));
+        if pages == 1 {
+            // A change between pages does not move the list's version.
+            server.apply(service("apps", "s9"));
+        }
+        token = page.metadata.continue_.filter(|c| !c.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(names, ["s0", "s1", "s2", "s3", "s4", "s9"]);
+    assert_eq!(versions.len(), 1, "{versions:?}");
+
+    let first = api
+        .list(&ListParams::default().limit(2))
+        .await
+        .expect("a first page");
+    let stale = first.metadata.continue_.expect("a continue token");
+    server.expire_history();
+    let err = api
+        .list(&ListParams::default().limit(2).continue_token(&stale))
+        .await
+        .expect_err("an expired continue token");
+    match err {
+        kube::Error::Api(status) => assert_eq!(status.code, 410, "{status:?}"),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+}
+
+/// kube-runtime lists in pages of 500: 1,200 Mappings arrive through three pages, all of them.
+#[tokio::test]
+async fn initial_lists_are_read_page_by_page() {
+    let server = FakeApiServer::start().await;
+    server.apply_all(
+        (0..1200)
+            .map(|i| mapping(&format!("ns{}", i % 7), &format!("m{i}"), "/p/"))
+            .collect(),
+    );
+    let mut source = start(&server, &SourceSettings::default());
+    let state = source
+        .until("all 1200", |s| published_mappings(s).len() == 1200)
+        .await;
+    assert_eq!(published_mappings(&state), server_mappings(&server));
+    let pages: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.plural.as_deref() == Some("mappings") && !r.watch)
+        .collect();
+    assert!(
+        pages
+            .iter()
+            .all(|r| r.query.get("limit").map(String::as_str) == Some("500")),
+        "{pages:?}"
+    );
+    assert!(
+        pages
+            .iter()
+            .filter(|r| r.query.contains_key("continue"))
+            .count()
+            >= 2,
+        "{pages:?}"
+    );
+}

@@ -112,6 +112,8 @@ fn envoy(c: &Config) -> Result<(), ConfigError> {
         &["immediate", "gradual"],
     )?;
     one_of(&e.log_level, "envoy.log_level", ENVOY_LOG_LEVELS)?;
+    one_of(&e.stats, "envoy.stats", &["essential", "all"])?;
+    one_of(&e.xds_protocol, "envoy.xds_protocol", &["delta", "sotw"])?;
     check(
         e.concurrency != Some(0),
         "envoy.concurrency",

@@ -194,6 +194,15 @@ impl Client {
         sum_data_plane(&stats, exclude).map_err(|detail| AdminError::Unexpected { path, detail })
     }
 
+    /// `GET path`, the body as text (e.g. `/stats/prometheus`); any status but 200 is an error.
+    pub async fn text(&self, path: &str) -> Result<String, AdminError> {
+        let (status, body) = self.call(Method::GET, path).await?;
+        if status != StatusCode::OK {
+            return Err(status_error(path, status, &body));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     async fn post(&self, path: &str) -> Result<(), AdminError> {
         let (status, body) = self.call(Method::POST, path).await?;
         if status == StatusCode::OK {

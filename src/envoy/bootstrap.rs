@@ -50,6 +50,66 @@ pub struct Params {
     /// legate's ADS server, as bound.
     pub xds: Address,
     pub max_downstream_connections: u64,
+    /// Keep every Envoy stat (`envoy.stats: all`) instead of [`ESSENTIAL_STATS`].
+    pub all_stats: bool,
+    /// Subscribe with state-of-the-world ADS (`envoy.xds_protocol: sotw`) instead of delta.
+    pub sotw: bool,
+}
+
+/// Stats every cluster keeps by default (as suffixes of `cluster.<name>.`): request counts by
+/// response class and in total, latency, timeouts, active and failed connections, membership.
+/// These are what dashboards built on Envoy's Prometheus output use; the other ~140 stats a
+/// cluster allocates (circuit breaker gauges, per-code and per-protocol counters, LB and
+/// health-check detail) cost about 40 % of Envoy's memory and most of its time to apply CDS
+/// at thousands of clusters (issue 10, BENCHMARKS.md). `envoy.stats: all` keeps everything.
+pub const ESSENTIAL_CLUSTER_STATS: &[&str] = &[
+    "upstream_rq_2xx",
+    "upstream_rq_3xx",
+    "upstream_rq_4xx",
+    "upstream_rq_5xx",
+    "upstream_rq_total",
+    "upstream_rq_completed",
+    "upstream_rq_time",
+    "upstream_rq_timeout",
+    "upstream_cx_active",
+    "upstream_cx_connect_fail",
+    "membership_healthy",
+    "membership_total",
+];
+
+/// Stat name prefixes kept whole by default: the HTTP connection managers (`http.`), the
+/// listeners (`listener.`: legate's drain sums `listener.<name>.downstream_cx_active`), TCP
+/// proxies, the server, cluster manager, listener manager, control-plane connection, runtime
+/// and overload manager, and legate's own ADS cluster.
+pub const ESSENTIAL_STATS: &[&str] = &[
+    "http.",
+    "listener.",
+    "tcp.",
+    "server.",
+    "cluster_manager.",
+    "listener_manager.",
+    "control_plane.",
+    "runtime.",
+    "overload.",
+    "cluster.xds_cluster.",
+];
+
+/// The bootstrap's `stats_config`: Envoy's default when `all`, else an inclusion list of
+/// [`ESSENTIAL_STATS`] (prefixes) and [`ESSENTIAL_CLUSTER_STATS`] (suffixes). See
+/// <https://www.envoyproxy.io/docs/envoy/v1.40.0/api-v3/config/metrics/v3/stats.proto>.
+pub fn stats_config(all: bool) -> serde_json::Value {
+    if all {
+        return json!({});
+    }
+    let prefixes = ESSENTIAL_STATS.iter().map(|p| json!({ "prefix": p }));
+    let suffixes = ESSENTIAL_CLUSTER_STATS
+        .iter()
+        .map(|s| json!({ "suffix": format!(".{s}") }));
+    json!({
+        "stats_matcher": {
+            "inclusion_list": { "patterns": prefixes.chain(suffixes).collect::<Vec<_>>() }
+        }
+    })
 }
 
 impl Params {
@@ -60,6 +120,8 @@ impl Params {
             admin,
             xds,
             max_downstream_connections: MAX_DOWNSTREAM_CONNECTIONS,
+            all_stats: false,
+            sotw: false,
         }
     }
 }
@@ -74,6 +136,11 @@ pub fn render(p: &Params) -> Result<String, BootstrapError> {
         (
             "max_downstream_connections",
             json!(p.max_downstream_connections),
+        ),
+        ("stats_config", stats_config(p.all_stats)),
+        (
+            "ads_api_type",
+            json!(if p.sotw { "GRPC" } else { "DELTA_GRPC" }),
         ),
     ];
     let mut out = TEMPLATE.to_string();
@@ -172,6 +239,12 @@ mod tests {
             ["socket_address"];
         assert_eq!(sock["address"].as_str(), Some("127.0.0.1"));
         assert_eq!(sock["port_value"].as_u64(), Some(18000));
+        let ads = &v["dynamic_resources"]["ads_config"];
+        assert_eq!(ads["api_type"].as_str(), Some("DELTA_GRPC"));
+        let deferred = &v["cluster_manager"]["enable_deferred_cluster_creation"];
+        assert_eq!(deferred.as_bool(), Some(true));
+        let lazy = &v["deferred_stat_options"]["enable_deferred_creation_stats"];
+        assert_eq!(lazy.as_bool(), Some(true));
         for kind in ["cds_config", "lds_config"] {
             let c = &v["dynamic_resources"][kind];
             assert_eq!(c["initial_fetch_timeout"].as_str(), Some("0s"), "{kind}");
@@ -181,6 +254,29 @@ mod tests {
         assert_eq!(
             monitor["max_active_downstream_connections"].as_u64(),
             Some(MAX_DOWNSTREAM_CONNECTIONS)
+        );
+        let patterns = v["stats_config"]["stats_matcher"]["inclusion_list"]["patterns"]
+            .as_sequence()
+            .unwrap();
+        let has =
+            |kind: &str, value: &str| patterns.iter().any(|p| p[kind].as_str() == Some(value));
+        // What legate's drain reads, and what dashboards read per cluster.
+        assert!(has("prefix", "listener."));
+        assert!(has("suffix", ".upstream_rq_2xx"));
+        assert!(has("suffix", ".upstream_rq_time"));
+    }
+
+    #[test]
+    fn all_stats_and_sotw_restore_envoys_defaults() {
+        let mut p = params(Path::new("/run/legate"));
+        p.all_stats = true;
+        p.sotw = true;
+        let v: serde_yaml::Value = serde_yaml::from_str(&render(&p).unwrap()).unwrap();
+        let ads = &v["dynamic_resources"]["ads_config"];
+        assert_eq!(ads["api_type"].as_str(), Some("GRPC"));
+        assert_eq!(
+            v["stats_config"],
+            serde_yaml::Value::Mapping(Default::default())
         );
     }
 

@@ -7,8 +7,13 @@
 //! readiness goes pending the moment Envoy exits; restarts back off exponentially with jitter;
 //! more than `budget` restarts within `window_ms` ends `run` with
 //! [`SupervisorError::BudgetExhausted`] so the orchestrator sees a crash loop.
+//!
+//! A silent admin alone is not a hang: Envoy answers admin on the thread that applies xDS, so
+//! it is silent while it applies a large config. [`watchdog`] kills only an Envoy that is
+//! silent *and* makes no CPU progress (SIGSTOP, deadlock), or that spins with nothing to do.
 
 mod drain;
+pub mod watchdog;
 
 use std::collections::VecDeque;
 use std::io;
@@ -27,6 +32,7 @@ use super::{Address, AddressError, State};
 use crate::config::{DrainSettings, EnvoySettings, RestartSettings};
 use crate::metrics::Metrics;
 use crate::readiness::Guard;
+use watchdog::{Sample, Verdict, Watchdog};
 
 pub use drain::DrainOutcome;
 
@@ -197,6 +203,8 @@ pub struct Supervisor {
     requests_open: bool,
     /// Further drain requests that arrived during a drain; they get its outcome too.
     drain_waiters: Vec<oneshot::Sender<DrainOutcome>>,
+    /// `true` while a push to Envoy is outstanding (sent, not yet ACKed or NACKed).
+    push_outstanding: watch::Receiver<bool>,
 }
 
 /// How one Envoy run ended.
@@ -226,6 +234,18 @@ impl Supervisor {
                     "{:?} is neither immediate nor gradual",
                     settings.drain_strategy
                 ),
+            });
+        }
+        if !matches!(settings.stats.as_str(), "essential" | "all") {
+            return Err(SupervisorError::Settings {
+                name: "envoy.stats",
+                reason: format!("{:?} is neither essential nor all", settings.stats),
+            });
+        }
+        if !matches!(settings.xds_protocol.as_str(), "delta" | "sotw") {
+            return Err(SupervisorError::Settings {
+                name: "envoy.xds_protocol",
+                reason: format!("{:?} is neither delta nor sotw", settings.xds_protocol),
             });
         }
         let r = &settings.restart;
@@ -276,6 +296,7 @@ impl Supervisor {
             requests,
             requests_open: true,
             drain_waiters: vec![],
+            push_outstanding: watch::channel(false).1,
         };
         let handle = Handle {
             status: status_rx,
@@ -288,6 +309,12 @@ impl Supervisor {
     /// Listener stat prefixes to leave out of the drain's connection count (probe, stats).
     pub fn exclude_listeners(mut self, names: impl IntoIterator<Item = String>) -> Self {
         self.excluded.extend(names);
+        self
+    }
+
+    /// Where the hang detection learns whether a push is outstanding (see [`watchdog`]).
+    pub fn push_outstanding(mut self, outstanding: watch::Receiver<bool>) -> Self {
+        self.push_outstanding = outstanding;
         self
     }
 
@@ -349,12 +376,14 @@ impl Supervisor {
             path: dir.clone(),
             source,
         })?;
-        let params = bootstrap::Params::new(
+        let mut params = bootstrap::Params::new(
             &self.settings.node_id,
             &self.settings.node_cluster,
             self.admin_address.clone(),
             self.paths.xds.clone(),
         );
+        params.all_stats = self.settings.stats == "all";
+        params.sotw = self.settings.xds_protocol == "sotw";
         let path = self.paths.bootstrap();
         bootstrap::write(&params, &path)?;
         bootstrap::validate(&self.paths.binary, &path).await?;
@@ -410,11 +439,23 @@ impl Supervisor {
             self.admin_address.clone(),
             self.paths.admin_address_file(),
             Duration::from_millis(self.settings.health_interval_ms),
+            // A call still unanswered after half the unresponsive timeout counts as failed, so
+            // the watchdog has its evidence in time.
+            admin::DEFAULT_TIMEOUT.min(Duration::from_millis(
+                self.settings.unresponsive_timeout_ms / 2,
+            )),
             obs_tx,
             self.admin.clone(),
         )));
-        let unresponsive = Duration::from_millis(self.settings.unresponsive_timeout_ms);
-        let mut last_answer = Instant::now();
+        let interval = Duration::from_millis(self.settings.health_interval_ms);
+        let mut watchdog = Watchdog::new(
+            Duration::from_millis(self.settings.unresponsive_timeout_ms),
+            Duration::from_millis(self.settings.busy_limit_ms),
+            Instant::now(),
+        );
+        let mut samples = tokio::time::interval(interval);
+        samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut busy_logged = false;
         let ended = loop {
             tokio::select! {
                 exit = envoy.wait() => {
@@ -423,13 +464,40 @@ impl Supervisor {
                 }
                 Some(obs) = observations.recv() => match obs {
                     Ok((ready, info)) => {
-                        last_answer = Instant::now();
+                        watchdog.answered(Instant::now());
+                        busy_logged = false;
                         self.observe(ready, &info);
                     }
-                    Err(error) => tracing::debug!(%error, "envoy admin did not answer"),
+                    Err(error) => {
+                        watchdog.call_failed();
+                        tracing::debug!(%error, "envoy admin did not answer");
+                    }
                 },
-                _ = tokio::time::sleep_until(last_answer + unresponsive) => {
-                    break Ended::Died { exit: self.kill_hung(envoy, unresponsive).await, reason: "unresponsive" };
+                _ = samples.tick() => {
+                    let sample = Sample {
+                        cpu_ticks: watchdog::main_thread_ticks(envoy.pid()),
+                        push_outstanding: *self.push_outstanding.borrow(),
+                        state: self.status.borrow().state,
+                    };
+                    match watchdog.check(Instant::now(), sample) {
+                        Verdict::Answering => {}
+                        Verdict::Busy => {
+                            if !busy_logged {
+                                busy_logged = true;
+                                tracing::warn!(
+                                    pid = envoy.pid(),
+                                    silent = ?watchdog.silent_since().elapsed(),
+                                    push_outstanding = sample.push_outstanding,
+                                    state = ?sample.state,
+                                    "envoy admin silent but envoy is busy (cpu advancing); not restarting it"
+                                );
+                            }
+                        }
+                        Verdict::Hung(why) => {
+                            let silent = watchdog.silent_since().elapsed();
+                            break Ended::Died { exit: self.kill_hung(envoy, silent, why).await, reason: "unresponsive" };
+                        }
+                    }
                 }
                 req = self.requests.recv(), if self.requests_open => match req {
                     None => self.requests_open = false,
@@ -473,12 +541,13 @@ impl Supervisor {
         });
     }
 
-    /// Admin has not answered for `unresponsive`: SIGABRT for a backtrace, then SIGKILL.
-    async fn kill_hung(&self, envoy: &Process, unresponsive: Duration) -> ExitInfo {
+    /// Envoy is hung (see [`watchdog`]): SIGABRT for a backtrace, then SIGKILL.
+    async fn kill_hung(&self, envoy: &Process, silent: Duration, why: &str) -> ExitInfo {
         tracing::error!(
             pid = envoy.pid(),
-            ?unresponsive,
-            "envoy admin unresponsive; aborting envoy"
+            ?silent,
+            why,
+            "envoy hung; aborting envoy"
         );
         self.guard.block();
         envoy.signal(Signal::SIGABRT);
@@ -570,6 +639,7 @@ async fn poll(
     configured: Address,
     address_file: PathBuf,
     interval: Duration,
+    call_timeout: Duration,
     tx: mpsc::Sender<Observation>,
     publish: watch::Sender<Option<admin::Client>>,
 ) {
@@ -583,7 +653,7 @@ async fn poll(
                 publish.send_replace(Some(c.clone()));
             }),
         };
-        if let Some(client) = client {
+        if let Some(client) = client.map(|c| c.with_timeout(call_timeout)) {
             let obs = async { Ok((client.ready().await?, client.server_info().await?)) }.await;
             live = matches!(&obs, Ok((true, info)) if info.state == State::Live);
             if tx.send(obs).await.is_err() {

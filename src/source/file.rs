@@ -6,10 +6,12 @@
 //! `file#doc` (`file` relative to the directory, `doc` 1-based; `doc` 0 means the file as a
 //! whole), or a [`ResourceError`] saying why not. Errors never stop the source.
 //!
-//! Watching: changes announced by `notify` are coalesced until the directory has been quiet for
-//! the debounce window (at most ten windows under a steady stream), then the directory is
-//! re-walked and only changed files re-read. A whole new [`SourceState`] is published only if
-//! objects or errors differ.
+//! Watching: a lone change (the first after a debounce window without any) is served at once:
+//! after a short gather window ([`GATHER`], the several events one file write makes). Changes
+//! that follow within the debounce window are a burst: they are coalesced until the directory
+//! has been quiet for the window (at most ten windows under a steady stream). Then the
+//! directory is re-walked and only changed files re-read. A whole new [`SourceState`] is
+//! published only if objects or errors differ.
 //!
 //! Mid-write rule (issue 3: never publish a half-written file): a file that fails to parse and
 //! either changed while it was read or was modified less than two debounce windows ago is
@@ -144,11 +146,17 @@ fn check_dir(dir: &Path) -> Result<(), SourceError> {
     }
 }
 
+/// How long a lone change waits for the other events of the same write (create, modify,
+/// close, rename) before the directory is read.
+pub const GATHER: Duration = Duration::from_millis(5);
+
 /// Timing of the watch loop.
 #[derive(Debug, Clone)]
 struct Timing {
-    /// Quiet period that ends a burst of changes.
+    /// Quiet period that ends a burst of changes; a change after this long without one is
+    /// lone and served after `gather` only.
     debounce: Duration,
+    gather: Duration,
     /// A burst is cut off after this long even if changes keep coming.
     max_delay: Duration,
     /// A broken file modified more recently than this may still be being written.
@@ -165,6 +173,7 @@ impl Timing {
     fn new(debounce: Duration) -> Timing {
         Timing {
             debounce,
+            gather: GATHER.min(debounce),
             max_delay: (debounce * 10).max(Duration::from_millis(500)),
             settle: debounce * 2,
             retries: 5,
@@ -237,6 +246,7 @@ impl FileSource {
             events,
             #[cfg(test)]
             progress: self.progress,
+            last_event: None,
         };
         tokio::spawn(runner.run().instrument(span));
         Ok(rx)
@@ -272,6 +282,8 @@ struct Runner {
     watch: DirWatch,
     #[cfg(test)]
     progress: tokio::sync::watch::Sender<Progress>,
+    /// When the last change event arrived.
+    last_event: Option<Instant>,
 }
 
 impl Runner {
@@ -359,16 +371,38 @@ impl Runner {
             true => self.timing.resync,
             false => self.timing.poll,
         };
-        tokio::select! {
-            _ = self.publisher.closed() => return None,
-            _ = tokio::time::sleep(idle) => return Some(pending),
-            signal = self.events.recv() => pending.add(signal?),
+        // Changes that queued up while the last scan ran continue a burst. (`Rescan` is also
+        // what a new watch sends about itself: not a change by itself.)
+        let mut queued = false;
+        while let Ok(signal) = self.events.try_recv() {
+            queued |= !matches!(signal, Signal::Rescan);
+            pending.add(signal);
         }
-        let cutoff = Instant::now() + self.timing.max_delay;
+        if !queued {
+            tokio::select! {
+                _ = self.publisher.closed() => return None,
+                _ = tokio::time::sleep(idle) => return Some(pending),
+                signal = self.events.recv() => pending.add(signal?),
+            }
+        }
+        let now = Instant::now();
+        let lone = !queued
+            && self
+                .last_event
+                .is_none_or(|t| now.duration_since(t) >= self.timing.debounce);
+        self.last_event = Some(now);
+        // A lone change: gather the rest of its write, then serve it. A burst: wait for quiet.
+        let (window, cutoff) = match lone {
+            true => (self.timing.gather, now + self.timing.debounce),
+            false => (self.timing.debounce, now + self.timing.max_delay),
+        };
         loop {
-            let quiet = (Instant::now() + self.timing.debounce).min(cutoff);
+            let quiet = (Instant::now() + window).min(cutoff);
             match tokio::time::timeout_at(quiet, self.events.recv()).await {
-                Ok(Some(signal)) => pending.add(signal),
+                Ok(Some(signal)) => {
+                    self.last_event = Some(Instant::now());
+                    pending.add(signal);
+                }
                 Ok(None) | Err(_) => return Some(pending),
             }
         }

@@ -10,8 +10,14 @@
 //! does); watches stream newline-delimited ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events from
 //! `resourceVersion`, replaying the history since then, and answer an ERROR 410 for a version
 //! older than the compacted history. An object that starts or stops matching a selector is
-//! sent as ADDED/DELETED, as the real API does. `limit` is ignored (one page), which the API
-//! allows.
+//! sent as ADDED/DELETED, as the real API does. Lists honour `limit` and `continue` (kube-runtime
+//! lists in pages of 500): each page ends with a continue token naming the list's
+//! resourceVersion and the last key, and `remainingItemCount`; every page carries the first
+//! page's resourceVersion. Later pages are read from the current objects after that key (a real
+//! server reads a snapshot; the watch from the list's version replays whatever changed in
+//! between, so a client converges either way). A token whose version is older than the
+//! compacted history is answered 410 Gone (`Expired`), as etcd compaction makes the real API
+//! do.
 //!
 //! Scriptable faults: drop every open watch mid-stream, expire the history (410 Gone to open
 //! watches and to stale resumes), delay a list, 403 a resource, 404 a CRD (and install it
@@ -630,19 +636,87 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             ),
         };
     }
-    let items: Vec<Value> = store
+    let (list_rv, after) = match query.get("continue").filter(|c| !c.is_empty()) {
+        None => (store.rv, None),
+        Some(token) => match parse_continue(token) {
+            None => {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "invalid continue token".into(),
+                );
+            }
+            Some((rv, _)) if rv < store.oldest => {
+                return status(
+                    StatusCode::GONE,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list \
+                     result. You can start a new list without the continue parameter."
+                        .into(),
+                );
+            }
+            Some((rv, key)) => (rv, Some(key)),
+        },
+    };
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let mut matching = store
         .objects
         .iter()
-        .filter(|((p, _, _), v)| *p == ty.plural && filter.matches(v))
-        .map(|(_, v)| list_item(&ty, v))
-        .collect();
+        .filter(|((p, ns, name), v)| {
+            *p == ty.plural
+                && after
+                    .as_ref()
+                    .is_none_or(|(a_ns, a_name)| (ns, name) > (a_ns, a_name))
+                && filter.matches(v)
+        })
+        .peekable();
+    let mut items = Vec::new();
+    let mut last = None;
+    for ((_, ns, name), v) in matching.by_ref() {
+        items.push(list_item(&ty, v));
+        last = Some((ns.clone(), name.clone()));
+        if limit.is_some_and(|l| items.len() >= l) {
+            break;
+        }
+    }
+    let remaining = matching.count();
+    let mut metadata = json!({"resourceVersion": list_rv.to_string()});
+    if remaining > 0
+        && let Some((ns, name)) = last
+    {
+        metadata["continue"] = json!(continue_token(list_rv, &ns, &name));
+        metadata["remainingItemCount"] = json!(remaining);
+    }
     let body = json!({
         "kind": format!("{}List", ty.kind),
         "apiVersion": ty.api_version(),
-        "metadata": {"resourceVersion": store.rv.to_string()},
+        "metadata": metadata,
         "items": items,
     });
     json_response(StatusCode::OK, &body)
+}
+
+/// `<rv>.<hex of namespace/name>`: opaque to clients, as the real API's tokens are.
+fn continue_token(rv: u64, ns: &str, name: &str) -> String {
+    let key: String = format!("{ns}/{name}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{rv}.{key}")
+}
+
+fn parse_continue(token: &str) -> Option<(u64, (String, String))> {
+    let (rv, hex) = token.split_once('.')?;
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    let key = String::from_utf8(bytes).ok()?;
+    let (ns, name) = key.split_once('/')?;
+    Some((rv.parse().ok()?, (ns.to_string(), name.to_string())))
 }
 
 /// Built-in kinds' list items carry no `apiVersion`/`kind`, as with the real API server.

@@ -440,6 +440,49 @@ async fn a_burst_of_writes_is_coalesced() {
 }
 
 #[tokio::test]
+async fn a_lone_change_is_served_without_waiting_for_the_debounce_window() {
+    let dir = tempfile::tempdir().unwrap();
+    // A debounce window far longer than the test waits: only the lone-change path can pass.
+    let (mut w, _ready) = watch(dir.path(), 3_600_000);
+    w.until("first load", |s| s.is_synced()).await;
+    write(dir.path(), "a.yaml", &mapping("a", "/a/"));
+    let state = w.until("a published", |s| names(s) == ["a"]).await;
+    assert_eq!(state.errors, vec![]);
+}
+
+#[tokio::test]
+async fn a_thousand_writes_over_a_second_are_few_publications() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut w, _ready) = watch(dir.path(), 75);
+    let start = w.until("first load", |s| s.is_synced()).await.generation;
+    // Separate watch events over about a second (longer on a loaded machine), never a pause
+    // as long as the debounce window.
+    let began = std::time::Instant::now();
+    for i in 0..1000 {
+        write(
+            dir.path(),
+            &format!("m{i:04}.yaml"),
+            &mapping(&format!("m{i}"), "/"),
+        );
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let state = w.until("all 1000", |s| s.objects.len() == 1000).await;
+    let took = began.elapsed();
+    assert_eq!(state.errors, vec![]);
+    let publications = state.generation - start;
+    // The first change at once, then at most one per max_delay (10 windows) of the burst,
+    // then its end.
+    let bound = 2 + (took.as_millis() / 750) as u64;
+    eprintln!("1,000 files over {took:?}: {publications} publications (bound {bound})");
+    assert!(
+        publications <= bound,
+        "{publications} publications for one burst over {took:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_file_caught_mid_write_is_retried_not_published() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "a.yaml", &mapping("a", "/a/"));

@@ -37,6 +37,14 @@ pub fn cluster(c: &ir::Cluster) -> Cluster {
             Some(eps),
             None,
         ),
+        // IP addresses need no resolving: a STATIC cluster behaves the same, without a DNS
+        // resolver and a re-resolution timer (every 5 s) per cluster, which at tens of
+        // thousands of services kept Envoy's main thread busy (issue 10).
+        ir::Discovery::StrictDns(eps) | ir::Discovery::LogicalDns(eps) if all_ip(eps) => (
+            ClusterDiscoveryType::Type(DiscoveryType::Static as i32),
+            Some(eps),
+            None,
+        ),
         ir::Discovery::StrictDns(eps) => (dns_discovery(false, c), Some(eps), None),
         ir::Discovery::LogicalDns(eps) => (dns_discovery(true, c), Some(eps), None),
         ir::Discovery::Eds { service_name } => (
@@ -79,6 +87,14 @@ pub fn cluster(c: &ir::Cluster) -> Cluster {
         }),
         ..Default::default()
     }
+}
+
+/// Every endpoint is an IP address (and there is at least one).
+fn all_ip(eps: &[ir::Endpoint]) -> bool {
+    !eps.is_empty()
+        && eps
+            .iter()
+            .all(|e| e.address.parse::<std::net::IpAddr>().is_ok())
 }
 
 fn lb_policy(p: &ir::LbPolicy) -> cluster::LbPolicy {

@@ -421,3 +421,34 @@ fn route_tables_encode_route_by_route_to_the_same_bytes() {
         );
     }
 }
+
+#[test]
+fn dns_clusters_of_ip_addresses_are_static_and_hostnames_stay_dns() {
+    let ip = crate::ir::Cluster::new(
+        "ip",
+        Discovery::StrictDns(vec![
+            Endpoint::new("127.1.2.3", 80),
+            Endpoint::new("::1", 80),
+        ]),
+    );
+    let host = crate::ir::Cluster::new(
+        "host",
+        Discovery::StrictDns(vec![Endpoint::new("svc.ns", 80)]),
+    );
+    let logical = crate::ir::Cluster::new(
+        "logical",
+        Discovery::LogicalDns(vec![Endpoint::new("10.0.0.1", 80)]),
+    );
+    let ty = |c: &crate::ir::Cluster| super::cluster::cluster(c).cluster_discovery_type;
+    let static_ = Some(cluster::ClusterDiscoveryType::Type(
+        cluster::DiscoveryType::Static as i32,
+    ));
+    assert_eq!(ty(&ip), static_);
+    assert_eq!(ty(&logical), static_);
+    let endpoints = super::cluster::cluster(&ip).load_assignment.unwrap();
+    assert_eq!(endpoints.endpoints[0].lb_endpoints.len(), 2);
+    assert!(matches!(
+        ty(&host),
+        Some(cluster::ClusterDiscoveryType::ClusterType(t)) if t.name == "envoy.clusters.dns"
+    ));
+}
