@@ -1,5 +1,6 @@
 //! In-process translation benchmark (issue 3): 1 Listener, 1 Host and N Mappings, the shape
-//! of `shared/bench/gen-mappings.py`, written as the same YAML text into a tempdir and read by
+//! of the generator in `scripts/bench`,
+//! written as the same YAML text into a tempdir and read by
 //! the real file source. Measured: resources → IR → Envoy resources (`translate` +
 //! `xds::resources::snapshot`), for N = 5,000 (target ≤ 30 ms) and N = 50,000 (scaling check).
 //! Reading the directory and rendering Envoy JSON (as a tree, `to_json`, and streamed,

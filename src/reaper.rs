@@ -1,7 +1,7 @@
 //! PID-1 duties: reaping every zombie, including orphans re-parented to legate, without
 //! stealing an exit status from the code that waits for its own child (Envoy).
 //!
-//! Design (envoy-lifecycle.md §1.2, option a): children legate spawns on purpose are *owned*.
+//! Design (docs/design.md#reaping): children legate spawns on purpose are *owned*.
 //! They are spawned through [`spawn_owned`], which registers the pid while holding the registry
 //! lock, and their owner waits for them (`tokio::process::Child::wait`). The reaper task only
 //! *peeks* at zombies with `waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT)` under the same lock and

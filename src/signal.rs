@@ -1,4 +1,4 @@
-//! Signal handling: a dedicated thread turns signals into drain requests (envoy-lifecycle §7.2).
+//! Signal handling: a dedicated thread turns signals into drain requests (docs/design.md#signals).
 //!
 //! | signal            | action                                                          |
 //! |-------------------|-----------------------------------------------------------------|

@@ -4,8 +4,8 @@
 //! The translation never does I/O and never fails as a whole: every problem is a
 //! [`ResourceError`] attached to the object that caused it, that object is left out, and the
 //! rest is translated as if it were absent (issue 3, "Errors are data"). Output is
-//! deterministic: objects are processed in the reference's order (`name`, `namespace`, then
-//! origin), never in input order. The contract is `shared/reference/ambassador-api.md`.
+//! deterministic: objects are processed sorted by (`name`, `namespace`, then
+//! origin), never in input order. The rules are in docs/design.md.
 
 mod endpoint;
 mod group;
@@ -34,7 +34,7 @@ pub struct Options {
     /// `AMBASSADOR_ID`: only resources whose `ambassador_id` contains it are used.
     pub ambassador_id: String,
     /// `AMBASSADOR_NAMESPACE`: the namespace of built-ins, of resources without a namespace,
-    /// and the one whose services are not qualified (§4.2).
+    /// and the one whose services are not qualified (docs/design.md#service-parsing-and-endpoints).
     pub ambassador_namespace: String,
     /// Host and port of legate's probe server, target of the built-in `check_ready`,
     /// `check_alive` (and, when enabled, diagnostics) routes.

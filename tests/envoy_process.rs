@@ -1,6 +1,7 @@
 //! A child spawned through `envoy::process::Launcher` starts with default signal dispositions
-//! and an empty signal mask even when legate ignores or blocks signals (envoy-lifecycle.md
-//! §1.1). Its own test binary: it changes this process's SIGQUIT disposition.
+//! and an empty signal mask even when legate ignores or blocks signals
+//! (docs/design.md#spawning-envoy).
+//! Its own test binary: it changes this process's SIGQUIT disposition.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 //! The reaper under an orphan storm: every orphan is reaped while an owned child's exit status
-//! still reaches its owner (envoy-lifecycle.md §1.2). Its own test binary, because the reaper
+//! still reaches its owner (docs/design.md#reaping). Its own test binary, because the reaper
 //! reaps every unowned child of the process.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! CustomResourceDefinitions for the getambassador.io kinds legate translates, generated from
-//! the `api::*` types (issue 4 §7, `legate crds`).
+//! the `api::*` types (`legate crds`).
 //!
 //! Names follow Emissary's CRDs so existing manifests apply and `kubectl get mappings` works:
 //! group `getambassador.io`, the same plurals and singulars, category `ambassador-crds`, no

@@ -19,7 +19,7 @@ pub struct ModuleSpec {
     pub extra: Extra,
 }
 
-/// The keys of `spec.config` legate honours (reference §6.1), plus the inert ones (§6.2) so
+/// The keys of `spec.config` legate honours, plus the inert ones (docs/design.md#module) so
 /// they can be reported as having no effect.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 pub struct ModuleConfig {
@@ -67,7 +67,7 @@ pub struct ModuleConfig {
     pub proper_case: Option<serde_json::Value>,
     pub header_case_overrides: Option<serde_json::Value>,
 
-    // Inert in Emissary too (§6.2).
+    // Inert in Emissary too (docs/design.md#accepted-but-inert).
     pub xff_num_trusted_hops: Option<serde_json::Value>,
     pub use_proxy_proto: Option<serde_json::Value>,
     pub x_forwarded_proto_redirect: Option<serde_json::Value>,

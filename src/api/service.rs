@@ -1,5 +1,5 @@
 //! Core `v1 Service` and `discovery.k8s.io/v1 EndpointSlice`: the parts endpoint resolution
-//! reads (reference §4.2, issue 4 "Endpoint resolution").
+//! reads (docs/design.md#service-parsing-and-endpoints).
 //!
 //! These are lenient on purpose: every field is optional and unknown fields are ignored, since
 //! they are whole cluster objects legate does not own. What a field lacks is decided by the

@@ -2,7 +2,7 @@
 //!
 //! One connection per call (admin traffic is a few requests a second) and every call bounded by
 //! a timeout, so a wedged Envoy main thread can never stall the supervisor. Mutating endpoints
-//! are POSTed: Envoy answers GET with 405 (envoy-lifecycle.md §2.1).
+//! are POSTed: Envoy answers GET with 405 (docs/design.md#admin-api).
 
 use std::time::Duration;
 use tracing::Instrument;
@@ -19,7 +19,7 @@ use super::{Address, State};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Selects every listener `downstream_cx_active` gauge; the data-plane filter is applied here
-/// because address-named listeners contain dots (envoy-lifecycle.md §3).
+/// because address-named listeners contain dots (docs/design.md#admin-api).
 const CX_ACTIVE_FILTER: &str = r"^listener\..*downstream_cx_active$";
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +150,7 @@ impl Client {
 
     /// `POST /drain_listeners[?graceful][&skip_exit]`. In Envoy 1.40 `graceful&skip_exit` keeps
     /// the listeners accepting while every HTTP response carries `Connection: close`; a plain
-    /// call stops them at once (envoy-lifecycle.md §2.4).
+    /// call stops them at once (docs/design.md#drain).
     pub async fn drain_listeners(&self, graceful: bool, skip_exit: bool) -> Result<(), AdminError> {
         let mut params = vec![];
         if graceful {

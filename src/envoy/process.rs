@@ -5,7 +5,8 @@
 //! Children are forked by a [`Launcher`]: one dedicated, long-lived thread. `PR_SET_PDEATHSIG`
 //! fires when the *thread* that forked the child exits, not the process (prctl(2)); a tokio
 //! blocking-pool thread exits after 10 s idle and would take Envoy with it
-//! (envoy-lifecycle.md §1.1). The launcher thread lives as long as the `Launcher`, so dropping
+//! (docs/design.md#spawning-envoy).
+//! The launcher thread lives as long as the `Launcher`, so dropping
 //! the supervisor also kills its Envoy.
 
 use std::ffi::OsString;
@@ -279,7 +280,7 @@ fn spawn_hardened(
 }
 
 /// Runs in the child between fork and exec: default dispositions for every signal, an empty
-/// signal mask (both survive exec; envoy-lifecycle.md §1.1), and SIGKILL when the launcher
+/// signal mask (both survive exec; docs/design.md#spawning-envoy), and SIGKILL when the launcher
 /// thread dies.
 fn harden(parent: Pid) -> io::Result<()> {
     // SAFETY: sigaction/sigprocmask/prctl/getppid are async-signal-safe; nothing here allocates.

@@ -3,7 +3,7 @@
 //!
 //! One task ([`Supervisor::run`]) owns the process. Everything else talks to it through a
 //! [`Handle`]: the cached [`EnvoyStatus`] (probes never wait on Envoy's admin; istio #18046),
-//! the drain and stop requests, signal forwarding. Crash policy (envoy-lifecycle.md §7.5):
+//! the drain and stop requests, signal forwarding. Crash policy (docs/design.md#crash-policy):
 //! readiness goes pending the moment Envoy exits; restarts back off exponentially with jitter;
 //! more than `budget` restarts within `window_ms` ends `run` with
 //! [`SupervisorError::BudgetExhausted`] so the orchestrator sees a crash loop.

@@ -49,9 +49,9 @@ use crate::api::{RawObject, ResourceError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {
     /// Given to documents without `metadata.namespace`: `AMBASSADOR_NAMESPACE`, default
-    /// `default`. (Emissary aborts the whole load instead, reference §1.3.)
+    /// `default`. (Emissary aborts the whole load instead.)
     pub default_namespace: String,
-    /// Values for `$VAR` / `${VAR}` substitution in file text before parsing (reference §1.4);
+    /// Values for `$VAR` / `${VAR}` substitution in file text before parsing;
     /// `None` disables it. Unset variables stay literal.
     pub env: Option<BTreeMap<String, String>>,
 }

@@ -1,4 +1,4 @@
-//! Endpoint resolution (reference §4.2 "Resolvers", issue 4 "Endpoint resolution"): whether an
+//! Endpoint resolution (docs/design.md#service-parsing-and-endpoints): whether an
 //! upstream is resolved by Envoy's DNS or served by EDS from the Services and EndpointSlices in
 //! the input, and the EDS endpoints themselves.
 //!
@@ -128,7 +128,7 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// Resolves `host:port` (already namespace-qualified, §4.2). `default_namespace` is where a
+    /// Resolves `host:port` (already namespace-qualified). `default_namespace` is where a
     /// bare name resolves (Emissary's namespace, as the pod's DNS search path would).
     pub fn resolve(
         &mut self,

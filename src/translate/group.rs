@@ -120,7 +120,8 @@ pub(crate) struct Group {
 }
 
 /// Forms the groups (sorted in route order), dropping members that conflict with their group
-/// (§4.7), a second shadow, redirect mixes, or weights pushing the group over 100 (legate
+/// (docs/design.md#groups-canaries-and-weights), a second shadow,
+/// redirect mixes, or weights pushing the group over 100 (legate
 /// rejects those instead of emitting them). Returns the groups and which plans were dropped.
 pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Vec<bool>) {
     let mut dropped = vec![false; plans.len()];
@@ -268,7 +269,8 @@ pub(crate) fn last_set<'a, T>(
     members.iter().rev().find_map(|&i| f(&plans[i]))
 }
 
-/// Cumulative thresholds (§4.7) for the members present in one vhost, in route order:
+/// Cumulative thresholds (docs/design.md#groups-canaries-and-weights) for
+/// the members present in one vhost, in route order:
 /// weighted members first, then unweighted ones sharing the rest; the last route is forced to
 /// 100 so the group never falls through. Envoy draws one random number per request and tests
 /// the routes in order, so thresholds 10/100 give a 10/90 split.
@@ -307,7 +309,8 @@ pub(crate) fn cumulative(weights: &[Option<u32>]) -> Vec<(usize, u32)> {
     out
 }
 
-/// Shares from cumulative thresholds (tcp_proxy weights are shares, §11 item 8).
+/// Shares from cumulative thresholds (tcp_proxy weights are shares, not
+/// Emissary's thresholds: docs/design.md#tcpmapping-groups-and-listeners).
 pub(crate) fn shares(weights: &[Option<u32>]) -> Vec<(usize, u32)> {
     let mut prev = 0;
     cumulative(weights)

@@ -1,4 +1,4 @@
-//! Hosts (reference §3): hostname globs, TLS resolution, the insecure action, mapping
+//! Hosts (docs/design.md#host): hostname globs, TLS resolution, the insecure action, mapping
 //! selectors, the synthesized default Host, and glob compatibility for Mapping association.
 
 use std::collections::BTreeMap;
@@ -135,7 +135,7 @@ fn plan(h: &Obj<HostSpec>, store: &Store, errs: &mut Errors) -> Option<HostPlan>
     })
 }
 
-/// §3.2, with legate's choices: a context whose `hosts` do not list the Host is used, with a
+/// docs/design.md#host-tls-resolution: a context whose `hosts` do not list the Host is used, with a
 /// warning; `tlsContext`/`tls` without `tlsSecret` is reported (and the Host stays cleartext).
 fn tls(
     h: &Obj<HostSpec>,
@@ -254,7 +254,7 @@ pub(crate) fn check_glob(glob: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Could one hostname match both globs? (§3.4)
+/// Could one hostname match both globs? (docs/design.md#glob-compatibility)
 pub(crate) fn globs_compatible(a: &str, b: &str) -> bool {
     // Lower-cased copies only when needed: this runs for every Mapping on every Host.
     let (a, b) = (lowercase(a), lowercase(b));
@@ -292,7 +292,8 @@ fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// The `:authority` matcher of a Mapping host glob inside a vhost (§3.4); `None` for `*`.
+/// The `:authority` matcher of a Mapping host glob inside a vhost; `None` for `*`
+/// (docs/design.md#associating-mappings-with-hosts).
 pub(crate) fn authority_matcher(glob: &str) -> Option<StringMatch> {
     if glob == "*" {
         None

@@ -292,7 +292,7 @@ pub(crate) fn assemble(mut inp: Inputs<'_>, store: &mut Store, errs: &mut Errors
     let mut placed_tcp = vec![false; tcp_groups.len()];
     for l in &inp.listeners {
         let mut chains = Vec::new();
-        // TCP chains first: they win SNI collisions (§7).
+        // TCP chains first: they win SNI collisions (docs/design.md#filter-chains-and-sni).
         let mut tcp_snis: BTreeSet<String> = BTreeSet::new();
         for (gi, g) in tcp_groups.iter().enumerate() {
             if g.port != l.port || g.members.is_empty() {
@@ -594,7 +594,8 @@ fn synthesized_tcp(
     }
 }
 
-/// §11 item 12: a valid Mapping that no vhost uses is reported (and gets no cluster).
+/// A valid Mapping that no vhost uses is reported and gets no cluster
+/// (docs/design.md#unattached-mappings).
 fn report_unattached(plans: &[MappingPlan], dropped: &[bool], routed: &[bool], errs: &mut Errors) {
     for (i, p) in plans.iter().enumerate() {
         if !p.builtin && !dropped[i] && !routed[i] {

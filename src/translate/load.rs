@@ -1,6 +1,7 @@
 //! Raw objects → typed resources: kind and apiVersion dispatch, `ambassador_id` filtering,
 //! duplicate detection, typing with per-field errors, unknown-field warnings and the v2 → v3
-//! conversions file mode needs (reference §1.2, §1.3).
+//! conversions file mode needs (docs/design.md#v2-and-v3alpha1,
+//! docs/design.md#names-namespaces-and-ambassador_id).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,7 +44,8 @@ impl Meta {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The reference's processing key (`<name>.<namespace>`, then where it was read).
+    /// The processing key: name, namespace, then where it was read
+    /// (docs/design.md#processing-order-and-duplicates).
     pub fn order_key(&self) -> (&str, &str, &Origin) {
         (&self.name, &self.namespace, &self.origin)
     }
@@ -263,7 +265,7 @@ fn namespace_of<'a>(raw: &'a RawObject, options: &'a Options) -> &'a str {
     }
 }
 
-/// §1.3: `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;
+/// `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;
 /// `_automatic_` always matches; an empty list never does.
 fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
     let value = spec
@@ -361,7 +363,7 @@ fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Err
 /// Types a Mapping's spec (errors and unknown-field warnings reported as for every kind).
 pub(crate) fn mapping_spec(meta: &Meta, spec: &Value, errs: &mut Errors) -> Option<MappingSpec> {
     let mut s = typed::<MappingSpec>(meta, spec, "spec", errs)?;
-    // §1.2: in file mode, a v2 Mapping without a host binds to every Host.
+    // A v2 Mapping without a host binds to every Host (docs/design.md#v2-and-v3alpha1).
     if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
         s.hostname = Some("*".into());
     }

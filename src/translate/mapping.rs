@@ -1,4 +1,4 @@
-//! Mappings (reference §4): each Mapping checked and turned into a [`MappingPlan`] — its
+//! Mappings (docs/design.md#mapping): each Mapping checked and turned into a [`MappingPlan`] — its
 //! route match, its per-route and per-group settings, and its cluster or redirect.
 
 use std::collections::BTreeMap;
@@ -21,7 +21,7 @@ use super::service::{Service, sanitize};
 use super::tls::Store;
 use super::{Errors, Options, policy};
 
-/// What a Mapping's host association uses (§3.4).
+/// What a Mapping's host association uses (docs/design.md#associating-mappings-with-hosts).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum HostGlob {
     Glob(String),
@@ -52,7 +52,8 @@ pub(crate) struct MappingPlan {
     pub matcher: RouteMatch,
     pub group_key: GroupKey,
     pub sort: SortKey,
-    /// Fields that must agree within a group (§4.7), serialized.
+    /// Fields that must agree within a group, serialized
+    /// (docs/design.md#groups-canaries-and-weights).
     pub consistency: String,
     pub action: Action,
     pub weight: Option<u32>,
@@ -206,7 +207,7 @@ fn plan(
         return Err(fail("weight", format!("{w} is over 100")));
     }
 
-    // --- host association and header matchers, in §4.1 order ---
+    // --- host association and header matchers, in docs/design.md#matching order ---
     let mut headers_spec = s.headers.clone().unwrap_or_default();
     let host = if let Some(h) = &s.hostname {
         check_glob(h).map_err(|e| fail("hostname", e))?;
@@ -584,7 +585,8 @@ fn conditions<'a>(list: &'a [(&'a str, Option<String>, bool)]) -> Vec<Condition<
         .collect()
 }
 
-/// §4.4, with legate's fix: a scheme on the service sets `https_redirect` instead of being
+/// docs/design.md#redirects, with legate's fix:
+/// a scheme on the service sets `https_redirect` instead of being
 /// copied into the Location host.
 fn redirect_target(
     s: &MappingSpec,
@@ -660,7 +662,9 @@ struct Upstream {
     authority: String,
 }
 
-/// The upstream cluster (§4.2, §4.6, §4.9). Its name follows Emissary's rule; settings that
+/// The upstream cluster (docs/design.md#service-parsing-and-endpoints,
+/// docs/design.md#policies-and-cluster-settings). Its name follows Emissary's rule
+/// (docs/design.md#cluster-naming-and-sharing); settings that
 /// would conflict under one name are separated later (see `group::assign_clusters`).
 fn cluster(
     s: &MappingSpec,
@@ -831,7 +835,7 @@ fn cluster(
 const HASH_NEEDS_EDS: &str = "ring_hash and maglev need the endpoint resolver (resolver: kubernetes-endpoint, or legate's endpoint_routing setting) and a service naming a Kubernetes Service";
 
 /// Joins the parts with `_`, sanitizes, and shortens names over 60 characters to
-/// `<first 40>-<SHA-1 prefix>-0` (§4.9).
+/// `<first 40>-<SHA-1 prefix>-0` (docs/design.md#cluster-naming-and-sharing).
 pub(crate) fn cluster_name(parts: &[String]) -> String {
     let name = sanitize(&parts.join("_"));
     if name.len() <= 60 {

@@ -1,4 +1,4 @@
-//! The `ambassador` Module → global [`Settings`] (reference §6): HCM options, Mapping and
+//! The `ambassador` Module → global [`Settings`] (docs/design.md#module): HCM options, Mapping and
 //! cluster defaults, the access log and the built-in routes (which exist, where they go).
 
 mod options;
@@ -16,7 +16,8 @@ use super::{Errors, Options, policy};
 
 pub(crate) use options::HttpOptions;
 
-/// Paths of the built-in routes (§10), which are also their default rewrites.
+/// Paths of the built-in routes, which are also their default rewrites
+/// (docs/design.md#built-in-routes).
 pub(crate) const CHECK_READY: &str = "/ambassador/v0/check_ready";
 pub(crate) const CHECK_ALIVE: &str = "/ambassador/v0/check_alive";
 pub(crate) const DIAGNOSTICS: &str = "/ambassador/v0/";
@@ -274,7 +275,8 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
 }
 
 /// A built-in route, or `None` when disabled. Probes are on unless `enabled: false`;
-/// diagnostics only with an explicit `enabled: true` (§10, legate). Empty overrides count as
+/// diagnostics only with an explicit `enabled: true` (docs/design.md#built-in-routes).
+/// Empty overrides count as
 /// unset, as in Emissary.
 fn builtin(
     key: &str,

@@ -140,7 +140,8 @@ impl Balancer {
         self.hash.is_some()
     }
 
-    /// The cluster-name tokens of endpoint routing with a load balancer (§4.9):
+    /// The cluster-name tokens of endpoint routing with a load balancer
+    /// (docs/design.md#cluster-naming-and-sharing):
     /// `er-<policy>`, then `hdr-<h>`, `cookie-<c>` or `srcip`.
     pub fn name_tokens(&self) -> Vec<String> {
         let policy = match self.policy {

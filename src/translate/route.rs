@@ -1,5 +1,6 @@
 //! Routes of one vhost: the groups associated with a Host, their canary thresholds, and the
-//! security-model variants of each route (reference §2.4, §4.7, §4.8).
+//! security-model variants of each route (docs/design.md#security-models-and-route-variants,
+//! docs/design.md#groups-canaries-and-weights, docs/design.md#route-order).
 
 use crate::api::host::InsecureAction;
 use crate::ir::{
@@ -20,7 +21,7 @@ pub(crate) enum Security {
     Insecure,
 }
 
-/// Is the Mapping associated with the Host (§3.4)?
+/// Is the Mapping associated with the Host (docs/design.md#associating-mappings-with-hosts)?
 pub(crate) fn associated(host: &HostPlan, plan: &MappingPlan) -> bool {
     if plan.builtin {
         return true;
@@ -73,7 +74,8 @@ pub(crate) fn vhost_routes(
     routes
 }
 
-/// The routes one Mapping yields under the Listener's security model (§2.4). Legate collapses
+/// The routes one Mapping yields under the Listener's security model
+/// (docs/design.md#security-models-and-route-variants). Legate collapses
 /// Emissary's XFP+Route pair (`XFP==https` → action, then → action) into the one route it is
 /// equivalent to, and exempts the probe routes (and ACME) from the https redirect.
 fn variants(

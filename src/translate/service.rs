@@ -1,4 +1,5 @@
-//! Small parsers: `service` strings (§4.2), durations, base64, Envoy-safe names.
+//! Small parsers: `service` strings, durations, base64, Envoy-safe names
+//! (`service`: docs/design.md#service-parsing-and-endpoints).
 
 /// A parsed `[scheme://]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +65,7 @@ impl Service {
         })
     }
 
-    /// Appends `.<namespace>` to a bare name (§4.2): not for dotted names, IPs, `localhost`.
+    /// Appends `.<namespace>` to a bare name: not for dotted names, IPs, `localhost`.
     pub fn qualify(&mut self, namespace: &str) {
         if !self.host.contains('.') && !self.host.contains(':') && self.host != "localhost" {
             self.host = format!("{}.{namespace}", self.host);

@@ -1,4 +1,5 @@
-//! TCPMappings (reference §7): plans, groups by `(address, port, host)`, and the tcp_proxy
+//! TCPMappings (docs/design.md#tcpmapping):
+//! plans, groups by `(address, port, host)`, and the tcp_proxy
 //! filter chains, with weights emitted as shares (not Emissary's cumulative thresholds).
 
 use std::collections::BTreeMap;

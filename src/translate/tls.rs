@@ -1,6 +1,6 @@
 //! TLS material: Secrets decoded into SDS secrets (only those referenced are emitted, under
 //! stable `namespace/name`-derived names), TLSContexts checked once, and the downstream and
-//! upstream TLS settings built from them (reference §5).
+//! upstream TLS settings built from them (docs/design.md#tlscontext).
 
 use std::collections::BTreeMap;
 

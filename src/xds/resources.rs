@@ -3,8 +3,8 @@
 //!
 //! Versions come from the IR fragment that produced each resource (`Ir::hash_of`), never from
 //! prost bytes: envoy-types encodes protobuf maps from a `HashMap`, so equal messages encode
-//! differently (xds-protocol.md §5.4). Every version is prefixed by the boot id so a restarted
-//! legate never reuses a version string an Envoy already holds (xds-protocol.md §1.3).
+//! differently (docs/design.md#versions). Every version is prefixed by the boot id so a restarted
+//! legate never reuses a version string an Envoy already holds.
 //!
 //! Routes, endpoints and certificates are referenced by name (RDS, EDS, SDS), so a route or
 //! certificate change leaves the listener resource byte-stable and never drains it.

@@ -55,7 +55,7 @@ CASES = {}
 def case(name, *docs, options=None):
     CASES[name] = ("---\n".join(textwrap.dedent(d) for d in docs), options)
 
-# ---------------------------------------------------------------- §13 worked examples
+# ---------------------------------------------------------------- worked examples
 L_XFP_8080 = obj("Listener", "http-8080", "{port: 8080, protocol: HTTP, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}")
 case("ex-13-1-tls-host",
      L_XFP_8080,

@@ -1,4 +1,5 @@
-//! Drain steps 3–5 (issue 2; envoy-lifecycle.md §7.4), run by the supervisor task once the app
+//! Drain steps 3–5 of ARCHITECTURE.md#drain-sequence (rules: docs/design.md#drain), run by the
+//! supervisor task once the app
 //! has flipped readiness: `drain_listeners?graceful&skip_exit`, a minimum wait, polling the
 //! data-plane connection count until zero or the deadline, then stopping and reaping Envoy.
 //!

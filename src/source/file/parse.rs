@@ -266,7 +266,7 @@ fn accept(value: Value, origin: Origin, options: &LoadOptions, out: &mut Parsed)
 /// Validates the parts every source guarantees (a mapping with `apiVersion`, `kind` and a
 /// namespace) and defaults a missing `metadata.namespace`.
 ///
-/// Emissary aborts the whole file-mode load on a document without a namespace (reference §1.3);
+/// Emissary aborts the whole file-mode load on a document without a namespace;
 /// legate instead gives it the configured `AMBASSADOR_NAMESPACE`, as `kubectl apply` would give
 /// the current namespace, so plain example files work unchanged.
 fn object(
@@ -383,7 +383,7 @@ fn error(
     }
 }
 
-/// Emissary's file-mode substitution (reference §1.4, Python's `os.path.expandvars`): `$NAME`
+/// Emissary's file-mode substitution (as Python's `os.path.expandvars`): `$NAME`
 /// (`NAME` of letters, digits, `_`) and `${NAME}` are replaced by the variable's value; unset
 /// variables and a lone `$` stay literal.
 fn substitute<'a>(text: &'a str, env: &BTreeMap<String, String>) -> Cow<'a, str> {

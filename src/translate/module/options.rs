@@ -1,4 +1,5 @@
-//! The Module's HTTP connection manager options that arrive untyped (reference §6.1): address
+//! The Module's HTTP connection manager options that arrive untyped
+//! (docs/design.md#module-keys-honoured): address
 //! rules (`ip_allow` / `ip_deny`), HTTP/1 and header handling, client-certificate forwarding
 //! and header-name case. Each is checked here so an error names the exact key (and entry).
 

@@ -40,7 +40,8 @@ pub fn load_assignment(cluster_name: &str, endpoints: &[ir::Endpoint]) -> Cluste
 ///
 /// A resource's version covers the clusters that use it as well as its endpoints: when such a
 /// cluster changes, Envoy re-requests EDS with the version it already holds and keeps the new
-/// cluster warming until it gets an answer (xds-protocol.md §2.2), so the EDS version must move
+/// cluster warming until it gets an answer (docs/design.md#push-order-and-warming),
+/// so the EDS version must move
 /// with the cluster.
 pub(super) fn all(ir: &Ir) -> Vec<(&String, u64, Any)> {
     let mut users: BTreeMap<&String, Vec<&ir::Cluster>> = BTreeMap::new();

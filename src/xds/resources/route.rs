@@ -1,5 +1,6 @@
 //! RDS: route configurations, virtual hosts and ordered routes, in Envoy 1.40's modern forms
-//! (ambassador-api.md §12): `string_match` header matchers, `append_action`, CORS as the CORS
+//! (docs/design.md#envoy-resource-shapes):
+//! `string_match` header matchers, `append_action`, CORS as the CORS
 //! filter's per-route config, regexes without `max_program_size`.
 
 use envoy_types::pb::envoy::config::core::v3::{
@@ -376,7 +377,7 @@ fn cors_policy(c: &ir::Cors) -> CorsPolicy {
     };
     CorsPolicy {
         allow_origin_string_match: c.origins.iter().map(origin).collect(),
-        // Emissary joins the lists with ", " (reference §4.6); clients see these verbatim.
+        // Emissary joins the lists with ", "; clients see these verbatim.
         allow_methods: c.methods.join(", "),
         allow_headers: c.headers.join(", "),
         expose_headers: c.exposed_headers.join(", "),

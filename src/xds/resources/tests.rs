@@ -128,7 +128,7 @@ fn a_route_change_moves_only_the_route_versions() {
 #[test]
 fn an_eds_cluster_change_moves_its_endpoint_version() {
     // Envoy re-requests EDS with the version it holds after such a CDS change and keeps the
-    // cluster warming until answered (xds-protocol.md §2.2).
+    // cluster warming until answered (docs/design.md#push-order-and-warming).
     let before = build(&rich_ir());
     let mut ir = rich_ir();
     ir.clusters[3].connect_timeout_ms = 999;

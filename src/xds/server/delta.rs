@@ -1,7 +1,7 @@
 //! Delta (incremental) ADS for one stream: per-resource versions, explicit subscribe and
 //! unsubscribe, `removed_resources`.
 //!
-//! Rules (xds-protocol.md §1.4, §1.7): resources the client already holds at the same version
+//! Rules (docs/design.md#delta-rules): resources the client already holds at the same version
 //! (`initial_resource_versions` or an earlier response) are not re-sent, except when the
 //! client names them again in `resource_names_subscribe`; subscriptions are honoured even with
 //! a stale nonce; subscribed names that do not exist are reported in `removed_resources`; a
@@ -231,7 +231,8 @@ impl Delta {
         if st.pending.len() > PENDING_MEMORY {
             st.pending.pop_front();
         }
-        // A changed EDS cluster warms until it gets its endpoints again (§2.2).
+        // A changed EDS cluster warms until it gets its endpoints again
+        // (docs/design.md#push-order-and-warming).
         if let Some(eds) = self.types.get_mut(&TypeKind::Endpoint) {
             let wanted: Vec<String> = refresh
                 .into_iter()
@@ -254,7 +255,7 @@ impl Handler for Delta {
 
     fn on_request(&mut self, req: DeltaDiscoveryRequest, _snapshot: Option<&Arc<Snapshot>>) {
         if req.type_url.is_empty() {
-            // An answer to a push of a type the client no longer watches (§3): drop that push
+            // An answer to a push of a type the client no longer watches: drop that push
             // from the pending ones so it does not hold back later phases.
             tracing::debug!(stream = self.id, nonce = %req.response_nonce, "ignoring a delta request without type url");
             for st in self.types.values_mut() {
@@ -294,7 +295,7 @@ impl Handler for Delta {
             st.names.remove(&n);
             st.told_absent.remove(&n);
             if st.wildcard {
-                // Still covered by `*`: the client must be told (§1.7).
+                // Still covered by `*`: the client must be told (docs/design.md#delta-rules).
                 st.force.insert(n);
             } else {
                 st.force.remove(&n);

@@ -1,11 +1,12 @@
 //! State-of-the-World ADS: per-type subscriptions, nonces, ACK/NACK and pushes for one stream.
 //!
-//! Rules (xds-protocol.md §1–§3): ACK and NACK are told apart only by `error_detail`; a
+//! Rules (docs/design.md#state-of-the-world-rules):
+//! ACK and NACK are told apart only by `error_detail`; a
 //! NACKed version is never re-sent; a request echoing an older nonce is ignored; the first
 //! request of each type on a stream is always answered (versions are boot-id prefixed, but a
 //! reconnecting Envoy's version must never be taken for "up to date"); a changed name set is
 //! answered even when version and nonce echo the last ACK; an EDS request after a CDS push
-//! that added or modified EDS clusters is answered afresh (§2.2).
+//! that added or modified EDS clusters is answered afresh (docs/design.md#push-order-and-warming).
 //!
 //! Stale clusters are removed only after the listeners and routes of the same change are
 //! answered: while they are pending, the CDS response also carries the clusters the client
@@ -268,7 +269,7 @@ impl Handler for Sotw {
     fn on_request(&mut self, req: DiscoveryRequest, snapshot: Option<&Arc<Snapshot>>) {
         if req.type_url.is_empty() {
             // Envoy answers a push of a type it does not watch with an empty type URL; such
-            // a request carries nothing to act on and must not end the stream (§3).
+            // a request carries nothing to act on and must not end the stream.
             // It still answers that push: the type must not hold back later phases.
             tracing::debug!(stream = self.id, nonce = %req.response_nonce, "ignoring a request without type url");
             for st in self.types.values_mut() {

@@ -124,7 +124,7 @@ pub(crate) async fn drive<H: Handler>(
 
 /// Names of EDS clusters in `sent` that are new or changed compared with `before`
 /// (name → resource version). Envoy warms such a cluster until it receives a fresh EDS
-/// response for it, even when the endpoints did not change (xds-protocol.md §2.2).
+/// response for it, even when the endpoints did not change (docs/design.md#push-order-and-warming).
 pub(crate) fn changed_eds_clusters<'a>(
     sent: impl Iterator<Item = &'a Resource>,
     before: &BTreeMap<String, String>,

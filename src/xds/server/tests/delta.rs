@@ -1,4 +1,4 @@
-//! Delta behaviour (xds-protocol.md §1.5, §1.7).
+//! Delta behaviour (docs/design.md#delta-rules).
 
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 

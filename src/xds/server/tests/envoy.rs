@@ -1,6 +1,7 @@
 //! The real Envoy 1.40 against the server, over the unix socket, SotW and delta: it ACKs every
 //! type, serves a direct response, warms a modified EDS cluster (which needs a fresh EDS
-//! response, xds-protocol.md §2.2), and a rejected listener is neither re-sent nor applied.
+//! response, docs/design.md#push-order-and-warming),
+//! and a rejected listener is neither re-sent nor applied.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,4 +1,5 @@
-//! State-of-the-World behaviour, one test per protocol rule (xds-protocol.md §1–§3).
+//! State-of-the-World behaviour, one test per protocol rule
+//! (docs/design.md#state-of-the-world-rules).
 
 use envoy_types::pb::envoy::service::discovery::v3::DiscoveryRequest;
 
