@@ -8,11 +8,11 @@
 mod backend;
 #[path = "common/http.rs"]
 mod http;
-#[path = "common/ports.rs"]
-mod ports;
 #[allow(dead_code)]
 #[path = "common/process.rs"]
 mod legate;
+#[path = "common/ports.rs"]
+mod ports;
 
 use std::cell::Cell;
 use std::fmt::Write as _;
