@@ -25,7 +25,7 @@ use nix::unistd::Pid;
 
 /// Enough distinct clusters that Envoy's main thread (and so its admin) is busy for far longer
 /// than the short timeout below while it applies CDS.
-const SERVICES: u32 = 5_000;
+const SERVICES: u32 = 20_000;
 
 /// `SERVICES` Mappings, each to its own IP address (one STATIC cluster each; no DNS).
 fn many_mappings(dir: &std::path::Path) {
@@ -56,7 +56,7 @@ async fn restarts(legate: &Legate) -> i64 {
         .expect("restarts on admin /envoy")
 }
 
-/// Envoy's admin is silent for longer than `unresponsive_timeout_ms` while it creates 5,000
+/// Envoy's admin is silent for longer than `unresponsive_timeout_ms` while it creates 20,000
 /// clusters; its main thread's CPU time advances, so legate waits instead of killing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn busy_envoy_applying_thousands_of_clusters_is_not_killed() {

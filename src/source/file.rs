@@ -373,10 +373,17 @@ impl Runner {
         };
         // Changes that queued up while the last scan ran continue a burst. (`Rescan` is also
         // what a new watch sends about itself: not a change by itself.)
-        let mut queued = false;
+        let (mut queued, mut rescan) = (false, false);
         while let Ok(signal) = self.events.try_recv() {
-            queued |= !matches!(signal, Signal::Rescan);
+            let is_rescan = matches!(signal, Signal::Rescan);
+            queued |= !is_rescan;
+            rescan |= is_rescan;
             pending.add(signal);
+        }
+        if rescan && !queued {
+            // Only a rescan was asked for (a new watch catching what changed before it was
+            // set up): do it now, without waiting for another event.
+            return Some(pending);
         }
         if !queued {
             tokio::select! {
