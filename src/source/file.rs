@@ -393,10 +393,12 @@ impl Runner {
             }
         }
         let now = Instant::now();
-        let lone = !queued
-            && self
-                .last_event
-                .is_none_or(|t| now.duration_since(t) >= self.timing.debounce);
+        // The first change ever is lone even when it queued up during the start-up scans;
+        // later, changes that queued up during a scan continue a burst.
+        let lone = match self.last_event {
+            None => true,
+            Some(t) => !queued && now.duration_since(t) >= self.timing.debounce,
+        };
         self.last_event = Some(now);
         // A lone change: gather the rest of its write, then serve it. A burst: wait for quiet.
         let (window, cutoff) = match lone {
