@@ -445,7 +445,11 @@ async fn a_lone_change_is_served_without_waiting_for_the_debounce_window() {
     // A debounce window far longer than the test waits: only the lone-change path can pass.
     let (mut w, _ready) = watch(dir.path(), 3_600_000);
     w.until("first load", |s| s.is_synced()).await;
-    write(dir.path(), "a.yaml", &mapping("a", "/a/"));
+    // Written beside the watched directory and renamed in, so no scan can catch the file
+    // half-written: that is the mid-write path, whose retry waits a debounce window.
+    let staged = tempfile::NamedTempFile::new_in(dir.path().parent().unwrap()).unwrap();
+    fs::write(staged.path(), mapping("a", "/a/")).unwrap();
+    staged.persist(dir.path().join("a.yaml")).unwrap();
     let state = w.until("a published", |s| names(s) == ["a"]).await;
     assert_eq!(state.errors, vec![]);
 }
