@@ -6,12 +6,14 @@
 //! from. Problems are [`ResourceError`]s: data attached to the object that caused them, never a
 //! process failure.
 
+pub mod auth_service;
 pub mod common;
 pub mod crd;
 pub mod host;
 pub mod listener;
 pub mod mapping;
 pub mod module;
+pub mod rate_limit_service;
 pub mod secret;
 pub mod service;
 pub mod tcp_mapping;

@@ -12,6 +12,7 @@ mod cluster;
 mod listener;
 mod route;
 mod secret;
+mod services;
 
 pub use cluster::{
     CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
@@ -28,6 +29,10 @@ pub use route::{
     RouteTable, RuntimeFraction, StringMatch, VirtualHost, WeightedCluster,
 };
 pub use secret::{Secret, SecretKind, Sensitive};
+pub use services::{
+    AuthBody, AuthFilter, AuthProtocol, ExtAuthz, HttpAuth, RateLimit, RateLimitAction,
+    RateLimitFilter, RouteAuth,
+};
 
 use serde::Serialize;
 
@@ -130,6 +135,13 @@ impl Ir {
                 }
                 match &fc.action {
                     ChainAction::Http(h) => {
+                        // AuthService/RateLimitService clusters.
+                        if let Some(ExtAuthz::Service(a)) = &h.ext_authz {
+                            need_cluster(&mut errors, &user, &a.cluster);
+                        }
+                        if let Some(r) = &h.rate_limit {
+                            need_cluster(&mut errors, &user, &r.cluster);
+                        }
                         if !tables.contains(h.route_table.as_str()) {
                             errors.push(Dangling::RouteTable {
                                 listener: l.name.clone(),

@@ -17,6 +17,7 @@ mod module;
 mod policy;
 mod route;
 mod service;
+mod services;
 mod tcp;
 mod tls;
 
@@ -96,7 +97,10 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
         options,
         index: &mut index,
     };
-    let mappings = mapping::plan_all(&loaded.mappings, &mut cx, &mut errs);
+    // AuthService/RateLimitService: checked before the Mappings that refer to them.
+    let services = services::plan(&loaded, &settings, &tls, options, &mut errs);
+    let mut mappings = mapping::plan_all(&loaded.mappings, &mut cx, &mut errs);
+    let service_routes = services::collect(&mut mappings, &services, &mut errs);
     drop(std::mem::take(&mut loaded.mappings));
     let tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
     let mut ir = listener::assemble(
@@ -110,6 +114,8 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
         &mut tls,
         &mut errs,
     );
+    // AuthService/RateLimitService: filters, clusters and per-route settings.
+    services::apply(&mut ir, services, service_routes, &mut tls);
     ir.secrets = tls.into_used();
     ir.endpoints = index.endpoints_for(&ir.clusters);
     debug_assert_eq!(ir.validate(), Ok(()), "translation produced an invalid IR");

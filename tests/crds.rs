@@ -63,6 +63,19 @@ const EMISSARY: &[(&str, &str, &str, &[&str])] = &[
         "tcpmapping",
         &["v2", "v3alpha1"],
     ),
+    // AuthService and RateLimitService
+    (
+        "AuthService",
+        "authservices",
+        "authservice",
+        &["v2", "v3alpha1"],
+    ),
+    (
+        "RateLimitService",
+        "ratelimitservices",
+        "ratelimitservice",
+        &["v2", "v3alpha1"],
+    ),
 ];
 
 #[test]

@@ -174,6 +174,19 @@ fn one_of_each(ns: &str) -> Vec<Value> {
             "tcp1",
             json!({"port": 9000, "service": "db:5432"}),
         ),
+        // AuthService and RateLimitService
+        amb(
+            "AuthService",
+            ns,
+            "auth",
+            json!({"auth_service": "auth:3000"}),
+        ),
+        amb(
+            "RateLimitService",
+            ns,
+            "rls",
+            json!({"service": "rls:8081"}),
+        ),
         service(ns, "backend"),
         slice(ns, "backend-abc", &["10.1.0.1"]),
         secret(ns, "tls-cert", "kubernetes.io/tls"),
@@ -181,13 +194,15 @@ fn one_of_each(ns: &str) -> Vec<Value> {
     ]
 }
 
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 11] = [
     "Mapping",
     "Host",
     "Listener",
     "TLSContext",
     "Module",
     "TCPMapping",
+    "AuthService",
+    "RateLimitService",
     "Service",
     "EndpointSlice",
     "Secret",
@@ -299,6 +314,8 @@ fn server_plural(kind: &str) -> &'static str {
         "TLSContext" => "tlscontexts",
         "Module" => "modules",
         "TCPMapping" => "tcpmappings",
+        "AuthService" => "authservices",
+        "RateLimitService" => "ratelimitservices",
         "Service" => "services",
         "EndpointSlice" => "endpointslices",
         "Secret" => "secrets",

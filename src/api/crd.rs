@@ -22,10 +22,12 @@ use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
+use super::auth_service::AuthServiceSpec;
 use super::host::HostSpec;
 use super::listener::ListenerSpec;
 use super::mapping::MappingSpec;
 use super::module::ModuleSpec;
+use super::rate_limit_service::RateLimitServiceSpec;
 use super::tcp_mapping::TcpMappingSpec;
 use super::tls_context::TlsContextSpec;
 
@@ -109,6 +111,23 @@ pub const KINDS: &[Kind] = &[
             ("Service", "string", ".spec.service"),
         ],
         spec: spec_schema::<TcpMappingSpec>,
+    },
+    // AuthService and RateLimitService (docs/design.md#authservice).
+    Kind {
+        kind: "AuthService",
+        plural: "authservices",
+        singular: "authservice",
+        versions: BOTH,
+        columns: &[("Service", "string", ".spec.auth_service")],
+        spec: spec_schema::<AuthServiceSpec>,
+    },
+    Kind {
+        kind: "RateLimitService",
+        plural: "ratelimitservices",
+        singular: "ratelimitservice",
+        versions: BOTH,
+        columns: &[("Service", "string", ".spec.service")],
+        spec: spec_schema::<RateLimitServiceSpec>,
     },
 ];
 

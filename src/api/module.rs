@@ -56,6 +56,10 @@ pub struct ModuleConfig {
     pub envoy_log_path: Option<String>,
     pub defaults: Option<ModuleDefaults>,
     pub admin_port: Option<u16>,
+    /// RateLimitService: the default domain of `labels` and the default labels per domain
+    /// (`{<domain>: {defaults: [<label specifier>, ...]}}`).
+    pub default_label_domain: Option<String>,
+    pub default_labels: Option<serde_json::Value>,
 
     // Checked by the translation, which names the exact key and entry at fault.
     pub ip_allow: Option<serde_json::Value>,

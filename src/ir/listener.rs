@@ -101,6 +101,12 @@ pub struct HttpManager {
     /// HTTP/1 header-name case of responses sent downstream; `None` is lower case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_key_format: Option<HeaderKeyFormat>,
+    /// AuthService: the ext_authz filter (after CORS, before rate limiting).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ext_authz: Option<super::ExtAuthz>,
+    /// RateLimitService: the ratelimit filter (after ext_authz, before the router).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<super::RateLimitFilter>,
 }
 
 impl HttpManager {
@@ -130,6 +136,8 @@ impl HttpManager {
             forward_client_cert: None,
             set_current_client_cert: None,
             header_key_format: None,
+            ext_authz: None,
+            rate_limit: None,
         }
     }
 }

@@ -32,6 +32,12 @@ pub struct Route {
     pub response_headers_to_add: Vec<HeaderValue>,
     pub response_headers_to_remove: Vec<String>,
     pub cors: Option<Cors>,
+    /// AuthService: whether and how ext_authz checks this route.
+    #[serde(skip_serializing_if = "super::RouteAuth::is_default")]
+    pub auth: super::RouteAuth,
+    /// RateLimitService: the descriptors sent for this route (forwarding routes only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rate_limits: Vec<super::RateLimit>,
 }
 
 impl Route {
@@ -45,6 +51,8 @@ impl Route {
             response_headers_to_add: Vec::new(),
             response_headers_to_remove: Vec::new(),
             cors: None,
+            auth: super::RouteAuth::Default,
+            rate_limits: Vec::new(),
         }
     }
 }

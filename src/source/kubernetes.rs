@@ -124,6 +124,9 @@ pub const WATCHED: &[Watched] = &[
     custom("TLSContext", "tlscontexts"),
     custom("Module", "modules"),
     custom("TCPMapping", "tcpmappings"),
+    // AuthService and RateLimitService
+    custom("AuthService", "authservices"),
+    custom("RateLimitService", "ratelimitservices"),
     Watched {
         group: "",
         version: "v1",

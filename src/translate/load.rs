@@ -9,11 +9,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Errors, Options};
+use crate::api::auth_service::AuthServiceSpec;
 use crate::api::common::Extra;
 use crate::api::host::HostSpec;
 use crate::api::listener::ListenerSpec;
 use crate::api::mapping::MappingSpec;
 use crate::api::module::ModuleSpec;
+use crate::api::rate_limit_service::RateLimitServiceSpec;
 use crate::api::secret::SecretObject;
 use crate::api::service::{EndpointSliceObject, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
@@ -102,12 +104,13 @@ pub(crate) struct Loaded<'a> {
     pub secrets: Vec<Obj<SecretObject>>,
     pub services: Vec<Obj<ServiceObject>>,
     pub endpoint_slices: Vec<Obj<EndpointSliceObject>>,
+    // AuthService and RateLimitService (translate::services).
+    pub auth_services: Vec<Obj<AuthServiceSpec>>,
+    pub rate_limit_services: Vec<Obj<RateLimitServiceSpec>>,
 }
 
 /// Kinds of the group legate does not translate yet: reported once each, never silently lost.
 const UNSUPPORTED_KINDS: &[&str] = &[
-    "AuthService",
-    "RateLimitService",
     "LogService",
     "TracingService",
     "DevPortal",
@@ -219,6 +222,8 @@ fn classify<'a>(
         "TLSContext" => "TLSContext",
         "Module" => "Module",
         "TCPMapping" => "TCPMapping",
+        "AuthService" => "AuthService",
+        "RateLimitService" => "RateLimitService",
         other if UNSUPPORTED_KINDS.contains(&other) => {
             errs.push(ResourceError {
                 origin: raw.origin.clone(),
@@ -354,6 +359,19 @@ fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Err
             if let Some(s) = typed::<TcpMappingSpec>(&meta, spec, "spec", errs) {
                 unknown(&meta, "spec", &s.extra, errs);
                 loaded.tcp_mappings.push(Obj { meta, spec: s });
+            }
+        }
+        // AuthService and RateLimitService: checked by translate::services.
+        "AuthService" => {
+            if let Some(s) = typed::<AuthServiceSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                loaded.auth_services.push(Obj { meta, spec: s });
+            }
+        }
+        "RateLimitService" => {
+            if let Some(s) = typed::<RateLimitServiceSpec>(&meta, spec, "spec", errs) {
+                unknown(&meta, "spec", &s.extra, errs);
+                loaded.rate_limit_services.push(Obj { meta, spec: s });
             }
         }
         _ => {}

@@ -62,6 +62,9 @@ pub(crate) struct MappingPlan {
     pub idle_timeout_ms: Option<u64>,
     /// Exactly `/.well-known/acme-challenge/`: always routed, never redirected.
     pub acme: bool,
+    /// AuthService/RateLimitService fields (`bypass_auth`, `auth_context_extensions`,
+    /// `labels`), taken by `services::collect`; `None` when none is set.
+    pub services: Option<Box<super::services::MappingFields>>,
 }
 
 impl MappingPlan {
@@ -313,13 +316,9 @@ fn plan(
             Action::failed(field, message)
         },
     );
+    // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
+    let services = super::services::mapping_fields(meta, s, errs);
     for (f, set) in [
-        ("bypass_auth", s.bypass_auth.is_some()),
-        (
-            "auth_context_extensions",
-            s.auth_context_extensions.is_some(),
-        ),
-        ("labels", s.labels.is_some()),
         ("priority", s.priority.is_some()),
         ("health_checks", s.health_checks.is_some()),
         ("envoy_override", s.envoy_override.is_some()),
@@ -397,6 +396,7 @@ fn plan(
         shadow,
         timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
         idle_timeout_ms: s.idle_timeout_ms,
+        services,
     })
 }
 
@@ -892,6 +892,7 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             timeout_ms: Some(10_000),
             idle_timeout_ms: None,
             acme: false,
+            services: None,
         });
     }
     out

@@ -86,6 +86,10 @@ pub(crate) struct Settings {
     pub tls_secret_namespacing: bool,
     /// HCM options (and the upstream header-name case) checked by [`options`].
     pub http: HttpOptions,
+    /// RateLimitService: `default_label_domain` and `default_labels` (read by
+    /// translate::services).
+    pub default_label_domain: Option<String>,
+    pub default_labels: Option<serde_json::Value>,
 }
 
 impl Default for Settings {
@@ -129,6 +133,8 @@ impl Default for Settings {
             remove_response_headers: Vec::new(),
             tls_secret_namespacing: true,
             http: HttpOptions::default(),
+            default_label_domain: None,
+            default_labels: None,
         }
     }
 }
@@ -271,6 +277,8 @@ fn read(c: &ModuleConfig) -> Result<Settings, policy::FieldError> {
             .tls_secret_namespacing
             .unwrap_or(d.tls_secret_namespacing),
         http: options::read(c)?,
+        default_label_domain: c.default_label_domain.clone(),
+        default_labels: c.default_labels.clone(),
     })
 }
 

@@ -15,6 +15,7 @@ mod json;
 mod listener;
 mod route;
 mod secret;
+mod services;
 mod static_config;
 
 pub use cluster::cluster;

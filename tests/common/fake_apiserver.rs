@@ -98,6 +98,9 @@ fn known_types() -> Vec<ResourceType> {
         t(amb, "v3alpha1", "TLSContext", "tlscontexts"),
         t(amb, "v3alpha1", "Module", "modules"),
         t(amb, "v3alpha1", "TCPMapping", "tcpmappings"),
+        // AuthService and RateLimitService
+        t(amb, "v3alpha1", "AuthService", "authservices"),
+        t(amb, "v3alpha1", "RateLimitService", "ratelimitservices"),
     ]
 }
 

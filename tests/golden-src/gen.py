@@ -462,6 +462,59 @@ case("bad-34-zero-values", BASE, OK,
      obj("Listener", "h2-zero", "{port: 9090, protocol: HTTP, securityModel: XFP, http2MaxConcurrentStreams: 0, hostBinding: {namespace: {from: ALL}}}"),
      obj("Module", "ambassador", "{config: {max_request_headers_kb: 0}}"))
 
+# ---------------------------------------------------------------- AuthService / RateLimitService
+# An HTTP AuthService with every option; Mappings that bypass it, redirect, or carry context
+# extensions (a warning: only gRPC auth services receive them).
+L_XFP_8443 = obj("Listener", "xfp-8443", "{port: 8443, protocol: HTTP, securityModel: XFP, hostBinding: {namespace: {from: ALL}}}")
+case("svc-auth-http", BASE, OK, L_XFP_8443,
+     obj("Host", "secure", "{hostname: 'secure.example.com'}"),
+     obj("AuthService", "auth", "{auth_service: 'auth:3000', path_prefix: /extauth, timeout_ms: 2500, allowed_request_headers: [X-Tenant, cookie], allowed_authorization_headers: [X-User], add_auth_headers: {X-From: legate}, include_body: {max_bytes: 8192, allow_partial: true}, allow_request_body: true, status_on_error: {code: 503}, failure_mode_allow: true, add_linkerd_headers: true, connect_timeout_ms: 1500, stats_name: authstats}", ns="apps"),
+     m("public", "{hostname: '*', prefix: /public/, service: web, bypass_auth: true}"),
+     m("moved", "{hostname: '*', prefix: /moved/, service: 'https://new.example.com', host_redirect: true}"),
+     m("ctx", "{hostname: '*', prefix: /ctx/, service: web, auth_context_extensions: {tier: gold}}"),
+     m("secure", "{hostname: secure.example.com, prefix: /s/, service: web}"))
+# gRPC auth over TLS: context extensions reach it; HTTP-only fields are warned about.
+case("svc-auth-grpc", BASE, OK,
+     obj("AuthService", "grpc-auth", "{auth_service: 'https://authz.example.com:8443', proto: grpc, protocol_version: v3, path_prefix: /ignored, circuit_breakers: [{max_connections: 50}]}"),
+     m("ctx", "{hostname: '*', prefix: /ctx/, service: web, auth_context_extensions: {tier: gold, region: eu}}"),
+     m("public", "{hostname: '*', prefix: /public/, service: web, bypass_auth: true}"))
+# Every label form, the Module's default labels (prepended to every group of their domain,
+# and the only descriptor of label-less Mappings), v2 shorthands, v0_ratelimit_ groups (no
+# defaults), labels of another domain (warned), omit_if_not_present → skip_if_absent.
+case("svc-ratelimit", BASE, OK,
+     obj("Module", "ambassador", "{config: {default_label_domain: edge, default_labels: {edge: {defaults: [{remote_address: {key: remote_address}}]}}}}"),
+     obj("RateLimitService", "rls", "{service: 'rls:8081', timeout_ms: 100, failure_mode_deny: true, grpc: {use_resource_exhausted_code: true}}"),
+     m("all-forms", "{hostname: '*', prefix: /all/, service: web, labels: {edge: [{g1: [{source_cluster: {key: source_cluster}}, {destination_cluster: {key: destination_cluster}}, {remote_address: {key: remote_address}}, {generic_key: {value: api}}, {generic_key: {key: tier, value: gold}}, {request_headers: {key: user, header_name: x-user, omit_if_not_present: true}}]}, {v0_ratelimit_legacy: [{request_headers: {key: plan, header_name: x-plan}}]}]}}"),
+     m("v2-forms", "{hostname: '*', prefix: /v2/, service: web, labels: {edge: [{short: [source_cluster, remote_address, literal, {x-user: {header: x-user, omit_if_not_present: false}}, {generic_key: flat}]}]}}", version="v2"),
+     m("other-domain", "{hostname: '*', prefix: /other/, service: web, labels: {ambassador: [{g: [{generic_key: {value: x}}]}]}}"),
+     m("moved", "{hostname: '*', prefix: /moved/, service: 'https://new.example.com', host_redirect: true}"))
+# Both services at once: filter order cors → ext_authz → ratelimit → router.
+case("svc-auth-and-ratelimit", BASE, OK,
+     obj("AuthService", "auth", "{auth_service: 'auth:3000', proto: grpc}"),
+     obj("RateLimitService", "rls", "{service: 'rls:8081', domain: ambassador}"),
+     m("limited", "{hostname: '*', prefix: /limited/, service: web, labels: {ambassador: [{per-ip: [{remote_address: {key: remote_address}}]}]}}"))
+# A misconfigured AuthService fails closed (every route but the probes answers 500), and a
+# second AuthService is reported and ignored.
+case("bad-35-auth-protocol-v2", BASE, OK,
+     obj("AuthService", "a-first", "{auth_service: 'auth:3000', proto: grpc, protocol_version: v2}"),
+     obj("AuthService", "b-second", "{auth_service: 'other:3000'}"),
+     m("public", "{hostname: '*', prefix: /public/, service: web, bypass_auth: true}"))
+case("bad-36-auth-bad-proto", BASE, OK,
+     obj("AuthService", "auth", "{auth_service: 'auth:3000', proto: thrift}"))
+case("bad-37-auth-bad-status", BASE, OK,
+     obj("AuthService", "auth", "{auth_service: 'auth:3000', status_on_error: {code: 299}}"))
+case("bad-38-auth-missing-tls-context", BASE, OK,
+     obj("AuthService", "auth", "{auth_service: 'auth:3000', tls: nowhere}"))
+# A misconfigured RateLimitService is reported and left out (no filter, no rate limits); a
+# second one is reported and ignored; an invalid label specifier drops its whole group.
+case("bad-39-ratelimit-protocol-v2", BASE, OK,
+     obj("RateLimitService", "a-rls", "{service: 'rls:8081', protocol_version: v2}"),
+     m("limited", "{hostname: '*', prefix: /limited/, service: web, labels: {ambassador: [{g: [{remote_address: {key: remote_address}}]}]}}"))
+case("bad-40-ratelimit-two-and-bad-labels", BASE, OK,
+     obj("RateLimitService", "a-rls", "{service: 'rls:8081'}"),
+     obj("RateLimitService", "b-rls", "{service: 'other:8081'}"),
+     m("limited", "{hostname: '*', prefix: /limited/, service: web, labels: {ambassador: [{bad: [{remote_address: {key: remote_address}}, {query_parameter: {key: q}}]}, {good: [{generic_key: {value: ok}}]}, {two: [], keys: []}]}}"))
+
 if __name__ == "__main__":
     import json, shutil
     for name, (text, options) in CASES.items():

@@ -29,7 +29,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::google::protobuf::{Any, Struct, Value, value};
 use prost::{Message, Name};
 
-use super::{ads, boolv, duration_ms, pack, sds, tls_params, tls_transport_socket, u32v};
+use super::{ads, boolv, duration_ms, pack, sds, services, tls_params, tls_transport_socket, u32v};
 use crate::ir;
 
 mod rbac;
@@ -154,6 +154,14 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
     }
     if h.cors {
         http_filters.push(http_filter(CORS, pack(Cors::default())));
+    }
+    // AuthService, then RateLimitService: auth runs before rate limiting, so descriptors can
+    // use headers the auth service added (docs/design.md#authservice).
+    if let Some(a) = &h.ext_authz {
+        http_filters.push(http_filter(services::EXT_AUTHZ, services::ext_authz(a)));
+    }
+    if let Some(r) = &h.rate_limit {
+        http_filters.push(http_filter(services::RATELIMIT, services::ratelimit(r)));
     }
     http_filters.push(http_filter(
         ROUTER,

@@ -23,7 +23,7 @@ use prost::encoding::WireType;
 use prost::{Message, Name};
 
 use super::listener::CORS;
-use super::{boolv, duration_ms, pack, u32v};
+use super::{boolv, duration_ms, pack, services, u32v};
 use crate::ir;
 
 /// The RDS resource for one IR route table; its name is the table's stable name.
@@ -127,6 +127,16 @@ fn route(r: &ir::Route) -> Route {
     if let Some(cors) = &r.cors {
         out.typed_per_filter_config
             .insert(CORS.to_string(), pack(cors_policy(cors)));
+    }
+    // AuthService/RateLimitService: the route's auth setting and rate limits.
+    if let Some(auth) = services::route_auth(&r.auth) {
+        out.typed_per_filter_config
+            .insert(services::EXT_AUTHZ.to_string(), auth);
+    }
+    if !r.rate_limits.is_empty()
+        && let Some(route::Action::Route(ra)) = &mut out.action
+    {
+        ra.rate_limits = services::rate_limits(&r.rate_limits);
     }
     out
 }

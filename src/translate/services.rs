@@ -1,0 +1,260 @@
+//! The external services HTTP requests go through: AuthService (Envoy's ext_authz filter) and
+//! RateLimitService (Envoy's ratelimit filter), with the Mapping fields that steer them
+//! (`bypass_auth`, `auth_context_extensions`, `labels`). Rules: docs/design.md#authservice and
+//! docs/design.md#ratelimitservice.
+//!
+//! It runs in three steps around the rest of the translation: [`plan`] checks the services
+//! (before the Mappings), [`mapping_fields`] reads each Mapping's fields (while Mappings are
+//! planned) and [`apply`] puts filters, clusters and per-route settings into the assembled IR.
+
+mod auth;
+mod cluster;
+mod ratelimit;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::api::mapping::MappingSpec;
+use crate::ir::{Cluster, ExtAuthz, Ir, RateLimitFilter, RouteAction, RouteAuth};
+
+use super::load::{Loaded, Meta};
+use super::mapping::MappingPlan;
+use super::module::Settings;
+use super::tls::Store;
+use super::{Errors, Options};
+
+pub(crate) use ratelimit::Labels;
+
+/// The checked services, before the Mappings are planned.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub ext_authz: Option<ExtAuthz>,
+    /// Whether the auth service speaks gRPC (only then do context extensions reach it).
+    auth_grpc: bool,
+    pub rate_limit: Option<RateLimitFilter>,
+    /// Descriptors from the Module's `default_labels`.
+    defaults: ratelimit::Defaults,
+    clusters: Vec<Cluster>,
+}
+
+/// Checks the AuthServices and RateLimitServices (at most one of each is used).
+pub(crate) fn plan(
+    loaded: &Loaded<'_>,
+    settings: &Settings,
+    store: &Store,
+    options: &Options,
+    errs: &mut Errors,
+) -> Plan {
+    let cx = cluster::Cx {
+        settings,
+        store,
+        options,
+    };
+    let mut p = Plan::default();
+    if let Some(a) = auth::plan(&loaded.auth_services, &cx, errs) {
+        p.ext_authz = Some(a.filter);
+        p.auth_grpc = a.grpc;
+        p.clusters.extend(a.cluster);
+    }
+    p.defaults = ratelimit::defaults(settings, errs);
+    if let Some((filter, c)) = ratelimit::plan(&loaded.rate_limit_services, &cx, errs) {
+        p.rate_limit = Some(filter);
+        p.clusters.push(c);
+    }
+    p
+}
+
+/// A Mapping's AuthService and RateLimitService fields.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MappingFields {
+    pub bypass_auth: bool,
+    pub context_extensions: BTreeMap<String, String>,
+    /// Parsed `labels`, every domain.
+    pub labels: Option<Labels>,
+}
+
+/// Reads `bypass_auth`, `auth_context_extensions` and `labels`; `None` when none is set.
+/// An invalid value is reported (a warning) and left out.
+pub(crate) fn mapping_fields(
+    meta: &Meta,
+    s: &MappingSpec,
+    errs: &mut Errors,
+) -> Option<Box<MappingFields>> {
+    if s.bypass_auth.is_none() && s.auth_context_extensions.is_none() && s.labels.is_none() {
+        return None;
+    }
+    let mut f = MappingFields {
+        bypass_auth: s.bypass_auth == Some(true),
+        ..MappingFields::default()
+    };
+    if let Some(v) = &s.auth_context_extensions {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match v {
+                        serde_json::Value::String(s) => {
+                            f.context_extensions.insert(k.clone(), s.clone());
+                        }
+                        other => errs.push(meta.warning(
+                            &format!("spec.auth_context_extensions.{k}"),
+                            format!("must be a string, got {other}; ignored"),
+                        )),
+                    }
+                }
+            }
+            serde_json::Value::Null => {}
+            _ => errs.push(meta.warning(
+                "spec.auth_context_extensions",
+                "must be a map of strings; ignored",
+            )),
+        }
+    }
+    if let Some(v) = &s.labels {
+        f.labels = Some(ratelimit::parse_labels(meta, v, errs));
+    }
+    Some(Box::new(f))
+}
+
+/// Per-route inputs of [`apply`], taken from the Mapping plans before assembly consumes them.
+#[derive(Debug, Default)]
+pub(crate) struct Routes {
+    /// By route name (the Mapping's `namespace/name`).
+    fields: BTreeMap<String, Box<MappingFields>>,
+    /// Ids of user Mappings in a namespace named `builtin`, whose route names look like the
+    /// probe routes' (`builtin/<name>`): they are never mistaken for probe routes.
+    builtin_lookalikes: BTreeSet<String>,
+}
+
+/// Takes each Mapping's fields out of its plan; reports context extensions an HTTP auth
+/// service cannot receive (Envoy sends them to gRPC services only).
+pub(crate) fn collect(mappings: &mut [MappingPlan], plan: &Plan, errs: &mut Errors) -> Routes {
+    let mut r = Routes::default();
+    for m in mappings.iter_mut() {
+        if m.builtin {
+            continue;
+        }
+        if m.meta.namespace == "builtin" {
+            r.builtin_lookalikes.insert(m.meta.id());
+        }
+        let Some(f) = m.services.take() else {
+            continue;
+        };
+        if !f.context_extensions.is_empty()
+            && matches!(plan.ext_authz, Some(ExtAuthz::Service(_)))
+            && !plan.auth_grpc
+        {
+            errs.push(m.meta.warning(
+                "spec.auth_context_extensions",
+                "has no effect: the AuthService uses proto: http (context extensions reach gRPC auth services only)",
+            ));
+        }
+        if let (Some(rl), Some(labels)) = (&plan.rate_limit, &f.labels) {
+            ratelimit::report_other_domains(&m.meta, labels, &rl.domain, errs);
+        }
+        r.fields.insert(m.meta.id(), f);
+    }
+    r
+}
+
+/// Puts the filters on every HTTP connection manager, the services' clusters into the IR, and
+/// each route's auth setting and rate limits.
+pub(crate) fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
+    if plan.ext_authz.is_none() && plan.rate_limit.is_none() {
+        return;
+    }
+    for l in &mut ir.listeners {
+        for fc in &mut l.filter_chains {
+            if let crate::ir::ChainAction::Http(h) = &mut fc.action {
+                h.ext_authz = plan.ext_authz.clone();
+                h.rate_limit = plan.rate_limit.clone();
+            }
+        }
+    }
+    let fail_closed = matches!(plan.ext_authz, Some(ExtAuthz::FailClosed { .. }));
+    let auth = plan.ext_authz.is_some();
+    let mut label_less: Option<Vec<crate::ir::RateLimit>> = None;
+    for t in &mut ir.route_tables {
+        for r in t.virtual_hosts.iter_mut().flat_map(|v| &mut v.routes) {
+            let name = r.name.as_deref().unwrap_or_default();
+            let probe = name.starts_with("builtin/") && !routes.builtin_lookalikes.contains(name);
+            let fields = routes.fields.get(name).map(Box::as_ref);
+            let redirect = matches!(r.action, RouteAction::Redirect(_));
+            if auth {
+                // Probe routes are never checked; a failed AuthService answers every other
+                // route (docs/design.md#authservice).
+                r.auth = if probe {
+                    RouteAuth::Disabled
+                } else if fail_closed {
+                    RouteAuth::Default
+                } else if redirect || fields.is_some_and(|f| f.bypass_auth) {
+                    RouteAuth::Disabled
+                } else {
+                    match fields {
+                        Some(f) if plan.auth_grpc && !f.context_extensions.is_empty() => {
+                            RouteAuth::ContextExtensions(f.context_extensions.clone())
+                        }
+                        _ => RouteAuth::Default,
+                    }
+                };
+            }
+            if let Some(rl) = &plan.rate_limit
+                && !probe
+                && matches!(r.action, RouteAction::Forward(_))
+            {
+                // `labels: {}` counts as no labels (the defaults apply), as in Emissary.
+                let labels = fields
+                    .and_then(|f| f.labels.as_ref())
+                    .filter(|l| !l.is_empty());
+                r.rate_limits = match labels {
+                    Some(labels) => {
+                        ratelimit::route_limits(Some(labels), &plan.defaults, &rl.domain)
+                    }
+                    None => label_less
+                        .get_or_insert_with(|| {
+                            ratelimit::route_limits(None, &plan.defaults, &rl.domain)
+                        })
+                        .clone(),
+                };
+            }
+        }
+    }
+    for mut c in plan.clusters {
+        let base = c.name.clone();
+        let mut n = 0;
+        while ir.clusters.iter().any(|x| x.name == c.name) {
+            n += 1;
+            c.name = format!("{base}-{n}");
+        }
+        let new_name = c.name.clone();
+        if new_name != base {
+            rename_cluster(ir, &base, &new_name);
+        }
+        if let Some(t) = &c.tls {
+            for name in t.certificate.iter().chain(&t.validation) {
+                store.register(name);
+            }
+        }
+        ir.clusters.push(c);
+    }
+    ir.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+}
+
+/// A service cluster whose name a Mapping's cluster already has is renamed; so are the
+/// filters' references to it.
+fn rename_cluster(ir: &mut Ir, from: &str, to: &str) {
+    for l in &mut ir.listeners {
+        for fc in &mut l.filter_chains {
+            if let crate::ir::ChainAction::Http(h) = &mut fc.action {
+                if let Some(ExtAuthz::Service(a)) = &mut h.ext_authz
+                    && a.cluster == from
+                {
+                    a.cluster = to.to_string();
+                }
+                if let Some(r) = &mut h.rate_limit
+                    && r.cluster == from
+                {
+                    r.cluster = to.to_string();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! RateLimitService → the ratelimit filter, and Mapping `labels` (plus the Module's
+//! `default_labels`) → each route's rate limits (docs/design.md#ratelimitservice).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::api::rate_limit_service::RateLimitServiceSpec;
+use crate::ir::{Cluster, RateLimit, RateLimitAction, RateLimitFilter};
+
+use super::super::Errors;
+use super::super::load::{Meta, Obj};
+use super::super::module::Settings;
+use super::auth::check_protocol_version;
+use super::cluster::{self, Cx, Fail, fail};
+
+/// A Mapping's `labels`: per domain, its label groups in order (the group names are kept only
+/// to recognise Emissary's `v0_ratelimit_` groups).
+pub(crate) type Labels = Vec<(String, Vec<(String, Vec<RateLimitAction>)>)>;
+
+/// The Module's `default_label_domain` and `default_labels`.
+#[derive(Debug, Default)]
+pub(super) struct Defaults {
+    pub domain: String,
+    pub by_domain: BTreeMap<String, Vec<RateLimitAction>>,
+}
+
+pub(super) fn defaults(settings: &Settings, errs: &mut Errors) -> Defaults {
+    let mut d = Defaults {
+        domain: settings
+            .default_label_domain
+            .clone()
+            .unwrap_or_else(|| "ambassador".into()),
+        by_domain: BTreeMap::new(),
+    };
+    let Some(v) = &settings.default_labels else {
+        return d;
+    };
+    let Some(domains) = v.as_object() else {
+        errs.global(
+            "Module ambassador: spec.config.default_labels: must be a map of domain to {defaults: [...]}; ignored",
+            true,
+        );
+        return d;
+    };
+    for (domain, entry) in domains {
+        let list = entry.get("defaults").and_then(Value::as_array);
+        let Some(list) = list else {
+            errs.global(
+                format!("Module ambassador: spec.config.default_labels.{domain}: must be {{defaults: [...]}}; ignored"),
+                true,
+            );
+            continue;
+        };
+        let actions: Result<Vec<_>, String> = list.iter().map(specifier).collect();
+        match actions {
+            Ok(a) if !a.is_empty() => {
+                d.by_domain.insert(domain.clone(), a);
+            }
+            Ok(_) => {}
+            Err(e) => errs.global(
+                format!(
+                    "Module ambassador: spec.config.default_labels.{domain}.defaults: {e}; ignored"
+                ),
+                true,
+            ),
+        }
+    }
+    d
+}
+
+/// The first RateLimitService (processing order) is used; others are reported and ignored.
+/// A misconfigured one is reported and left out: requests are not rate limited.
+pub(super) fn plan(
+    list: &[Obj<RateLimitServiceSpec>],
+    cx: &Cx<'_>,
+    errs: &mut Errors,
+) -> Option<(RateLimitFilter, Cluster)> {
+    let (first, rest) = list.split_first()?;
+    for o in rest {
+        errs.push(o.meta.error(
+            "",
+            format!(
+                "only one RateLimitService is supported: {} is used, this one is ignored",
+                first.meta.id()
+            ),
+        ));
+    }
+    match filter(first, cx, errs) {
+        Ok(p) => Some(p),
+        Err((field, message)) => {
+            errs.push(
+                first
+                    .meta
+                    .error(&field, format!("{message}; requests are not rate limited")),
+            );
+            None
+        }
+    }
+}
+
+fn filter(
+    o: &Obj<RateLimitServiceSpec>,
+    cx: &Cx<'_>,
+    errs: &mut Errors,
+) -> Result<(RateLimitFilter, Cluster), Fail> {
+    let s = &o.spec;
+    let service = s
+        .service
+        .as_deref()
+        .ok_or_else(|| fail("service", "required"))?;
+    check_protocol_version(s.protocol_version.as_deref())?;
+    if s.domain.as_deref() == Some("") {
+        return Err(fail("domain", "must not be empty"));
+    }
+    let spec = cluster::Spec {
+        field: "service",
+        service,
+        tls: s.tls.as_ref(),
+        stats_name: s.stats_name.as_deref(),
+        http2: true,
+        circuit_breakers: None,
+        connect_timeout_ms: None,
+        idle_timeout_ms: None,
+        max_connection_lifetime_ms: None,
+    };
+    let (c, _) = cluster::build("ratelimit", &spec, &o.meta, cx, errs)?;
+    let grpc = s.grpc.as_ref();
+    let filter = RateLimitFilter {
+        cluster: c.name.clone(),
+        domain: s.domain.clone().unwrap_or_else(|| {
+            cx.settings
+                .default_label_domain
+                .clone()
+                .unwrap_or_else(|| "ambassador".into())
+        }),
+        timeout_ms: s.timeout_ms.unwrap_or(20),
+        failure_mode_deny: s.failure_mode_deny == Some(true),
+        resource_exhausted: grpc.is_some_and(|g| {
+            g.use_resource_exhausted_code == Some(true)
+                || g.rate_limited_as_resource_exhausted == Some(true)
+        }),
+    };
+    Ok((filter, c))
+}
+
+/// Parses `labels`: `{domain: [{group: [specifier, ...]}, ...]}`. A group with an invalid
+/// specifier is reported and dropped whole, so no descriptor changes shape
+/// (docs/compatibility.md).
+pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels {
+    let mut out = Vec::new();
+    let Some(domains) = v.as_object() else {
+        errs.push(meta.warning(
+            "spec.labels",
+            "must be a map of domain to a list of label groups; ignored",
+        ));
+        return out;
+    };
+    for (domain, groups) in domains {
+        let field = format!("spec.labels.{domain}");
+        let Some(groups) = groups.as_array() else {
+            errs.push(meta.warning(&field, "must be a list of label groups; ignored"));
+            continue;
+        };
+        let mut parsed = Vec::new();
+        for (i, g) in groups.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            let one = g.as_object().filter(|m| m.len() == 1);
+            let Some((name, specs)) = one.and_then(|m| m.iter().next()) else {
+                errs.push(meta.warning(
+                    &field,
+                    "a label group must be a map with exactly one key (its name); group ignored",
+                ));
+                continue;
+            };
+            let Some(specs) = specs.as_array() else {
+                errs.push(meta.warning(
+                    &format!("{field}.{name}"),
+                    "must be a list of label specifiers; group ignored",
+                ));
+                continue;
+            };
+            let mut actions = Vec::new();
+            let mut bad = false;
+            for (j, sp) in specs.iter().enumerate() {
+                match specifier(sp) {
+                    Ok(a) => actions.push(a),
+                    Err(e) => {
+                        errs.push(meta.warning(
+                            &format!("{field}.{name}[{j}]"),
+                            format!("{e}; group ignored"),
+                        ));
+                        bad = true;
+                        break;
+                    }
+                }
+            }
+            if !bad && !actions.is_empty() {
+                parsed.push((name.clone(), actions));
+            }
+        }
+        out.push((domain.clone(), parsed));
+    }
+    out
+}
+
+/// One label specifier, in the v3alpha1 object form or a v2 shorthand.
+fn specifier(v: &Value) -> Result<RateLimitAction, String> {
+    let string = |v: &Value, what: &str| -> Result<String, String> {
+        match v.as_str() {
+            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            _ => Err(format!("{what} must be a non-empty string")),
+        }
+    };
+    let fixed = |body: &Value, name: &str, a: RateLimitAction| match body.get("key") {
+        None => Ok(a),
+        Some(k) if k.as_str() == Some(name) => Ok(a),
+        Some(_) => Err(format!("{name}.key must be {name:?}")),
+    };
+    match v {
+        Value::String(s) => Ok(match s.as_str() {
+            "source_cluster" => RateLimitAction::SourceCluster,
+            "destination_cluster" => RateLimitAction::DestinationCluster,
+            "remote_address" => RateLimitAction::RemoteAddress,
+            "" => return Err("an empty label".into()),
+            other => RateLimitAction::GenericKey {
+                key: "generic_key".into(),
+                value: other.to_string(),
+            },
+        }),
+        Value::Object(m) if m.len() == 1 => {
+            let (k, body) = m.iter().next().ok_or("an empty specifier")?;
+            match k.as_str() {
+                "source_cluster" => fixed(body, k, RateLimitAction::SourceCluster),
+                "destination_cluster" => fixed(body, k, RateLimitAction::DestinationCluster),
+                "remote_address" => fixed(body, k, RateLimitAction::RemoteAddress),
+                "generic_key" => match body {
+                    Value::String(_) => Ok(RateLimitAction::GenericKey {
+                        key: "generic_key".into(),
+                        value: string(body, "generic_key")?,
+                    }),
+                    Value::Object(_) => Ok(RateLimitAction::GenericKey {
+                        key: match body.get("key") {
+                            None => "generic_key".into(),
+                            Some(k) => string(k, "generic_key.key")?,
+                        },
+                        value: string(
+                            body.get("value").unwrap_or(&Value::Null),
+                            "generic_key.value",
+                        )?,
+                    }),
+                    _ => Err("generic_key must be {value, key}".into()),
+                },
+                "request_headers" => Ok(RateLimitAction::RequestHeader {
+                    key: string(
+                        body.get("key").unwrap_or(&Value::Null),
+                        "request_headers.key",
+                    )?,
+                    header: string(
+                        body.get("header_name").unwrap_or(&Value::Null),
+                        "request_headers.header_name",
+                    )?,
+                    skip_if_absent: omit(body)?,
+                }),
+                // v2: {<key>: {header: <name>, omit_if_not_present: <bool>}}
+                key if body.get("header").is_some() => Ok(RateLimitAction::RequestHeader {
+                    key: key.to_string(),
+                    header: string(body.get("header").unwrap_or(&Value::Null), "header")?,
+                    skip_if_absent: omit(body)?,
+                }),
+                other => Err(format!(
+                    "{other:?} is not a label specifier (source_cluster, destination_cluster, remote_address, generic_key, request_headers)"
+                )),
+            }
+        }
+        _ => Err("a label specifier must be a string or a map with exactly one key".into()),
+    }
+}
+
+fn omit(body: &Value) -> Result<bool, String> {
+    match body.get("omit_if_not_present") {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err("omit_if_not_present must be true or false".into()),
+    }
+}
+
+/// Labels in other domains than the service's are not used: said once per Mapping.
+pub(super) fn report_other_domains(meta: &Meta, labels: &Labels, domain: &str, errs: &mut Errors) {
+    if !labels.is_empty() && labels.iter().all(|(d, _)| d != domain) {
+        let others: Vec<&str> = labels.iter().map(|(d, _)| d.as_str()).collect();
+        errs.push(meta.warning(
+            "spec.labels",
+            format!(
+                "no label in the RateLimitService's domain {domain:?} (found {}): no rate limit on this Mapping",
+                others.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The rate limits of a route: each label group of the service's domain (defaults of that
+/// domain first, except `v0_ratelimit_` groups); without labels, the defaults of the default
+/// domain.
+pub(super) fn route_limits(labels: Option<&Labels>, d: &Defaults, domain: &str) -> Vec<RateLimit> {
+    let defaults = d.by_domain.get(domain);
+    match labels {
+        None => match defaults {
+            Some(a) if d.domain == domain => vec![RateLimit { actions: a.clone() }],
+            _ => Vec::new(),
+        },
+        Some(labels) => labels
+            .iter()
+            .filter(|(dom, _)| dom == domain)
+            .flat_map(|(_, groups)| groups)
+            .map(|(name, actions)| {
+                let mut all = match defaults {
+                    Some(a) if !name.starts_with("v0_ratelimit_") => a.clone(),
+                    _ => Vec::new(),
+                };
+                all.extend(actions.iter().cloned());
+                RateLimit { actions: all }
+            })
+            .collect(),
+    }
+}

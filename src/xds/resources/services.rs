@@ -1,0 +1,250 @@
+//! The AuthService and RateLimitService parts of the Envoy configuration: the ext_authz and
+//! ratelimit HTTP filters (or the fail-closed stand-in), each route's per-filter settings and
+//! its rate-limit descriptors (docs/design.md#authservice, docs/design.md#ratelimitservice).
+
+use envoy_types::pb::envoy::config::core::v3::{
+    ApiVersion, DataSource, GrpcService, HeaderValue, HttpUri, data_source, grpc_service, http_uri,
+};
+use envoy_types::pb::envoy::config::ratelimit::v3::RateLimitServiceConfig;
+use envoy_types::pb::envoy::config::route::v3::{FilterConfig, RateLimit, rate_limit};
+use envoy_types::pb::envoy::extensions::filters::http::ext_authz::v3::{
+    AuthorizationRequest, AuthorizationResponse, BufferSettings, CheckSettings, ExtAuthz,
+    ExtAuthzPerRoute, HttpService, ext_authz, ext_authz_per_route,
+};
+use envoy_types::pb::envoy::extensions::filters::http::lua::v3::Lua;
+use envoy_types::pb::envoy::extensions::filters::http::ratelimit::v3::RateLimit as RateLimitConfig;
+use envoy_types::pb::envoy::r#type::matcher::v3::{
+    ListStringMatcher, StringMatcher, string_matcher,
+};
+use envoy_types::pb::envoy::r#type::v3::HttpStatus;
+use envoy_types::pb::google::protobuf::{Any, Duration};
+
+use super::{duration_ms, pack, u32v};
+use crate::ir;
+
+/// The HTTP filter names; per-route settings are keyed by them.
+pub(super) const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
+pub(super) const RATELIMIT: &str = "envoy.filters.http.ratelimit";
+
+/// The typed config of the authorization filter: ext_authz, or the Lua stand-in of a
+/// misconfigured AuthService.
+pub(super) fn ext_authz(a: &ir::ExtAuthz) -> Any {
+    match a {
+        ir::ExtAuthz::Service(f) => pack(ext_authz_filter(f)),
+        ir::ExtAuthz::FailClosed { message } => pack(fail_closed(message)),
+    }
+}
+
+fn ext_authz_filter(f: &ir::AuthFilter) -> ExtAuthz {
+    let timeout = Some(duration_ms(f.timeout_ms));
+    let (services, allowed_headers) = match &f.protocol {
+        ir::AuthProtocol::Grpc => (
+            ext_authz::Services::GrpcService(GrpcService {
+                timeout,
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: f.cluster.clone(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            // Unset: every request header goes to a gRPC service.
+            None,
+        ),
+        ir::AuthProtocol::Http(h) => (
+            ext_authz::Services::HttpService(HttpService {
+                server_uri: Some(HttpUri {
+                    uri: h.uri.clone(),
+                    timeout,
+                    http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(
+                        f.cluster.clone(),
+                    )),
+                }),
+                path_prefix: h.path_prefix.clone(),
+                authorization_request: Some(AuthorizationRequest {
+                    headers_to_add: h
+                        .headers_to_add
+                        .iter()
+                        .map(|(k, v)| HeaderValue {
+                            key: k.clone(),
+                            value: v.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                authorization_response: Some(AuthorizationResponse {
+                    allowed_upstream_headers: Some(names(&h.allowed_authorization_headers)),
+                    allowed_client_headers: Some(names(&h.allowed_authorization_headers)),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            Some(names(&h.allowed_request_headers)),
+        ),
+    };
+    ExtAuthz {
+        services: Some(services),
+        transport_api_version: ApiVersion::V3 as i32,
+        allowed_headers,
+        // Headers the service adds may select another route.
+        clear_route_cache: true,
+        with_request_body: f.body.map(|b| BufferSettings {
+            max_request_bytes: b.max_bytes,
+            allow_partial_message: b.allow_partial,
+            ..Default::default()
+        }),
+        failure_mode_allow: f.failure_mode_allow,
+        status_on_error: f.status_on_error.map(|code| HttpStatus {
+            code: i32::try_from(code).unwrap_or(403),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Header names matched exactly, whatever their case.
+fn names(list: &[String]) -> ListStringMatcher {
+    ListStringMatcher {
+        patterns: list
+            .iter()
+            .map(|h| StringMatcher {
+                match_pattern: Some(string_matcher::MatchPattern::Exact(h.clone())),
+                ignore_case: true,
+            })
+            .collect(),
+    }
+}
+
+/// Answers every request 500 with a JSON body naming the problem (routes that disable the
+/// filter, the probe routes, are not affected).
+fn fail_closed(message: &str) -> Lua {
+    let head = format!(
+        "{{\"message\":{},\"request_id\":\"",
+        serde_json::Value::String(message.to_string())
+    );
+    let script = format!(
+        "function envoy_on_request(handle)\n\
+         \x20 local id = string.gsub(handle:headers():get(\"x-request-id\") or \"\", '[^%w%-]', '')\n\
+         \x20 handle:respond({{[\":status\"] = \"500\", [\"content-type\"] = \"application/json\"}},\n\
+         \x20   {} .. id .. '\",\"status_code\":500}}')\n\
+         end\n",
+        lua_string(&head)
+    );
+    Lua {
+        default_source_code: Some(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(script)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A Lua string literal holding `s`.
+fn lua_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for b in s.bytes() {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'"' => out.push_str("\\\""),
+            0x20..=0x7e => out.push(b as char),
+            other => out.push_str(&format!("\\{other:03}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The typed config of the ratelimit filter.
+pub(super) fn ratelimit(r: &ir::RateLimitFilter) -> Any {
+    pack(RateLimitConfig {
+        domain: r.domain.clone(),
+        request_type: "both".into(),
+        // Envoy's default (unset) is 20 ms; 0 means no timeout.
+        timeout: Some(if r.timeout_ms == 0 {
+            Duration::default()
+        } else {
+            duration_ms(r.timeout_ms)
+        }),
+        failure_mode_deny: r.failure_mode_deny,
+        rate_limited_as_resource_exhausted: r.resource_exhausted,
+        rate_limit_service: Some(RateLimitServiceConfig {
+            grpc_service: Some(GrpcService {
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: r.cluster.clone(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            }),
+            transport_api_version: ApiVersion::V3 as i32,
+        }),
+        ..Default::default()
+    })
+}
+
+/// A route's per-filter setting for the authorization filter, if it has one.
+pub(super) fn route_auth(auth: &ir::RouteAuth) -> Option<Any> {
+    match auth {
+        ir::RouteAuth::Default => None,
+        // The generic form works whatever the filter's type (ext_authz or the stand-in).
+        ir::RouteAuth::Disabled => Some(pack(FilterConfig {
+            disabled: true,
+            ..Default::default()
+        })),
+        ir::RouteAuth::ContextExtensions(ext) => Some(pack(ExtAuthzPerRoute {
+            r#override: Some(ext_authz_per_route::Override::CheckSettings(
+                CheckSettings {
+                    context_extensions: ext.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                    ..Default::default()
+                },
+            )),
+        })),
+    }
+}
+
+/// A route's rate-limit descriptors.
+pub(super) fn rate_limits(limits: &[ir::RateLimit]) -> Vec<RateLimit> {
+    use rate_limit::action::{self, ActionSpecifier};
+    limits
+        .iter()
+        .map(|l| RateLimit {
+            stage: Some(u32v(0)),
+            actions: l
+                .actions
+                .iter()
+                .map(|a| rate_limit::Action {
+                    action_specifier: Some(match a {
+                        ir::RateLimitAction::SourceCluster => {
+                            ActionSpecifier::SourceCluster(action::SourceCluster {})
+                        }
+                        ir::RateLimitAction::DestinationCluster => {
+                            ActionSpecifier::DestinationCluster(action::DestinationCluster {})
+                        }
+                        ir::RateLimitAction::RemoteAddress => {
+                            ActionSpecifier::RemoteAddress(action::RemoteAddress {})
+                        }
+                        ir::RateLimitAction::GenericKey { key, value } => {
+                            ActionSpecifier::GenericKey(action::GenericKey {
+                                descriptor_value: value.clone(),
+                                descriptor_key: key.clone(),
+                                ..Default::default()
+                            })
+                        }
+                        ir::RateLimitAction::RequestHeader {
+                            key,
+                            header,
+                            skip_if_absent,
+                        } => ActionSpecifier::RequestHeaders(action::RequestHeaders {
+                            header_name: header.clone(),
+                            descriptor_key: key.clone(),
+                            skip_if_absent: *skip_if_absent,
+                        }),
+                    }),
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .collect()
+}
