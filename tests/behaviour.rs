@@ -17,6 +17,8 @@ mod harness;
 mod http;
 #[path = "common/ports.rs"]
 mod ports;
+#[path = "common/services.rs"]
+mod services;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
@@ -26,6 +28,8 @@ mod module;
 mod parity;
 #[path = "behaviour/reload.rs"]
 mod reload;
+#[path = "behaviour/services.rs"]
+mod services_tests;
 #[path = "behaviour/streams.rs"]
 mod streams;
 
