@@ -220,11 +220,13 @@ async fn initial_list_publishes_every_kind_with_origins() {
         "t1",
         "ambassador",
         "tcp1",
+        "auth",
+        "rls",
         "backend",
         "backend-abc",
         "tls-cert",
     ];
-    let state = source.until("every kind", |s| s.objects.len() >= 9).await;
+    let state = source.until("every kind", |s| s.objects.len() >= 11).await;
     let expected: BTreeSet<_> = KINDS
         .iter()
         .zip(names)
@@ -664,13 +666,13 @@ async fn single_namespace_scope_watches_only_that_namespace() {
         ..SourceSettings::default()
     };
     let mut source = start(&server, &settings);
-    let state = source.until("edge", |s| s.objects.len() >= 9).await;
+    let state = source.until("edge", |s| s.objects.len() >= 11).await;
     assert!(
         keys(&state).iter().all(|(_, ns, _)| ns == "edge"),
         "{:?}",
         keys(&state)
     );
-    assert_eq!(keys(&state).len(), 9);
+    assert_eq!(keys(&state).len(), 11);
     for r in server.requests().iter().filter(|r| r.plural.is_some()) {
         assert!(r.path.contains("/namespaces/edge/"), "{}", r.path);
     }

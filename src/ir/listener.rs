@@ -48,6 +48,9 @@ pub struct FilterChain {
 }
 
 /// What a filter chain does.
+// Plain data built once per snapshot (the AuthService/RateLimitService settings made the HTTP
+// variant larger): the size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChainAction {

@@ -109,7 +109,10 @@ pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Err
                 .iter()
                 .map(|s| (&s.name, Ir::hash_of(s), pack(secret(s)))),
         );
+        // AuthService/RateLimitService filter configs (ECDS).
+        let extension_configs = v.collect(services::extension_configs(ir));
         Ok([
+            (TypeKind::ExtensionConfig, extension_configs),
             (TypeKind::Listener, listeners),
             (TypeKind::Cluster, clusters),
             (TypeKind::Endpoint, endpoints),

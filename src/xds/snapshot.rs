@@ -9,13 +9,16 @@ use std::collections::BTreeMap;
 
 use envoy_types::pb::google::protobuf::Any;
 
-/// The five resource types legate serves, in make-before-break push order.
+/// The six resource types legate serves, in make-before-break push order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TypeKind {
     Secret,
     Cluster,
     Endpoint,
+    /// ECDS: the configs of the AuthService and RateLimitService filters, so a change to
+    /// them never touches (and drains) a listener (docs/design.md#extension-config-discovery).
+    ExtensionConfig,
     Listener,
     Route,
 }
@@ -23,10 +26,11 @@ pub enum TypeKind {
 impl TypeKind {
     /// Push order: secrets and clusters (and their endpoints) before the listeners and routes
     /// that use them.
-    pub const ORDER: [TypeKind; 5] = [
+    pub const ORDER: [TypeKind; 6] = [
         TypeKind::Secret,
         TypeKind::Cluster,
         TypeKind::Endpoint,
+        TypeKind::ExtensionConfig,
         TypeKind::Listener,
         TypeKind::Route,
     ];
@@ -39,6 +43,9 @@ impl TypeKind {
             TypeKind::Cluster => "type.googleapis.com/envoy.config.cluster.v3.Cluster",
             TypeKind::Endpoint => {
                 "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+            }
+            TypeKind::ExtensionConfig => {
+                "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
             }
             TypeKind::Listener => "type.googleapis.com/envoy.config.listener.v3.Listener",
             TypeKind::Route => "type.googleapis.com/envoy.config.route.v3.RouteConfiguration",
@@ -59,6 +66,7 @@ impl TypeKind {
             TypeKind::Secret => "sds",
             TypeKind::Cluster => "cds",
             TypeKind::Endpoint => "eds",
+            TypeKind::ExtensionConfig => "ecds",
             TypeKind::Listener => "lds",
             TypeKind::Route => "rds",
         }

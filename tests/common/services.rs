@@ -117,10 +117,7 @@ impl Authorization for GrpcAuth {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let req = request.into_inner();
         let attrs = req.attributes.unwrap_or_default();
-        let http = attrs
-            .request
-            .and_then(|r| r.http)
-            .unwrap_or_default();
+        let http = attrs.request.and_then(|r| r.http).unwrap_or_default();
         let headers: BTreeMap<String, String> = http.headers.into_iter().collect();
         let mode = headers.get("x-auth").cloned().unwrap_or_default();
         self.0.push(Check {

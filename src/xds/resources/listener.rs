@@ -155,14 +155,10 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
     if h.cors {
         http_filters.push(http_filter(CORS, pack(Cors::default())));
     }
-    // AuthService, then RateLimitService: auth runs before rate limiting, so descriptors can
-    // use headers the auth service added (docs/design.md#authservice).
-    if let Some(a) = &h.ext_authz {
-        http_filters.push(http_filter(services::EXT_AUTHZ, services::ext_authz(a)));
-    }
-    if let Some(r) = &h.rate_limit {
-        http_filters.push(http_filter(services::RATELIMIT, services::ratelimit(r)));
-    }
+    // AuthService, then RateLimitService, always, configured by ECDS: auth runs before rate
+    // limiting, so descriptors can use headers the auth service added
+    // (docs/design.md#authservice).
+    http_filters.extend(services::discovery_filters());
     http_filters.push(http_filter(
         ROUTER,
         pack(Router {

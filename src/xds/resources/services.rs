@@ -19,12 +19,93 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
 use envoy_types::pb::google::protobuf::{Any, Duration};
 
-use super::{duration_ms, pack, u32v};
+use std::sync::LazyLock;
+
+use envoy_types::pb::envoy::config::core::v3::{ExtensionConfigSource, TypedExtensionConfig};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter, http_filter,
+};
+use prost::Name;
+
+use super::{ads, duration_ms, pack, u32v};
 use crate::ir;
 
-/// The HTTP filter names; per-route settings are keyed by them.
+/// The HTTP filter names; per-route settings are keyed by them, and they are the names of
+/// the filters' ECDS resources.
 pub(super) const EXT_AUTHZ: &str = "envoy.filters.http.ext_authz";
 pub(super) const RATELIMIT: &str = "envoy.filters.http.ratelimit";
+
+static NAMES: LazyLock<[String; 2]> =
+    LazyLock::new(|| [EXT_AUTHZ.to_string(), RATELIMIT.to_string()]);
+
+/// Every HTTP connection manager has both filters, their configs served by ECDS
+/// (docs/design.md#extension-config-discovery): adding, changing or removing an AuthService or
+/// RateLimitService changes these two resources, never a listener, so no connection is
+/// drained. Each filter may be its real type or the pass-through stand-in.
+pub(super) fn discovery_filters() -> [HttpFilter; 2] {
+    let lua = Lua::type_url();
+    let filter = |name: &str, types: Vec<String>| HttpFilter {
+        name: name.to_string(),
+        config_type: Some(http_filter::ConfigType::ConfigDiscovery(
+            ExtensionConfigSource {
+                config_source: Some(ads()),
+                type_urls: types,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    [
+        filter(EXT_AUTHZ, vec![ExtAuthz::type_url(), lua.clone()]),
+        filter(RATELIMIT, vec![RateLimitConfig::type_url(), lua]),
+    ]
+}
+
+/// The two ECDS resources, from the first HTTP connection manager (they all carry the same
+/// services); each is a pass-through while its service is absent.
+pub(super) fn extension_configs(ir: &ir::Ir) -> Vec<(&'static String, u64, Any)> {
+    let hcm = ir
+        .listeners
+        .iter()
+        .flat_map(|l| &l.filter_chains)
+        .find_map(|fc| match &fc.action {
+            ir::ChainAction::Http(h) => Some(h),
+            ir::ChainAction::Tcp(_) => None,
+        });
+    let auth = hcm.and_then(|h| h.ext_authz.as_ref());
+    let rate = hcm.and_then(|h| h.rate_limit.as_ref());
+    let typed = |name: &String, config: Any| {
+        pack(TypedExtensionConfig {
+            name: name.clone(),
+            typed_config: Some(config),
+        })
+    };
+    vec![
+        (
+            &NAMES[0],
+            ir::Ir::hash_of(&auth),
+            typed(&NAMES[0], auth.map_or_else(pass_through, ext_authz)),
+        ),
+        (
+            &NAMES[1],
+            ir::Ir::hash_of(&rate),
+            typed(&NAMES[1], rate.map_or_else(pass_through, ratelimit)),
+        ),
+    ]
+}
+
+/// A filter that does nothing: a Lua script without request or response functions.
+fn pass_through() -> Any {
+    pack(Lua {
+        default_source_code: Some(DataSource {
+            specifier: Some(data_source::Specifier::InlineString(
+                "-- no AuthService or RateLimitService: requests pass\n".into(),
+            )),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
 
 /// The typed config of the authorization filter: ext_authz, or the Lua stand-in of a
 /// misconfigured AuthService.

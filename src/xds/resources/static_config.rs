@@ -1,5 +1,5 @@
 //! A snapshot as one static Envoy bootstrap, for `envoy --mode validate` and `legate translate`:
-//! RDS references become inline route configurations, EDS clusters get their assignments
+//! RDS references become inline route configurations, ECDS filters get their config inline, EDS clusters get their assignments
 //! inline, and SDS references name static secrets instead of pointing at ADS.
 
 use std::collections::BTreeMap;
@@ -7,13 +7,15 @@ use std::net::IpAddr;
 
 use envoy_types::pb::envoy::config::bootstrap::v3::{Bootstrap, bootstrap::StaticResources};
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{TransportSocket, address, transport_socket};
+use envoy_types::pb::envoy::config::core::v3::{
+    TransportSocket, TypedExtensionConfig, address, transport_socket,
+};
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint};
 use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::RouteConfiguration;
 use envoy_types::pb::envoy::extensions::clusters::dns::v3::DnsCluster;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, http_connection_manager::RouteSpecifier,
+    HttpConnectionManager, http_connection_manager::RouteSpecifier, http_filter,
 };
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
     CommonTlsContext, DownstreamTlsContext, Secret, UpstreamTlsContext, common_tls_context,
@@ -30,9 +32,11 @@ pub fn static_bootstrap(snapshot: &Snapshot) -> Result<Bootstrap, Error> {
     let routes: BTreeMap<String, RouteConfiguration> = decode_all(snapshot, TypeKind::Route)?;
     let assignments: BTreeMap<String, ClusterLoadAssignment> =
         decode_all(snapshot, TypeKind::Endpoint)?;
+    let extensions: BTreeMap<String, TypedExtensionConfig> =
+        decode_all(snapshot, TypeKind::ExtensionConfig)?;
     let listeners = decode_all::<Listener>(snapshot, TypeKind::Listener)?
         .into_values()
-        .map(|l| static_listener(l, &routes))
+        .map(|l| static_listener(l, &routes, &extensions))
         .collect::<Result<_, _>>()?;
     let clusters = decode_all::<Cluster>(snapshot, TypeKind::Cluster)?
         .into_values()
@@ -68,6 +72,7 @@ fn decode_all<T: Message + Name + Default>(
 fn static_listener(
     mut l: Listener,
     routes: &BTreeMap<String, RouteConfiguration>,
+    extensions: &BTreeMap<String, TypedExtensionConfig>,
 ) -> Result<Listener, Error> {
     let name = l.name.clone();
     for fc in &mut l.filter_chains {
@@ -91,6 +96,15 @@ fn static_listener(
                             route: rds.route_config_name.clone(),
                         })?;
                 hcm.route_specifier = Some(RouteSpecifier::RouteConfig(route.clone()));
+            }
+            // ECDS filters (AuthService, RateLimitService) get their config inline.
+            for f in &mut hcm.http_filters {
+                if let Some(http_filter::ConfigType::ConfigDiscovery(_)) = &f.config_type
+                    && let Some(ext) = extensions.get(&f.name)
+                    && let Some(config) = &ext.typed_config
+                {
+                    f.config_type = Some(http_filter::ConfigType::TypedConfig(config.clone()));
+                }
             }
             *any = pack(hcm);
         }

@@ -66,7 +66,12 @@ fn every_type_is_present_even_when_empty() {
     let snap = build(&Ir::default());
     for kind in TypeKind::ORDER {
         let t = snap.get(kind).expect("type present");
-        assert!(t.resources.is_empty());
+        // The AuthService and RateLimitService filter configs always exist (pass-through).
+        if kind == TypeKind::ExtensionConfig {
+            assert_eq!(t.resources.len(), 2);
+        } else {
+            assert!(t.resources.is_empty());
+        }
         assert!(t.version.starts_with("boot-"), "{}", t.version);
         assert_eq!(t.version.len(), "boot-".len() + 16);
     }
@@ -232,14 +237,23 @@ fn hcm_uses_rds_over_ads_and_typed_filters() {
         [
             "envoy.filters.http.rbac",
             "envoy.filters.http.cors",
+            "envoy.filters.http.ext_authz",
+            "envoy.filters.http.ratelimit",
             "envoy.filters.http.router"
         ]
     );
     for f in &hcm.http_filters {
-        assert!(matches!(
-            f.config_type,
-            Some(http_filter::ConfigType::TypedConfig(_))
-        ));
+        // The AuthService and RateLimitService filters come by ECDS.
+        let ecds = f.name.ends_with("ext_authz") || f.name.ends_with("ratelimit");
+        assert_eq!(
+            matches!(
+                f.config_type,
+                Some(http_filter::ConfigType::ConfigDiscovery(_))
+            ),
+            ecds,
+            "{}",
+            f.name
+        );
     }
     assert_eq!(hcm.stat_prefix, "ingress_https");
     assert_eq!(hcm.path_with_escaped_slashes_action, 2, "REJECT_REQUEST");

@@ -19,9 +19,15 @@ use crate::xds::snapshot::{Resource, Snapshot, TypeKind};
 /// Secrets, clusters and endpoints: pushed first, never held back.
 pub(crate) const PHASE_MAKE: [TypeKind; 3] =
     [TypeKind::Secret, TypeKind::Cluster, TypeKind::Endpoint];
-/// Listeners and routes: pushed once the client has answered every phase-one push, because
-/// routes do not warm and a route to a cluster Envoy has not accepted yet answers 503.
-pub(crate) const PHASE_USE: [TypeKind; 2] = [TypeKind::Listener, TypeKind::Route];
+/// Filter configs (ECDS), listeners and routes, in that order: pushed once the client has
+/// answered every phase-one push, because routes and filter configs do not warm: a route to a
+/// cluster Envoy has not accepted yet answers 503, an ext_authz filter naming such a cluster
+/// fails its checks (403).
+pub(crate) const PHASE_USE: [TypeKind; 3] = [
+    TypeKind::ExtensionConfig,
+    TypeKind::Listener,
+    TypeKind::Route,
+];
 
 /// What every stream needs from the server.
 #[derive(Clone)]
