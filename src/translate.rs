@@ -17,6 +17,8 @@ mod module;
 mod policy;
 mod route;
 mod service;
+// LogService / TracingService (and, later, the other external-service kinds).
+mod services;
 mod tcp;
 mod tls;
 
@@ -108,6 +110,16 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
             settings: &settings,
         },
         &mut tls,
+        &mut errs,
+    );
+    // LogService / TracingService: loggers and tracer on every connection manager, after
+    // assembly so they reach every chain; their collector clusters join the IR.
+    services::log::attach(&loaded.log_services, &settings, options, &mut ir, &mut errs);
+    services::tracing::attach(
+        &loaded.tracing_services,
+        &settings,
+        options,
+        &mut ir,
         &mut errs,
     );
     ir.secrets = tls.into_used();

@@ -101,6 +101,12 @@ pub struct HttpManager {
     /// HTTP/1 header-name case of responses sent downstream; `None` is lower case.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub header_key_format: Option<HeaderKeyFormat>,
+    /// LogService: gRPC access loggers, after the file `access_log`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_logs: Vec<super::GrpcAccessLog>,
+    /// TracingService: the tracer and its sampling.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<super::Tracing>,
 }
 
 impl HttpManager {
@@ -130,6 +136,8 @@ impl HttpManager {
             forward_client_cert: None,
             set_current_client_cert: None,
             header_key_format: None,
+            access_logs: Vec::new(),
+            tracing: None,
         }
     }
 }
@@ -223,6 +231,9 @@ pub struct TcpProxy {
     /// Weights are shares (not Emissary's cumulative thresholds).
     pub clusters: Vec<WeightedCluster>,
     pub idle_timeout_ms: Option<u64>,
+    /// LogService (`tcp` driver): gRPC access loggers of the proxied connections.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_logs: Vec<super::GrpcAccessLog>,
 }
 
 /// Terminating TLS on a filter chain. Certificates are referenced by SDS name, so a rotation

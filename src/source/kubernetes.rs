@@ -124,6 +124,9 @@ pub const WATCHED: &[Watched] = &[
     custom("TLSContext", "tlscontexts"),
     custom("Module", "modules"),
     custom("TCPMapping", "tcpmappings"),
+    // LogService / TracingService.
+    custom("LogService", "logservices"),
+    custom("TracingService", "tracingservices"),
     Watched {
         group: "",
         version: "v1",

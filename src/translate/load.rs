@@ -12,12 +12,14 @@ use super::{Errors, Options};
 use crate::api::common::Extra;
 use crate::api::host::HostSpec;
 use crate::api::listener::ListenerSpec;
+use crate::api::log_service::LogServiceSpec;
 use crate::api::mapping::MappingSpec;
 use crate::api::module::ModuleSpec;
 use crate::api::secret::SecretObject;
 use crate::api::service::{EndpointSliceObject, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
+use crate::api::tracing_service::TracingServiceSpec;
 use crate::api::{Origin, RawObject, ResourceError};
 
 /// Which getambassador.io version an object was written in.
@@ -102,14 +104,15 @@ pub(crate) struct Loaded<'a> {
     pub secrets: Vec<Obj<SecretObject>>,
     pub services: Vec<Obj<ServiceObject>>,
     pub endpoint_slices: Vec<Obj<EndpointSliceObject>>,
+    // LogService / TracingService (translate::services).
+    pub log_services: Vec<Obj<LogServiceSpec>>,
+    pub tracing_services: Vec<Obj<TracingServiceSpec>>,
 }
 
 /// Kinds of the group legate does not translate yet: reported once each, never silently lost.
 const UNSUPPORTED_KINDS: &[&str] = &[
     "AuthService",
     "RateLimitService",
-    "LogService",
-    "TracingService",
     "DevPortal",
     "KubernetesServiceResolver",
     "KubernetesEndpointResolver",
@@ -219,6 +222,9 @@ fn classify<'a>(
         "TLSContext" => "TLSContext",
         "Module" => "Module",
         "TCPMapping" => "TCPMapping",
+        // LogService / TracingService.
+        "LogService" => "LogService",
+        "TracingService" => "TracingService",
         other if UNSUPPORTED_KINDS.contains(&other) => {
             errs.push(ResourceError {
                 origin: raw.origin.clone(),
@@ -354,6 +360,17 @@ fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Err
             if let Some(s) = typed::<TcpMappingSpec>(&meta, spec, "spec", errs) {
                 unknown(&meta, "spec", &s.extra, errs);
                 loaded.tcp_mappings.push(Obj { meta, spec: s });
+            }
+        }
+        // LogService / TracingService: unknown fields are reported where they are planned.
+        "LogService" => {
+            if let Some(s) = typed::<LogServiceSpec>(&meta, spec, "spec", errs) {
+                loaded.log_services.push(Obj { meta, spec: s });
+            }
+        }
+        "TracingService" => {
+            if let Some(s) = typed::<TracingServiceSpec>(&meta, spec, "spec", errs) {
+                loaded.tracing_services.push(Obj { meta, spec: s });
             }
         }
         _ => {}
