@@ -11,6 +11,8 @@
 
 #[path = "common/backend.rs"]
 mod backend;
+#[path = "common/collectors.rs"]
+mod collectors;
 #[path = "common/legate.rs"]
 mod harness;
 #[path = "common/http.rs"]
@@ -20,6 +22,8 @@ mod ports;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
+#[path = "behaviour/logging.rs"]
+mod logging;
 #[path = "behaviour/module.rs"]
 mod module;
 #[path = "behaviour/parity.rs"]
@@ -28,6 +32,8 @@ mod parity;
 mod reload;
 #[path = "behaviour/streams.rs"]
 mod streams;
+#[path = "behaviour/tracing.rs"]
+mod tracing;
 
 use backend::Backend;
 use harness::{CHANGE, Legate, free_port, local, yaml};
