@@ -174,6 +174,19 @@ fn one_of_each(ns: &str) -> Vec<Value> {
             "tcp1",
             json!({"port": 9000, "service": "db:5432"}),
         ),
+        // LogService / TracingService.
+        amb(
+            "LogService",
+            ns,
+            "als",
+            json!({"service": "als:9001", "driver": "http"}),
+        ),
+        amb(
+            "TracingService",
+            ns,
+            "tracing",
+            json!({"service": "zipkin:9411", "driver": "zipkin"}),
+        ),
         service(ns, "backend"),
         slice(ns, "backend-abc", &["10.1.0.1"]),
         secret(ns, "tls-cert", "kubernetes.io/tls"),
@@ -181,13 +194,15 @@ fn one_of_each(ns: &str) -> Vec<Value> {
     ]
 }
 
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 11] = [
     "Mapping",
     "Host",
     "Listener",
     "TLSContext",
     "Module",
     "TCPMapping",
+    "LogService",
+    "TracingService",
     "Service",
     "EndpointSlice",
     "Secret",
@@ -205,11 +220,15 @@ async fn initial_list_publishes_every_kind_with_origins() {
         "t1",
         "ambassador",
         "tcp1",
+        "als",
+        "tracing",
         "backend",
         "backend-abc",
         "tls-cert",
     ];
-    let state = source.until("every kind", |s| s.objects.len() >= 9).await;
+    let state = source
+        .until("every kind", |s| s.objects.len() >= KINDS.len())
+        .await;
     let expected: BTreeSet<_> = KINDS
         .iter()
         .zip(names)
@@ -299,6 +318,8 @@ fn server_plural(kind: &str) -> &'static str {
         "TLSContext" => "tlscontexts",
         "Module" => "modules",
         "TCPMapping" => "tcpmappings",
+        "LogService" => "logservices",
+        "TracingService" => "tracingservices",
         "Service" => "services",
         "EndpointSlice" => "endpointslices",
         "Secret" => "secrets",
@@ -647,13 +668,15 @@ async fn single_namespace_scope_watches_only_that_namespace() {
         ..SourceSettings::default()
     };
     let mut source = start(&server, &settings);
-    let state = source.until("edge", |s| s.objects.len() >= 9).await;
+    let state = source
+        .until("edge", |s| s.objects.len() >= KINDS.len())
+        .await;
     assert!(
         keys(&state).iter().all(|(_, ns, _)| ns == "edge"),
         "{:?}",
         keys(&state)
     );
-    assert_eq!(keys(&state).len(), 9);
+    assert_eq!(keys(&state).len(), KINDS.len());
     for r in server.requests().iter().filter(|r| r.plural.is_some()) {
         assert!(r.path.contains("/namespaces/edge/"), "{}", r.path);
     }

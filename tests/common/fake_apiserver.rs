@@ -98,6 +98,9 @@ fn known_types() -> Vec<ResourceType> {
         t(amb, "v3alpha1", "TLSContext", "tlscontexts"),
         t(amb, "v3alpha1", "Module", "modules"),
         t(amb, "v3alpha1", "TCPMapping", "tcpmappings"),
+        // LogService / TracingService.
+        t(amb, "v3alpha1", "LogService", "logservices"),
+        t(amb, "v3alpha1", "TracingService", "tracingservices"),
     ]
 }
 
