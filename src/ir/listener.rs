@@ -104,9 +104,9 @@ pub struct HttpManager {
     /// LogService: gRPC access loggers, after the file `access_log`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access_logs: Vec<super::GrpcAccessLog>,
-    /// TracingService: the tracer and its sampling.
+    /// TracingService: the tracer and its sampling (boxed: rarely set, and large).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tracing: Option<super::Tracing>,
+    pub tracing: Option<Box<super::Tracing>>,
 }
 
 impl HttpManager {

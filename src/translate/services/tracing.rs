@@ -65,7 +65,7 @@ pub(crate) fn attach(
     };
     for fc in ir.listeners.iter_mut().flat_map(|l| &mut l.filter_chains) {
         if let ChainAction::Http(h) = &mut fc.action {
-            h.tracing = Some(tracing.clone());
+            h.tracing = Some(Box::new(tracing.clone()));
         }
     }
 }

@@ -214,7 +214,7 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
             .chain(observability::access_logs(&h.access_logs))
             .collect(),
         // TracingService.
-        tracing: h.tracing.as_ref().map(observability::tracing),
+        tracing: h.tracing.as_deref().map(observability::tracing),
         ..Default::default()
     }
 }

@@ -191,7 +191,7 @@ fn loggers_and_each_tracer_pass_envoy_validate() {
                         log(GrpcLogKind::Http, "cluster_logging_l"),
                         log(GrpcLogKind::Tcp, "cluster_logging_l"),
                     ];
-                    h.tracing = Some(tracing.clone());
+                    h.tracing = Some(Box::new(tracing.clone()));
                     chains.0 += 1;
                 }
                 ChainAction::Tcp(t) => {
