@@ -11,6 +11,7 @@ pub mod common;
 pub mod crd;
 pub mod host;
 pub mod listener;
+pub mod log_service;
 pub mod mapping;
 pub mod module;
 pub mod rate_limit_service;
@@ -18,6 +19,7 @@ pub mod secret;
 pub mod service;
 pub mod tcp_mapping;
 pub mod tls_context;
+pub mod tracing_service;
 
 use std::collections::BTreeMap;
 use std::fmt;

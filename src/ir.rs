@@ -10,6 +10,7 @@
 
 mod cluster;
 mod listener;
+mod observability;
 mod route;
 mod secret;
 mod services;
@@ -23,6 +24,8 @@ pub use listener::{
     HeaderKeyFormat, HeadersWithUnderscores, HttpManager, IpAction, IpPrincipal, IpRules, IpSource,
     Listener, TcpProxy, TlsVersion,
 };
+// LogService / TracingService.
+pub use observability::{CustomTag, GrpcAccessLog, GrpcLogKind, TagValue, TraceProvider, Tracing};
 pub use route::{
     Cors, Forward, HeaderMatch, HeaderValue, HostRewrite, Mirror, PathMatch, QueryMatch, Redirect,
     RedirectCode, RedirectPath, RegexRewrite, RetryPolicy, Route, RouteAction, RouteMatch,

@@ -17,6 +17,7 @@ mod module;
 mod policy;
 mod route;
 mod service;
+// AuthService, RateLimitService, LogService, TracingService.
 mod services;
 mod tcp;
 mod tls;
@@ -116,6 +117,16 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
     );
     // AuthService/RateLimitService: filters, clusters and per-route settings.
     services::apply(&mut ir, services, service_routes, &mut tls);
+    // LogService / TracingService: loggers and tracer on every connection manager, after
+    // assembly so they reach every chain; their collector clusters join the IR.
+    services::log::attach(&loaded.log_services, &settings, options, &mut ir, &mut errs);
+    services::tracing::attach(
+        &loaded.tracing_services,
+        &settings,
+        options,
+        &mut ir,
+        &mut errs,
+    );
     ir.secrets = tls.into_used();
     ir.endpoints = index.endpoints_for(&ir.clusters);
     debug_assert_eq!(ir.validate(), Ok(()), "translation produced an invalid IR");

@@ -11,6 +11,8 @@
 
 #[path = "common/backend.rs"]
 mod backend;
+#[path = "common/collectors.rs"]
+mod collectors;
 #[path = "common/legate.rs"]
 mod harness;
 #[path = "common/http.rs"]
@@ -22,6 +24,8 @@ mod services;
 
 #[path = "behaviour/bad_input.rs"]
 mod bad_input;
+#[path = "behaviour/logging.rs"]
+mod logging;
 #[path = "behaviour/module.rs"]
 mod module;
 #[path = "behaviour/parity.rs"]
@@ -32,6 +36,8 @@ mod reload;
 mod services_tests;
 #[path = "behaviour/streams.rs"]
 mod streams;
+#[path = "behaviour/tracing.rs"]
+mod tracing;
 
 use backend::Backend;
 use harness::{CHANGE, Legate, free_port, local, yaml};

@@ -76,6 +76,18 @@ const EMISSARY: &[(&str, &str, &str, &[&str])] = &[
         "ratelimitservice",
         &["v2", "v3alpha1"],
     ),
+    (
+        "LogService",
+        "logservices",
+        "logservice",
+        &["v2", "v3alpha1"],
+    ),
+    (
+        "TracingService",
+        "tracingservices",
+        "tracingservice",
+        &["v2", "v3alpha1"],
+    ),
 ];
 
 #[test]

@@ -187,6 +187,19 @@ fn one_of_each(ns: &str) -> Vec<Value> {
             "rls",
             json!({"service": "rls:8081"}),
         ),
+        // LogService / TracingService.
+        amb(
+            "LogService",
+            ns,
+            "als",
+            json!({"service": "als:9001", "driver": "http"}),
+        ),
+        amb(
+            "TracingService",
+            ns,
+            "tracing",
+            json!({"service": "zipkin:9411", "driver": "zipkin"}),
+        ),
         service(ns, "backend"),
         slice(ns, "backend-abc", &["10.1.0.1"]),
         secret(ns, "tls-cert", "kubernetes.io/tls"),
@@ -194,7 +207,7 @@ fn one_of_each(ns: &str) -> Vec<Value> {
     ]
 }
 
-const KINDS: [&str; 11] = [
+const KINDS: [&str; 13] = [
     "Mapping",
     "Host",
     "Listener",
@@ -203,6 +216,8 @@ const KINDS: [&str; 11] = [
     "TCPMapping",
     "AuthService",
     "RateLimitService",
+    "LogService",
+    "TracingService",
     "Service",
     "EndpointSlice",
     "Secret",
@@ -222,11 +237,15 @@ async fn initial_list_publishes_every_kind_with_origins() {
         "tcp1",
         "auth",
         "rls",
+        "als",
+        "tracing",
         "backend",
         "backend-abc",
         "tls-cert",
     ];
-    let state = source.until("every kind", |s| s.objects.len() >= 11).await;
+    let state = source
+        .until("every kind", |s| s.objects.len() >= KINDS.len())
+        .await;
     let expected: BTreeSet<_> = KINDS
         .iter()
         .zip(names)
@@ -318,6 +337,8 @@ fn server_plural(kind: &str) -> &'static str {
         "TCPMapping" => "tcpmappings",
         "AuthService" => "authservices",
         "RateLimitService" => "ratelimitservices",
+        "LogService" => "logservices",
+        "TracingService" => "tracingservices",
         "Service" => "services",
         "EndpointSlice" => "endpointslices",
         "Secret" => "secrets",
@@ -666,13 +687,15 @@ async fn single_namespace_scope_watches_only_that_namespace() {
         ..SourceSettings::default()
     };
     let mut source = start(&server, &settings);
-    let state = source.until("edge", |s| s.objects.len() >= 11).await;
+    let state = source
+        .until("edge", |s| s.objects.len() >= KINDS.len())
+        .await;
     assert!(
         keys(&state).iter().all(|(_, ns, _)| ns == "edge"),
         "{:?}",
         keys(&state)
     );
-    assert_eq!(keys(&state).len(), 11);
+    assert_eq!(keys(&state).len(), KINDS.len());
     for r in server.requests().iter().filter(|r| r.plural.is_some()) {
         assert!(r.path.contains("/namespaces/edge/"), "{}", r.path);
     }

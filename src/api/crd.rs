@@ -25,11 +25,13 @@ use serde_json::{Map, Value, json};
 use super::auth_service::AuthServiceSpec;
 use super::host::HostSpec;
 use super::listener::ListenerSpec;
+use super::log_service::LogServiceSpec;
 use super::mapping::MappingSpec;
 use super::module::ModuleSpec;
 use super::rate_limit_service::RateLimitServiceSpec;
 use super::tcp_mapping::TcpMappingSpec;
 use super::tls_context::TlsContextSpec;
+use super::tracing_service::TracingServiceSpec;
 
 /// The API group of every CRD.
 pub const GROUP: &str = "getambassador.io";
@@ -128,6 +130,29 @@ pub const KINDS: &[Kind] = &[
         versions: BOTH,
         columns: &[("Service", "string", ".spec.service")],
         spec: spec_schema::<RateLimitServiceSpec>,
+    },
+    // LogService / TracingService.
+    Kind {
+        kind: "LogService",
+        plural: "logservices",
+        singular: "logservice",
+        versions: BOTH,
+        columns: &[
+            ("Service", "string", ".spec.service"),
+            ("Driver", "string", ".spec.driver"),
+        ],
+        spec: spec_schema::<LogServiceSpec>,
+    },
+    Kind {
+        kind: "TracingService",
+        plural: "tracingservices",
+        singular: "tracingservice",
+        versions: BOTH,
+        columns: &[
+            ("Service", "string", ".spec.service"),
+            ("Driver", "string", ".spec.driver"),
+        ],
+        spec: spec_schema::<TracingServiceSpec>,
     },
 ];
 

@@ -110,6 +110,12 @@ pub struct HttpManager {
     /// RateLimitService: the ratelimit filter (after ext_authz, before the router).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<super::RateLimitFilter>,
+    /// LogService: gRPC access loggers, after the file `access_log`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_logs: Vec<super::GrpcAccessLog>,
+    /// TracingService: the tracer and its sampling (boxed: rarely set, and large).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<Box<super::Tracing>>,
 }
 
 impl HttpManager {
@@ -141,6 +147,8 @@ impl HttpManager {
             header_key_format: None,
             ext_authz: None,
             rate_limit: None,
+            access_logs: Vec::new(),
+            tracing: None,
         }
     }
 }
@@ -234,6 +242,9 @@ pub struct TcpProxy {
     /// Weights are shares (not Emissary's cumulative thresholds).
     pub clusters: Vec<WeightedCluster>,
     pub idle_timeout_ms: Option<u64>,
+    /// LogService (`tcp` driver): gRPC access loggers of the proxied connections.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_logs: Vec<super::GrpcAccessLog>,
 }
 
 /// Terminating TLS on a filter chain. Certificates are referenced by SDS name, so a rotation

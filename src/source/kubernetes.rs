@@ -127,6 +127,9 @@ pub const WATCHED: &[Watched] = &[
     // AuthService and RateLimitService
     custom("AuthService", "authservices"),
     custom("RateLimitService", "ratelimitservices"),
+    // LogService / TracingService.
+    custom("LogService", "logservices"),
+    custom("TracingService", "tracingservices"),
     Watched {
         group: "",
         version: "v1",

@@ -13,6 +13,7 @@ use crate::api::auth_service::AuthServiceSpec;
 use crate::api::common::Extra;
 use crate::api::host::HostSpec;
 use crate::api::listener::ListenerSpec;
+use crate::api::log_service::LogServiceSpec;
 use crate::api::mapping::MappingSpec;
 use crate::api::module::ModuleSpec;
 use crate::api::rate_limit_service::RateLimitServiceSpec;
@@ -20,6 +21,7 @@ use crate::api::secret::SecretObject;
 use crate::api::service::{EndpointSliceObject, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
+use crate::api::tracing_service::TracingServiceSpec;
 use crate::api::{Origin, RawObject, ResourceError};
 
 /// Which getambassador.io version an object was written in.
@@ -107,12 +109,13 @@ pub(crate) struct Loaded<'a> {
     // AuthService and RateLimitService (translate::services).
     pub auth_services: Vec<Obj<AuthServiceSpec>>,
     pub rate_limit_services: Vec<Obj<RateLimitServiceSpec>>,
+    // LogService / TracingService (translate::services).
+    pub log_services: Vec<Obj<LogServiceSpec>>,
+    pub tracing_services: Vec<Obj<TracingServiceSpec>>,
 }
 
 /// Kinds of the group legate does not translate yet: reported once each, never silently lost.
 const UNSUPPORTED_KINDS: &[&str] = &[
-    "LogService",
-    "TracingService",
     "DevPortal",
     "KubernetesServiceResolver",
     "KubernetesEndpointResolver",
@@ -224,6 +227,9 @@ fn classify<'a>(
         "TCPMapping" => "TCPMapping",
         "AuthService" => "AuthService",
         "RateLimitService" => "RateLimitService",
+        // LogService / TracingService.
+        "LogService" => "LogService",
+        "TracingService" => "TracingService",
         other if UNSUPPORTED_KINDS.contains(&other) => {
             errs.push(ResourceError {
                 origin: raw.origin.clone(),
@@ -372,6 +378,17 @@ fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Err
             if let Some(s) = typed::<RateLimitServiceSpec>(&meta, spec, "spec", errs) {
                 unknown(&meta, "spec", &s.extra, errs);
                 loaded.rate_limit_services.push(Obj { meta, spec: s });
+            }
+        }
+        // LogService / TracingService: unknown fields are reported where they are planned.
+        "LogService" => {
+            if let Some(s) = typed::<LogServiceSpec>(&meta, spec, "spec", errs) {
+                loaded.log_services.push(Obj { meta, spec: s });
+            }
+        }
+        "TracingService" => {
+            if let Some(s) = typed::<TracingServiceSpec>(&meta, spec, "spec", errs) {
+                loaded.tracing_services.push(Obj { meta, spec: s });
             }
         }
         _ => {}

@@ -1,5 +1,7 @@
-//! The external services HTTP requests go through: AuthService (Envoy's ext_authz filter) and
-//! RateLimitService (Envoy's ratelimit filter), with the Mapping fields that steer them
+//! The external-service kinds. Each turns into settings of every HTTP connection manager (and,
+//! for LogService, TCP proxy) plus an upstream cluster for its server.
+//!
+//! AuthService (Envoy's ext_authz filter) and RateLimitService (Envoy's ratelimit filter), with the Mapping fields that steer them
 //! (`bypass_auth`, `auth_context_extensions`, `labels`). Rules: docs/design.md#authservice and
 //! docs/design.md#ratelimitservice.
 //!
@@ -10,6 +12,11 @@
 mod auth;
 mod cluster;
 mod ratelimit;
+// LogService and TracingService (docs/design.md#logservice, docs/design.md#tracingservice): one
+// pass over the assembled IR each.
+pub(crate) mod collector;
+pub(crate) mod log;
+pub(crate) mod tracing;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -261,6 +261,8 @@ impl TcpGroup {
                 stat_prefix,
                 clusters,
                 idle_timeout_ms: plans[self.members[0]].idle_timeout_ms,
+                // LogService loggers are added after assembly (translate::services::log).
+                access_logs: Vec::new(),
             }),
         }
     }

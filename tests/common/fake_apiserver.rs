@@ -101,6 +101,9 @@ fn known_types() -> Vec<ResourceType> {
         // AuthService and RateLimitService
         t(amb, "v3alpha1", "AuthService", "authservices"),
         t(amb, "v3alpha1", "RateLimitService", "ratelimitservices"),
+        // LogService / TracingService.
+        t(amb, "v3alpha1", "LogService", "logservices"),
+        t(amb, "v3alpha1", "TracingService", "tracingservices"),
     ]
 }
 

@@ -514,6 +514,44 @@ case("bad-40-ratelimit-two-and-bad-labels", BASE, OK,
      obj("RateLimitService", "a-rls", "{service: 'rls:8081'}"),
      obj("RateLimitService", "b-rls", "{service: 'other:8081'}"),
      m("limited", "{hostname: '*', prefix: /limited/, service: web, labels: {ambassador: [{bad: [{remote_address: {key: remote_address}}, {query_parameter: {key: q}}]}, {good: [{generic_key: {value: ok}}]}, {two: [], keys: []}]}}"))
+# ---------------------------------------------------------------- LogService / TracingService
+TCP_L = obj("TCPMapping", "db", "{port: 5432, service: 'db:5432'}")
+case("logservice-drivers", BASE, OK, TCP_L,
+     obj("LogService", "als-http", "{service: 'als:9001', driver: http, flush_interval_time: 5, flush_interval_byte_size: 1024, "
+         "driver_config: {additional_log_headers: [{header_name: X-Request-Id}, {header_name: x-only-req, during_response: false, during_trailer: false}, {header_name: grpc-status, during_request: false}]}}"),
+     obj("LogService", "als-tcp", "{service: 'https://als-tls', driver: tcp, log_name: edge, stats_name: als_tls}", ns="logs"),
+     obj("LogService", "als-default", "{service: 'als:9001', protocol_version: v3}", ns="logs"))
+case("logservice-v2", BASE, OK,
+     obj("LogService", "als", "{service: 'als:9001', v3ProtocolVersion: v3, driver: http, grpc: false}", version="v2"))
+case("tracing-zipkin", BASE, OK,
+     obj("TracingService", "zipkin", "{service: 'zipkin:9411', driver: zipkin, sampling: {random: 25, overall: 50}, "
+         "custom_tags: [{tag: env, environment: {name: POD_NS, default_value: unknown}}, {tag: team, literal: {value: edge}}], "
+         "tag_headers: [x-user, team], config: {trace_id_128bit: false, shared_span_context: false, collector_cluster: mine, access_token_file: /x}}"),
+     obj("TracingService", "zz-second", "{service: 'otel:4317', driver: opentelemetry}", ns="zz"))
+case("tracing-opentelemetry", BASE, OK,
+     obj("TracingService", "otel", "{service: 'otel.monitoring:4317', driver: opentelemetry, config: {service_name: edge}, sampling: {client: 0}}"))
+case("tracing-datadog", BASE, OK,
+     obj("TracingService", "dd", "{service: 'datadog-agent.monitoring:8126', driver: datadog, config: {service_name: edge, propagation_modes: [B3]}}"))
+case("bad-41-logservice", BASE, OK,
+     obj("LogService", "a-v2", "{service: 'als:9001', protocol_version: v2}"),
+     obj("LogService", "b-no-service", "{driver: http}"),
+     obj("LogService", "c-zero-flush", "{service: 'als:9001', flush_interval_time: 0}"),
+     obj("LogService", "d-tcp-headers", "{service: 'als:9001', driver: tcp, driver_config: {additional_log_headers: [{header_name: x}]}}"),
+     obj("LogService", "e-empty-header", "{service: 'als:9001', driver: http, driver_config: {additional_log_headers: [{during_request: true}]}}"),
+     obj("LogService", "f-driver", "{service: 'als:9001', driver: udp}"),
+     obj("LogService", "g-service", "{service: 'als:notaport'}"),
+     obj("LogService", "h-type", "{service: 'als:9001', flush_interval_time: soon}"),
+     obj("LogService", "i-good", "{service: 'als:9001', driver: http}"))
+case("bad-42-tracingservice", BASE, OK,
+     obj("TracingService", "a-lightstep", "{service: 'ls:443', driver: lightstep}"),
+     obj("TracingService", "b-no-driver", "{service: 'zipkin:9411'}"),
+     obj("TracingService", "c-sampling", "{service: 'zipkin:9411', driver: zipkin, sampling: {random: 150}}"),
+     obj("TracingService", "d-v1", "{service: 'zipkin:9411', driver: zipkin, config: {collector_endpoint_version: HTTP_JSON_V1}}"),
+     obj("TracingService", "e-tag", "{service: 'zipkin:9411', driver: zipkin, custom_tags: [{tag: t, literal: {value: a}, request_header: {name: b}}]}"),
+     obj("TracingService", "f-no-service", "{driver: datadog}"),
+     obj("TracingService", "g-config-type", "{service: 'zipkin:9411', driver: zipkin, config: {trace_id_128bit: maybe}}"),
+     obj("TracingService", "h-good", "{service: 'zipkin:9411', driver: zipkin}"),
+     obj("TracingService", "i-later", "{service: 'dd:8126', driver: datadog}"))
 
 if __name__ == "__main__":
     import json, shutil

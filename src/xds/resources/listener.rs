@@ -32,6 +32,8 @@ use prost::{Message, Name};
 use super::{ads, boolv, duration_ms, pack, sds, services, tls_params, tls_transport_socket, u32v};
 use crate::ir;
 
+// LogService / TracingService.
+mod observability;
 mod rbac;
 #[cfg(test)]
 mod tests;
@@ -208,7 +210,15 @@ fn http_connection_manager(h: &ir::HttpManager) -> HttpConnectionManager {
                 ..Default::default()
             }
         }),
-        access_log: h.access_log.iter().map(file_access_log).collect(),
+        // LogService: gRPC loggers after the file log.
+        access_log: h
+            .access_log
+            .iter()
+            .map(file_access_log)
+            .chain(observability::access_logs(&h.access_logs))
+            .collect(),
+        // TracingService.
+        tracing: h.tracing.as_deref().map(observability::tracing),
         ..Default::default()
     }
 }
@@ -353,6 +363,8 @@ fn tcp_proxy(t: &ir::TcpProxy) -> TcpProxy {
         stat_prefix: t.stat_prefix.clone(),
         cluster_specifier: Some(cluster_specifier),
         idle_timeout: t.idle_timeout_ms.map(duration_ms),
+        // LogService (`tcp` driver).
+        access_log: observability::access_logs(&t.access_logs).collect(),
         ..Default::default()
     }
 }

@@ -162,6 +162,7 @@ fn edge_listener() -> ir::Listener {
                         },
                     ],
                     idle_timeout_ms: None,
+                    access_logs: Vec::new(),
                 }),
             },
             FilterChain {
@@ -195,6 +196,7 @@ fn tcp_listener() -> ir::Listener {
                     weight: 100,
                 }],
                 idle_timeout_ms: Some(60_000),
+                access_logs: Vec::new(),
             }),
         }],
     }

@@ -171,3 +171,109 @@ fn a_bad_ext_authz_fails_envoy_validate() {
     };
     assert!(!ok, "envoy accepted status_on_error 299:\n{output}");
 }
+
+/// LogService / TracingService: the rich IR with gRPC access loggers on every chain and each
+/// tracer in turn passes `envoy --mode validate`, without deprecated fields.
+#[test]
+fn loggers_and_each_tracer_pass_envoy_validate() {
+    use crate::ir::{
+        ChainAction, Cluster, CustomTag, Discovery, Endpoint, GrpcAccessLog, GrpcLogKind, TagValue,
+        TraceProvider, Tracing,
+    };
+    let collector = |name: &str, http2: bool| {
+        let mut c = Cluster::new(
+            name,
+            Discovery::StrictDns(vec![Endpoint::new("collector.example.com", 9411)]),
+        );
+        c.http2 = http2;
+        c
+    };
+    let log = |kind, cluster: &str| GrpcAccessLog {
+        kind,
+        log_name: "logservice".into(),
+        cluster: cluster.into(),
+        flush_interval_ms: 1000,
+        buffer_size_bytes: 16384,
+        request_headers: vec!["x-req".into()],
+        response_headers: vec!["x-resp".into()],
+        response_trailers: vec!["grpc-status".into()],
+    };
+    let providers = [
+        TraceProvider::Zipkin {
+            cluster: "cluster_tracing_t".into(),
+            endpoint: "/api/v2/spans".into(),
+            hostname: "zipkin".into(),
+            proto: false,
+            trace_id_128bit: true,
+            shared_span_context: Some(false),
+        },
+        TraceProvider::OpenTelemetry {
+            cluster: "cluster_tracing_t".into(),
+            service_name: "ambassador".into(),
+        },
+        TraceProvider::Datadog {
+            cluster: "cluster_tracing_t".into(),
+            service_name: "ambassador".into(),
+            hostname: "agent".into(),
+        },
+    ];
+    for provider in providers {
+        let mut ir = rich_ir();
+        let otel = matches!(provider, TraceProvider::OpenTelemetry { .. });
+        ir.clusters.push(collector("cluster_logging_l", true));
+        ir.clusters.push(collector("cluster_tracing_t", otel));
+        ir.clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        let tracing = Tracing {
+            provider,
+            client_sampling: Some(0),
+            random_sampling: Some(50),
+            overall_sampling: Some(100),
+            custom_tags: vec![
+                CustomTag {
+                    tag: "lit".into(),
+                    value: TagValue::Literal("v".into()),
+                },
+                CustomTag {
+                    tag: "env".into(),
+                    value: TagValue::Environment {
+                        name: "HOME".into(),
+                        default: Some("none".into()),
+                    },
+                },
+                CustomTag {
+                    tag: "hdr".into(),
+                    value: TagValue::RequestHeader {
+                        name: "x-user".into(),
+                        default: None,
+                    },
+                },
+            ],
+        };
+        let mut chains = (0, 0);
+        for fc in ir.listeners.iter_mut().flat_map(|l| &mut l.filter_chains) {
+            match &mut fc.action {
+                ChainAction::Http(h) => {
+                    h.access_logs = vec![
+                        log(GrpcLogKind::Http, "cluster_logging_l"),
+                        log(GrpcLogKind::Tcp, "cluster_logging_l"),
+                    ];
+                    h.tracing = Some(Box::new(tracing.clone()));
+                    chains.0 += 1;
+                }
+                ChainAction::Tcp(t) => {
+                    t.access_logs = vec![log(GrpcLogKind::Tcp, "cluster_logging_l")];
+                    chains.1 += 1;
+                }
+            }
+        }
+        assert!(chains.0 > 0 && chains.1 > 0, "the fixture has both kinds");
+        let Some((ok, output)) = envoy_validate(&ir) else {
+            return;
+        };
+        assert!(ok, "envoy rejected {tracing:?}:\n{output}");
+        assert!(
+            !output.contains("eprecated"),
+            "deprecated fields with {tracing:?}:\n{output}"
+        );
+    }
+}
