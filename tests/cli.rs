@@ -288,6 +288,7 @@ fn static_bootstrap_json(printed: &Value, key: &str) -> Value {
     };
     let routes = index("route_configurations", "name");
     let assignments = index("endpoints", "cluster_name");
+    let extensions = index("extension_configs", "name");
     let mut listeners = printed["listeners"].clone();
     for chain in listeners.as_array_mut().unwrap().iter_mut().flat_map(|l| {
         l["filter_chains"]
@@ -304,6 +305,22 @@ fn static_bootstrap_json(printed: &Value, key: &str) -> Value {
                     .get(name)
                     .unwrap_or_else(|| panic!("no route {name}"));
                 config.insert("route_config".into(), route.clone());
+            }
+            // HTTP filters configured by ECDS get the printed extension config inline.
+            for http_filter in config
+                .get_mut("http_filters")
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                let filter = http_filter.as_object_mut().unwrap();
+                if filter.remove("config_discovery").is_some() {
+                    let name = filter["name"].as_str().unwrap();
+                    let extension = extensions
+                        .get(name)
+                        .unwrap_or_else(|| panic!("no extension config {name}"));
+                    filter.insert("typed_config".into(), extension["typed_config"].clone());
+                }
             }
         }
     }

@@ -39,7 +39,8 @@ static POOL: LazyLock<Result<DescriptorPool, String>> =
     LazyLock::new(|| DescriptorPool::decode(DESCRIPTORS).map_err(|e| e.to_string()));
 
 /// Every resource of the snapshot as JSON, grouped by type and ordered by name:
-/// `{"listeners", "route_configurations", "clusters", "endpoints", "secrets"}`.
+/// `{"listeners", "route_configurations", "clusters", "endpoints", "secrets",
+/// "extension_configs"}` (the last: the HTTP filter configs served by ECDS).
 pub fn to_json(snapshot: &Snapshot) -> Result<Value, Error> {
     let mut out = serde_json::Map::new();
     for (kind, key) in [
@@ -48,6 +49,7 @@ pub fn to_json(snapshot: &Snapshot) -> Result<Value, Error> {
         (TypeKind::Cluster, "clusters"),
         (TypeKind::Endpoint, "endpoints"),
         (TypeKind::Secret, "secrets"),
+        (TypeKind::ExtensionConfig, "extension_configs"),
     ] {
         let resources = snapshot.get(kind).map(|t| t.resources.values());
         let items = resources
@@ -73,6 +75,7 @@ pub fn write_json(snapshot: &Snapshot, out: &mut dyn Write) -> Result<(), Error>
         (TypeKind::Cluster, "clusters"),
         (TypeKind::Endpoint, "endpoints"),
         (TypeKind::Secret, "secrets"),
+        (TypeKind::ExtensionConfig, "extension_configs"),
     ];
     sections.sort_by_key(|(_, key)| *key);
     let jobs: Vec<(TypeKind, &Resource)> = sections

@@ -76,6 +76,7 @@ fn snapshot_json_groups_resources_in_envoy_form() {
         [
             "clusters",
             "endpoints",
+            "extension_configs",
             "listeners",
             "route_configurations",
             "secrets"
