@@ -91,6 +91,7 @@ fn translate_prints_envoy_resources() {
         [
             "clusters",
             "endpoints",
+            "extension_configs",
             "listeners",
             "route_configurations",
             "secrets"

@@ -130,18 +130,31 @@ async fn every_bad_case_reports_its_errors_while_good_mappings_are_served() {
         lg.write("case.yaml", &input);
 
         lg.wait_errors(&expected).await;
+        // A misconfigured AuthService fails closed (docs/compatibility.md): every route answers
+        // 500 naming it, the good Mappings included. Any other bad input leaves them served.
+        let fails_closed = expected
+            .iter()
+            .any(|e| e.contains(": AuthService ") && !e.contains(": warning: "));
         let r = routed(port, "GET", &format!("{prefix}x"), &[]).await;
-        assert_eq!(
-            seen(&r, "good")["path"],
-            "/x",
-            "{case}: the good Mapping is served"
-        );
+        if fails_closed {
+            assert_fails_closed(&r, case);
+        } else {
+            assert_eq!(
+                seen(&r, "good")["path"],
+                "/x",
+                "{case}: the good Mapping is served"
+            );
+        }
         let r = routed(port, "GET", "/ok/y", &[]).await;
-        assert_eq!(
-            seen(&r, "ok")["path"],
-            "/y",
-            "{case}: the case's good Mapping is served"
-        );
+        if fails_closed {
+            assert_fails_closed(&r, case);
+        } else {
+            assert_eq!(
+                seen(&r, "ok")["path"],
+                "/y",
+                "{case}: the case's good Mapping is served"
+            );
+        }
         assert_eq!(
             settled_nacks(&lg).await,
             0,
@@ -245,4 +258,17 @@ async fn a_good_file_turned_bad_leaves_the_rest_served() {
     load.until_answered(10).await;
     let report = load.finish().await;
     report.assert_clean("the untouched path", 20);
+}
+
+/// The answer of a route while the AuthService is misconfigured: 500 from Envoy itself, naming
+/// the AuthService; no backend saw the request.
+#[track_caller]
+fn assert_fails_closed(r: &http::Reply, case: &str) {
+    assert_eq!(r.status, 500, "{case}: fails closed; got {}", r.body);
+    assert_eq!(r.backend(), None, "{case}: no backend is asked");
+    assert!(
+        r.body.contains("AuthService") && r.body.contains("misconfigured"),
+        "{case}: the answer names the AuthService: {}",
+        r.body
+    );
 }
