@@ -354,19 +354,29 @@ fn route_match(
 
 /// Fields read but not acted on yet: a warning each.
 fn warn_unsupported(meta: &Meta, s: &MappingSpec, errs: &mut Errors) {
-    for (f, set) in [
-        ("bypass_auth", s.bypass_auth.is_some()),
-        (
-            "auth_context_extensions",
-            s.auth_context_extensions.is_some(),
-        ),
-        ("labels", s.labels.is_some()),
-        ("priority", s.priority.is_some()),
-        ("health_checks", s.health_checks.is_some()),
-        ("envoy_override", s.envoy_override.is_some()),
-    ] {
-        if set {
-            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
+    warn_set(
+        meta,
+        &[
+            ("bypass_auth", s.bypass_auth.is_some()),
+            (
+                "auth_context_extensions",
+                s.auth_context_extensions.is_some(),
+            ),
+            ("labels", s.labels.is_some()),
+            ("priority", s.priority.is_some()),
+            ("health_checks", s.health_checks.is_some()),
+            ("envoy_override", s.envoy_override.is_some()),
+        ],
+        "not supported yet; ignored",
+        errs,
+    );
+}
+
+/// A warning on each field of `fields` that is set.
+fn warn_set(meta: &Meta, fields: &[(&str, bool)], message: &str, errs: &mut Errors) {
+    for (f, set) in fields {
+        if *set {
+            errs.push(meta.warning(&format!("spec.{f}"), message));
         }
     }
 }
@@ -585,25 +595,19 @@ fn target(
         let redirect = redirect_target(s, service, meta, errs)?;
         return Ok((Target::Redirect(redirect), None, None));
     }
-    for (f, set) in [
-        ("path_redirect", s.path_redirect.is_some()),
-        ("prefix_redirect", s.prefix_redirect.is_some()),
-        ("regex_redirect", s.regex_redirect.is_some()),
-        ("redirect_response_code", s.redirect_response_code.is_some()),
-    ] {
-        if set {
-            errs.push(meta.warning(&format!("spec.{f}"), "has no effect without host_redirect"));
-        }
-    }
+    warn_set(
+        meta,
+        &[
+            ("path_redirect", s.path_redirect.is_some()),
+            ("prefix_redirect", s.prefix_redirect.is_some()),
+            ("regex_redirect", s.regex_redirect.is_some()),
+            ("redirect_response_code", s.redirect_response_code.is_some()),
+        ],
+        "has no effect without host_redirect",
+        errs,
+    );
     let req = Request {
         marker: shadow.then_some("shadow"),
-        cluster_tag: s.cluster_tag.as_deref(),
-        resolver: s.resolver.as_deref(),
-        tls: s.tls.as_ref(),
-        circuit_breakers: s.circuit_breakers.as_deref(),
-        enable_ipv4: s.enable_ipv4,
-        enable_ipv6: s.enable_ipv6,
-        stats_name: s.stats_name.as_deref(),
         http: Some(Http {
             http2: s.grpc == Some(true),
             dns_type: s.dns_type.as_deref(),
@@ -615,7 +619,7 @@ fn target(
             keepalive: s.keepalive.as_ref(),
             host_rewrite: s.host_rewrite.as_deref(),
         }),
-        ..Request::new(meta, service)
+        ..upstream::request!(meta, service, s)
     };
     let Upstream {
         cluster,

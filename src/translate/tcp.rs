@@ -7,7 +7,7 @@ use crate::ir::Cluster;
 
 use super::Errors;
 use super::load::{Meta, Obj};
-use super::upstream::{self, Context, Fail, Request, Target, fail};
+use super::upstream::{self, Context, Fail, Target, fail};
 
 /// A TCPMapping that passed its checks.
 #[derive(Debug, Clone)]
@@ -56,16 +56,7 @@ fn plan(
         .service
         .as_deref()
         .ok_or_else(|| fail("service", "required"))?;
-    let req = Request {
-        cluster_tag: s.cluster_tag.as_deref(),
-        resolver: s.resolver.as_deref(),
-        tls: s.tls.as_ref(),
-        circuit_breakers: s.circuit_breakers.as_deref(),
-        enable_ipv4: s.enable_ipv4,
-        enable_ipv6: s.enable_ipv6,
-        stats_name: s.stats_name.as_deref(),
-        ..Request::new(meta, service)
-    };
+    let req = upstream::request!(meta, service, s);
     let target = Target::parse(&req, cx.settings, errs)?;
     if let Some(w) = s.weight
         && w > 100

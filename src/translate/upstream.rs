@@ -83,6 +83,25 @@ impl<'r> Request<'r> {
     }
 }
 
+/// A [`Request`] for `service` with the upstream fields that Mapping and TCPMapping specs
+/// share, by name: `cluster_tag`, `resolver`, `tls`, `circuit_breakers`, `enable_ipv4`,
+/// `enable_ipv6`, `stats_name` (a TCP upstream; set `marker` and `http` over it).
+macro_rules! request {
+    ($meta:expr, $service:expr, $spec:expr) => {
+        $crate::translate::upstream::Request {
+            cluster_tag: $spec.cluster_tag.as_deref(),
+            resolver: $spec.resolver.as_deref(),
+            tls: $spec.tls.as_ref(),
+            circuit_breakers: $spec.circuit_breakers.as_deref(),
+            enable_ipv4: $spec.enable_ipv4,
+            enable_ipv6: $spec.enable_ipv6,
+            stats_name: $spec.stats_name.as_deref(),
+            ..$crate::translate::upstream::Request::new($meta, $service)
+        }
+    };
+}
+pub(crate) use request;
+
 /// The settings only an HTTP upstream has. Unset fields take the Module's value.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Http<'r> {
