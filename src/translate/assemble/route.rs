@@ -116,6 +116,9 @@ fn variants(
     }
 }
 
+/// The route of one Mapping of a group: the one place where what a Mapping's plan carries
+/// for its route (its action, per-route settings, and the group's merged settings) becomes
+/// the IR route.
 fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold: u32) -> Route {
     let mut matcher = plan.matcher.clone();
     let action = match &plan.action.target {
