@@ -7,7 +7,7 @@ use crate::ir::Cluster;
 
 use super::Errors;
 use super::load::{Meta, Obj};
-use super::upstream::{self, Context, Fail, Target, fail};
+use super::upstream::{self, Context, Destination, Fail, fail};
 
 /// A TCPMapping that passed its checks.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ fn plan(
         .as_deref()
         .ok_or_else(|| fail("service", "required"))?;
     let req = upstream::request!(meta, service, s);
-    let target = Target::parse(&req, cx.settings, errs)?;
+    let destination = Destination::parse(&req, cx.settings, errs)?;
     if let Some(w) = s.weight
         && w > 100
     {
@@ -66,7 +66,7 @@ fn plan(
     if let Some(h) = &s.host {
         super::host::check_glob(h).map_err(|e| fail("host", e))?;
     }
-    let cluster = upstream::build(target, &req, cx, errs)?.cluster;
+    let cluster = upstream::build(destination, &req, cx, errs)?.cluster;
     let consistency = serde_json::to_string(&(
         &s.tls,
         &s.circuit_breakers,

@@ -5,11 +5,24 @@
 //! to a `service` (its [`Request::marker`] keeps its clusters apart by name).
 //!
 //! The steps, in the order their errors are found: the service and its resolver
-//! ([`Target::parse`]), then TLS origination, circuit breakers, the DNS family, the resolution
+//! ([`Destination::parse`]), then TLS origination, circuit breakers, the DNS family, the resolution
 //! (EDS or DNS, `endpoint_routing`), and — for HTTP upstreams only — the DNS type, the load
 //! balancer, timeouts and keepalive from the resource or the Module. Names follow Emissary's
 //! rule; settings that would conflict under one name are separated later, by the group phase
 //! (`group::name_clusters`).
+//!
+//! A resource with a `service` (say an AuthService, whose cluster Emissary names
+//! `cluster_extauth_<service>_<namespace>`) gets its cluster with:
+//!
+//! ```ignore
+//! let req = upstream::Request {
+//!     marker: Some("extauth"),
+//!     tls: spec.tls.as_ref(),
+//!     http: Some(upstream::Http { http2: grpc, ..Default::default() }),
+//!     ..upstream::Request::new(&meta, service) // namespace and warnings: `meta`
+//! };
+//! let cluster = upstream::cluster(&req, cx, errs)?.cluster; // Err: (field, message)
+//! ```
 
 use serde_json::Value;
 
@@ -130,12 +143,12 @@ pub(crate) struct Upstream {
 /// The parsed `service` and its resolver: the first step of [`cluster`], apart so that a
 /// caller may check its own fields between the two steps (a TCPMapping does).
 #[derive(Debug)]
-pub(crate) struct Target {
+pub(crate) struct Destination {
     svc: Service,
     resolver: Option<Resolver>,
 }
 
-impl Target {
+impl Destination {
     /// Parses the service (an HTTP upstream warns about an ignored path suffix) and the
     /// resolver (unset: the Module's).
     pub fn parse(req: &Request<'_>, settings: &Settings, errs: &mut Errors) -> Result<Self, Fail> {
@@ -152,30 +165,30 @@ impl Target {
             Some(r) => Some(Resolver::parse(r).map_err(|e| fail("resolver", e))?),
             None => settings.resolver,
         };
-        Ok(Target { svc, resolver })
+        Ok(Destination { svc, resolver })
     }
 }
 
-/// Builds the upstream cluster of `req`: [`Target::parse`], then [`build`]. Warnings go to
+/// Builds the upstream cluster of `req`: [`Destination::parse`], then [`build`]. Warnings go to
 /// `errs`; a failure names the field (`spec.…`) and leaves the resource without a cluster.
 pub(crate) fn cluster(
     req: &Request<'_>,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<Upstream, Fail> {
-    let target = Target::parse(req, cx.settings, errs)?;
-    build(target, req, cx, errs)
+    let destination = Destination::parse(req, cx.settings, errs)?;
+    build(destination, req, cx, errs)
 }
 
-/// The cluster of a parsed target (see [`cluster`]).
+/// The cluster of a parsed destination (see [`cluster`]).
 pub(crate) fn build(
-    target: Target,
+    destination: Destination,
     req: &Request<'_>,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<Upstream, Fail> {
     let (settings, options) = (cx.settings, cx.options);
-    let Target { mut svc, resolver } = target;
+    let Destination { mut svc, resolver } = destination;
     let meta = req.meta;
     if meta.namespace != options.ambassador_namespace
         && !settings.use_ambassador_namespace_for_service_resolution
