@@ -387,3 +387,115 @@ pub(crate) fn cluster_name(parts: &[String]) -> String {
     let digest = sha1_smol::Sha1::from(name.as_bytes()).digest().to_string();
     format!("{}-{}-0", &name[..40], digest[..16].to_ascii_uppercase())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::api::Origin;
+    use crate::translate::load::Version;
+
+    fn meta(namespace: &str) -> Meta {
+        Meta {
+            origin: Origin::Builtin,
+            kind: "AuthService",
+            name: "auth".into(),
+            namespace: namespace.into(),
+            labels: BTreeMap::new(),
+            version: Version::V3,
+        }
+    }
+
+    /// Builds `req` with default settings, no TLSContext and no Service known.
+    fn build_one(req: &Request<'_>) -> (Result<Upstream, Fail>, Errors) {
+        let (settings, store, options) =
+            (Settings::default(), Store::default(), Options::default());
+        let mut index = Index::new(&[], &[], false);
+        let mut cx = Context {
+            settings: &settings,
+            store: &store,
+            options: &options,
+            index: &mut index,
+        };
+        let mut errs = Errors::default();
+        (cluster(req, &mut cx, &mut errs), errs)
+    }
+
+    #[test]
+    fn a_marker_names_the_cluster_and_the_namespace_qualifies_the_service() {
+        let m = meta("auth-ns");
+        let tls = json!(true);
+        let req = Request {
+            marker: Some("extauth"),
+            tls: Some(&tls),
+            http: Some(Http {
+                http2: true,
+                ..Http::default()
+            }),
+            ..Request::new(&m, "auth:3000")
+        };
+        let (up, errs) = build_one(&req);
+        let Ok(up) = up else {
+            panic!("{up:?}");
+        };
+        assert!(errs.0.is_empty(), "{:?}", errs.0);
+        assert_eq!(
+            up.cluster.name,
+            "cluster_extauth_auth_auth_ns_3000_otls_auth_ns"
+        );
+        assert_eq!(
+            up.cluster.discovery,
+            Discovery::StrictDns(vec![Endpoint::new("auth.auth-ns", 3000)])
+        );
+        assert!(up.cluster.http2);
+        assert!(up.cluster.tls.is_some());
+        assert_eq!(up.authority, "auth.auth-ns:3000");
+    }
+
+    #[test]
+    fn only_an_http_upstream_warns_about_a_path_and_checks_the_scheme() {
+        let m = meta("default");
+        let tcp = Request::new(&m, "http://svc/path");
+        let (up, errs) = build_one(&tcp);
+        assert!(up.is_ok(), "{up:?}");
+        assert!(errs.0.is_empty(), "{:?}", errs.0);
+
+        let http = Request {
+            http: Some(Http::default()),
+            ..tcp
+        };
+        let (up, errs) = build_one(&http);
+        assert!(up.is_ok(), "{up:?}");
+        assert_eq!(errs.0.len(), 1, "{:?}", errs.0);
+        assert_eq!(errs.0[0].field.as_deref(), Some("spec.service"));
+
+        // A TLSContext with an `http://` service: a contradiction for HTTP; for TCP the
+        // context is looked up (and here not found).
+        let ctx = json!("some-context");
+        let message = |req: Request<'_>| {
+            build_one(&Request {
+                tls: Some(&ctx),
+                ..req
+            })
+            .0
+            .err()
+        };
+        let http_fail = message(http);
+        assert!(
+            http_fail
+                .as_ref()
+                .is_some_and(|(f, m)| f == "spec.tls" && m.contains("contradicts")),
+            "{http_fail:?}"
+        );
+        let tcp_fail = message(tcp);
+        assert!(
+            tcp_fail
+                .as_ref()
+                .is_some_and(|(f, m)| f == "spec.tls" && m.contains("not found")),
+            "{tcp_fail:?}"
+        );
+    }
+}
