@@ -10,8 +10,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-pub use crate::cmd::{Format, Output};
-
 /// Mirrors `exit::TABLE` (a test keeps them in step).
 const EXIT_CODES: &str = "Exit codes:
   0  drained within the deadline, or a one-shot command succeeded
@@ -20,6 +18,25 @@ const EXIT_CODES: &str = "Exit codes:
   3  Envoy restart budget spent
   4  forced exit: drain deadline passed with connections left, second signal or SIGQUIT
   5  Envoy binary not found or not executable";
+
+/// What `legate translate` prints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// The IR (legate's semantic model), as JSON/YAML of [`crate::ir::Ir`].
+    #[default]
+    Ir,
+    /// Envoy's resources in Envoy's JSON form: `{listeners, route_configurations, clusters,
+    /// endpoints, secrets}`, private keys redacted.
+    Envoy,
+}
+
+/// How `legate translate` prints it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    #[default]
+    Json,
+    Yaml,
+}
 
 /// PID 1 for an Envoy edge container, and its ADS control plane.
 #[derive(Debug, Parser)]

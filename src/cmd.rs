@@ -13,30 +13,12 @@ pub mod translate;
 use std::path::Path;
 
 use crate::cli::{CheckArgs, RunArgs, TranslateArgs};
+pub use crate::cli::{Format, Output};
 use crate::config::{self, Env};
 
 use crate::api::ResourceError;
 use crate::source::{LoadOptions, SourceError, load_dir};
 use crate::translate::{Options, Translation};
-
-/// What `legate translate` prints.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    /// The IR (legate's semantic model), as JSON/YAML of [`crate::ir::Ir`].
-    #[default]
-    Ir,
-    /// Envoy's resources in Envoy's JSON form: `{listeners, route_configurations, clusters,
-    /// endpoints, secrets}`, private keys redacted.
-    Envoy,
-}
-
-/// How `legate translate` prints it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    #[default]
-    Json,
-    Yaml,
-}
 
 /// A directory read and translated, with every problem found on the way.
 #[derive(Debug)]

@@ -6,7 +6,23 @@
 //! rest is translated as if it were absent (issue 3, "Errors are data"). Output is
 //! deterministic: objects are processed sorted by (`name`, `namespace`, then
 //! origin), never in input order. The rules are in docs/design.md.
+//!
+//! [`translate`] runs these phases in order; each reads only what earlier phases produced,
+//! and no module imports a later phase:
+//!
+//! 1. load (`load`): objects filtered, typed and sorted by kind;
+//! 2. settings (`module`, `tls`): the Module's settings, the secrets and TLSContexts;
+//! 3. plan, one kind at a time: Hosts (`host`), Listeners (`listener`), Mappings (`mapping`),
+//!    TCPMappings (`tcp`); Mappings and TCPMappings get their clusters from `upstream`;
+//! 4. group (`group`): cluster names settled, Mappings and TCPMappings grouped;
+//! 5. assemble (`assemble`): listeners, filter chains, route tables, clusters, secrets and
+//!    endpoints of the IR;
+//! 6. validate (`validate`): the IR checked, the errors sorted.
+//!
+//! Helpers shared by phases: `order` (route order and group identity), `endpoint` (Services
+//! and EndpointSlices), `service` (the `service` field), `policy` (per-resource policies).
 
+mod assemble;
 mod endpoint;
 mod group;
 mod host;
@@ -14,13 +30,15 @@ mod listener;
 mod load;
 mod mapping;
 mod module;
+mod order;
 mod policy;
-mod route;
 mod service;
 // AuthService, RateLimitService, LogService, TracingService.
 mod services;
 mod tcp;
 mod tls;
+mod upstream;
+mod validate;
 
 #[cfg(test)]
 mod tests;
@@ -80,11 +98,14 @@ impl Translation {
 /// Translates every object into one IR. Pure and deterministic.
 pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
     let mut errs = Errors::default();
+    // 1. load
     let mut loaded = load::load(objects, options, &mut errs);
+    // 2. settings
     let settings = module::settings(&loaded.modules, options, &mut errs);
     let mut tls = tls::Store::new(&loaded.secrets, &mut errs);
     tls.namespacing = settings.tls_secret_namespacing;
     tls.load_contexts(&loaded.tls_contexts, &mut errs);
+    // 3. plan each kind
     let hosts = host::plan_all(&loaded.hosts, &tls, options, &mut errs);
     let listeners = listener::plan_all(&loaded.listeners, options, &mut errs);
     let mut index = endpoint::Index::new(
@@ -92,48 +113,49 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
         &loaded.endpoint_slices,
         options.endpoint_routing,
     );
-    let mut cx = mapping::Context {
+    let mut cx = upstream::Context {
         settings: &settings,
         store: &tls,
         options,
         index: &mut index,
     };
-    // AuthService/RateLimitService: checked before the Mappings that refer to them.
-    let services = services::plan(&loaded, &settings, &tls, options, &mut errs);
+    // AuthService and RateLimitService are planned before the Mappings that refer to them.
+    let service_plan = services::plan(&loaded, &settings, &tls, options, &mut errs);
     let mut mappings = mapping::plan_all(&loaded.mappings, &mut cx, &mut errs);
-    let service_routes = services::collect(&mut mappings, &services, &mut errs);
+    let service_routes = services::collect(
+        mappings
+            .iter_mut()
+            .filter(|m| !m.builtin)
+            .map(|m| services::MappingEntry {
+                meta: &m.meta,
+                fields: m.services.take(),
+            }),
+        &service_plan,
+        &mut errs,
+    );
     drop(std::mem::take(&mut loaded.mappings));
-    let tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
-    let mut ir = listener::assemble(
-        listener::Inputs {
-            listeners,
-            hosts,
-            mappings,
-            tcp,
-            settings: &settings,
+    let mut tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
+    // 4. group
+    let groups = group::group(&mut mappings, &mut tcp, &mut errs);
+    // 5. assemble
+    let inputs = assemble::Inputs {
+        listeners,
+        hosts,
+        mappings,
+        tcp,
+        groups,
+        services: services::Planned {
+            plan: service_plan,
+            routes: service_routes,
+            log_services: &loaded.log_services,
+            tracing_services: &loaded.tracing_services,
+            options,
         },
-        &mut tls,
-        &mut errs,
-    );
-    // AuthService/RateLimitService: filters, clusters and per-route settings.
-    services::apply(&mut ir, services, service_routes, &mut tls);
-    // LogService / TracingService: loggers and tracer on every connection manager, after
-    // assembly so they reach every chain; their collector clusters join the IR.
-    services::log::attach(&loaded.log_services, &settings, options, &mut ir, &mut errs);
-    services::tracing::attach(
-        &loaded.tracing_services,
-        &settings,
-        options,
-        &mut ir,
-        &mut errs,
-    );
-    ir.secrets = tls.into_used();
-    ir.endpoints = index.endpoints_for(&ir.clusters);
-    debug_assert_eq!(ir.validate(), Ok(()), "translation produced an invalid IR");
-    let mut errors = errs.0;
-    errors.sort();
-    errors.dedup();
-    Translation { ir, errors }
+        settings: &settings,
+    };
+    let ir = assemble::assemble(inputs, tls, &index, &mut errs);
+    // 6. validate
+    validate::validate(ir, errs)
 }
 
 /// The errors of one translation, in the order they were found.

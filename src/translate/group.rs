@@ -1,6 +1,9 @@
-//! Mapping groups: the group identity and route-order key (docs/compatibility.md),
-//! consistency within a group, canary weights, shadows, and cluster sharing without silent
-//! first-wins.
+//! Phase 4, group: the plans of Mappings and TCPMappings become groups. First every cluster
+//! gets its final name (cluster sharing without silent first-wins), then Mappings group by
+//! identity (docs/design.md#groups-canaries-and-weights: consistency within a group, canary
+//! weights, shadows) and are sorted in route order (docs/compatibility.md), and TCPMappings
+//! group by `(address, port, host)` (docs/design.md#tcpmapping). The weight arithmetic the
+//! assembly uses (thresholds, shares) lives here too.
 
 use std::collections::BTreeMap;
 
@@ -9,97 +12,47 @@ use crate::ir::{Cluster, HeaderValue, Mirror};
 use super::Errors;
 use super::load::Meta;
 use super::mapping::{MappingPlan, Target};
+use super::tcp::TcpPlan;
 
-/// The route-order key, compared in descending order, element by element (docs/compatibility.md,
-/// "Route order"): precedence, prefix length, the weight of the header matchers, the weight of
-/// the query matchers, the prefix, the method, then the `name-value` text of every header
-/// matcher followed by every query matcher (one list: a list that is a prefix of a longer one
-/// sorts lower).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct SortKey {
-    precedence: i64,
-    prefix_len: usize,
-    header_weight: usize,
-    query_weight: usize,
-    prefix: String,
-    method: String,
-    keys: Vec<String>,
+/// What the group phase hands to the assembly.
+#[derive(Debug)]
+pub(crate) struct Groups {
+    /// Mapping groups, in route order.
+    pub http: Vec<Group>,
+    /// Per Mapping plan: dropped from its group (reported already).
+    pub dropped: Vec<bool>,
+    /// TCPMapping groups, by `(address, port, host)`.
+    pub tcp: Vec<TcpGroup>,
 }
 
-/// One header or query condition as the ordering sees it: the name, the value as the user
-/// wrote it (`None` for a presence match, counted as `*`), and whether it is a regex. The host
-/// condition is the Mapping's host glob as written (`*` included, even though it needs no
-/// matcher on the route), not the suffix or prefix matcher it becomes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Condition<'a> {
-    pub name: &'a str,
-    pub value: Option<&'a str>,
-    pub regex: bool,
-}
-
-impl Condition<'_> {
-    fn value(&self) -> &str {
-        self.value.unwrap_or("*")
-    }
-
-    /// `len(name) + len(value or "*") + 1 if regex`.
-    fn weight(&self) -> usize {
-        self.name.len() + self.value().len() + usize::from(self.regex)
+/// Names every cluster, then groups the Mappings and the TCPMappings.
+pub(crate) fn group(
+    mappings: &mut [MappingPlan],
+    tcp: &mut [TcpPlan],
+    errs: &mut Errors,
+) -> Groups {
+    name_clusters(mappings, tcp, errs);
+    let (http, dropped) = build(mappings, errs);
+    Groups {
+        http,
+        dropped,
+        tcp: tcp_groups(tcp, errs),
     }
 }
 
-/// The group identity and sort key of a Mapping, from its conditions: `headers` in the order
-/// they are matched (headers, regex headers, the host, the method), then `query`.
-pub(crate) fn identity(
-    headers: &[Condition<'_>],
-    query: &[Condition<'_>],
-    prefix: &str,
-    method: Option<&str>,
-    precedence: i64,
-) -> (GroupKey, SortKey) {
-    use std::fmt::Write as _;
-    let method = method.unwrap_or("GET").to_ascii_uppercase();
-    let mut id = String::with_capacity(6 + method.len() + prefix.len());
-    let _ = write!(id, "HTTP-{method}-{prefix}");
-    let mut keys = Vec::with_capacity(headers.len() + query.len());
-    let mut weight = |conds: &[Condition<'_>], tag: char, id: &mut String| {
-        let mut sum = 0;
-        for c in conds {
-            sum += c.weight();
-            keys.push(format!("{}-{}", c.name, c.value()));
-            let _ = match c.value {
-                Some(v) => write!(
-                    id,
-                    "\0{tag}{}={v}{}",
-                    c.name,
-                    if c.regex { "~" } else { "" }
-                ),
-                None => write!(id, "\0{tag}{}?", c.name),
-            };
+/// Gives the cluster of every Mapping and TCPMapping its final name ([`assign_clusters`]).
+fn name_clusters(mappings: &mut [MappingPlan], tcp: &mut [TcpPlan], errs: &mut Errors) {
+    let mut items: Vec<(&Meta, &mut Cluster)> = Vec::new();
+    for p in mappings.iter_mut() {
+        if let Target::Cluster(c) = &mut p.action.target {
+            items.push((&p.meta, c.as_mut()));
         }
-        sum
-    };
-    let header_weight = weight(headers, 'h', &mut id);
-    let query_weight = weight(query, 'q', &mut id);
-    if precedence != 0 {
-        let _ = write!(id, "\0p{precedence}");
     }
-    let key = SortKey {
-        precedence,
-        prefix_len: prefix.len(),
-        header_weight,
-        query_weight,
-        prefix: prefix.to_string(),
-        method,
-        keys,
-    };
-    (GroupKey(id), key)
+    for p in tcp.iter_mut() {
+        items.push((&p.meta, &mut p.cluster));
+    }
+    assign_clusters(items, errs);
 }
-
-/// A group's identity: method, prefix, every header and query condition (the host glob and
-/// the method included, `*` too) and a non-zero precedence. Mappings group by equal text.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct GroupKey(String);
 
 /// A group: Mappings with the same identity, forming a run of consecutive routes.
 #[derive(Debug, Clone)]
@@ -123,7 +76,7 @@ pub(crate) struct Group {
 /// (docs/design.md#groups-canaries-and-weights), a second shadow,
 /// redirect mixes, or weights pushing the group over 100 (legate
 /// rejects those instead of emitting them). Returns the groups and which plans were dropped.
-pub(crate) fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Vec<bool>) {
+fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Vec<bool>) {
     let mut dropped = vec![false; plans.len()];
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by(|&a, &b| {
@@ -336,7 +289,7 @@ fn round_half_even(x: f64) -> u32 {
 /// Gives every cluster its final name. Equal names share one cluster; an owner whose
 /// settings differ from the cluster already named so gets its own cluster, named with a digest
 /// of its settings, and a warning (Emissary silently lets the first Mapping win).
-pub(crate) fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut Errors) {
+fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut Errors) {
     // A rename only follows two clusters of one name with different settings. When there are
     // none (the usual case: clusters of one name are shared), nothing is renamed, whatever the
     // order: skip the sort and the copies of every name.
@@ -379,6 +332,79 @@ pub(crate) fn assign_clusters(mut items: Vec<(&Meta, &mut Cluster)>, errs: &mut 
         ));
         by_name.entry(c.name.clone()).or_insert(i);
     }
+}
+
+/// TCPMappings sharing `(address, port, host)`: one filter chain.
+#[derive(Debug, Clone)]
+pub(crate) struct TcpGroup {
+    pub address: String,
+    pub port: u16,
+    pub host: Option<String>,
+    /// Indices into the plans, processing order.
+    pub members: Vec<usize>,
+}
+
+impl TcpGroup {
+    /// Reports a problem on every member (the group is left out).
+    pub fn reject(&self, plans: &[TcpPlan], field: &str, msg: &str, errs: &mut Errors) {
+        for &i in &self.members {
+            errs.push(plans[i].meta.error(field, msg));
+        }
+    }
+}
+
+/// Groups by `(address, port, host)`; members that disagree with their group, or push its
+/// weights over 100, are dropped with an error.
+fn tcp_groups(plans: &[TcpPlan], errs: &mut Errors) -> Vec<TcpGroup> {
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by(|&a, &b| plans[a].meta.order_key().cmp(&plans[b].meta.order_key()));
+    let mut by_key: BTreeMap<(String, u16, String), Vec<usize>> = BTreeMap::new();
+    for i in order {
+        let p = &plans[i];
+        let key = (
+            p.address.clone(),
+            p.port,
+            p.host.clone().unwrap_or_default(),
+        );
+        by_key.entry(key).or_default().push(i);
+    }
+    let mut out = Vec::new();
+    for ((address, port, host), members) in by_key {
+        let first = members[0];
+        let mut kept = Vec::new();
+        let mut sum = 0;
+        for i in members {
+            let p = &plans[i];
+            if p.consistency != plans[first].consistency {
+                errs.push(p.meta.error(
+                    "spec",
+                    format!(
+                        "conflicts with TCPMapping {} of the same group (tls, circuit_breakers, enable_ipv4/6, idle_timeout_ms must agree)",
+                        plans[first].meta.id()
+                    ),
+                ));
+                continue;
+            }
+            if let Some(w) = p.weight {
+                if sum + w > 100 {
+                    errs.push(p.meta.error(
+                        "spec.weight",
+                        format!("weights of the group exceed 100 ({sum} + {w})"),
+                    ));
+                    continue;
+                }
+                sum += w;
+            }
+            kept.push(i);
+        }
+        out.push(TcpGroup {
+            address,
+            port,
+            host: (!host.is_empty()).then_some(host),
+            members: kept,
+        });
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! Mappings (docs/design.md#mapping): each Mapping checked and turned into a [`MappingPlan`] — its
-//! route match, its per-route and per-group settings, and its cluster or redirect.
+//! Phase 3, plan Mappings (docs/design.md#mapping): each Mapping checked and turned into a
+//! [`MappingPlan`] — its route match, its per-route and per-group settings, its group
+//! identity and route-order key, and its cluster (built by `upstream`) or redirect.
 
 use std::collections::BTreeMap;
 
@@ -12,13 +13,12 @@ use crate::ir::{
     RouteMatch, StringMatch, UpstreamTls,
 };
 
-use super::endpoint::{Index, Resolution, Resolver};
-use super::group::{Condition, GroupKey, SortKey};
 use super::host::{authority_matcher, check_glob};
 use super::load::{Meta, Untyped, mapping_spec};
 use super::module::Settings;
+use super::order::{self, Condition, GroupKey, SortKey};
 use super::service::{Service, sanitize};
-use super::tls::Store;
+use super::upstream::{self, Context, Fail, Http, Request, Upstream, cluster_name, fail};
 use super::{Errors, Options, policy};
 
 /// What a Mapping's host association uses (docs/design.md#associating-mappings-with-hosts).
@@ -74,21 +74,6 @@ impl MappingPlan {
             Target::Redirect(_) | Target::Failed { .. } => None,
         }
     }
-}
-
-type Fail = (String, String);
-
-fn fail(field: &str, msg: impl Into<String>) -> Fail {
-    (format!("spec.{field}"), msg.into())
-}
-
-/// What planning a Mapping or TCPMapping reads besides the resource itself.
-pub(crate) struct Context<'c, 'a> {
-    pub settings: &'c Settings,
-    pub store: &'c Store,
-    pub options: &'c Options,
-    /// Services and EndpointSlices; records the EDS endpoints resolved.
-    pub index: &'c mut Index<'a>,
 }
 
 /// Below this many Mappings, planning stays on the calling thread.
@@ -179,20 +164,80 @@ fn exact_or_present(field: &str, v: &Value) -> Result<StringMatch, Fail> {
     }
 }
 
+/// The path a Mapping matches: `prefix`, taken as a prefix, a regex or an exact path.
+struct PathSpec {
+    prefix: String,
+    regex: bool,
+    exact: bool,
+}
+
+impl PathSpec {
+    /// A regex or exact route, where the default rewrite replaces the whole path.
+    fn whole(&self) -> bool {
+        self.regex || self.exact
+    }
+}
+
+/// Plans one Mapping, in the order its fields decide: the required fields and the route
+/// match (a Mapping whose match is invalid is left out), then the action (once the match is
+/// valid the Mapping keeps its route: a target that cannot be built answers 503 naming the
+/// error instead of letting the requests fall through to a less specific Mapping,
+/// docs/compatibility.md, "fails closed"), then the group identity and route-order key.
 fn plan(
     meta: &Meta,
     s: &MappingSpec,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<MappingPlan, Fail> {
-    let settings = cx.settings;
-    let prefix = s.prefix.clone().ok_or_else(|| fail("prefix", "required"))?;
-    let regex_path = s.prefix_regex == Some(true);
-    let exact_path = s.prefix_exact == Some(true);
-    if regex_path {
-        compile("prefix", &prefix)?;
-    } else if !prefix.starts_with('/') {
-        return Err(fail("prefix", format!("{prefix:?} must start with /")));
+    let (path, service) = required_fields(s)?;
+    // The header conditions as written, `:authority` taken out when it is the host glob.
+    let mut headers_spec = s.headers.clone().unwrap_or_default();
+    let host = host_glob(s, &mut headers_spec)?;
+    let matcher = route_match(s, &path, &headers_spec, host.as_ref())?;
+    let action =
+        action(meta, s, &service, path.whole(), cx, errs).unwrap_or_else(|(field, message)| {
+            errs.push(meta.error(&field, message.clone()));
+            Action::failed(field, message)
+        });
+    warn_unsupported(meta, s, errs);
+    // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
+    let services = super::services::mapping_fields(meta, s, errs);
+    let consistency = consistency(s, &headers_spec, &path.prefix);
+    let (group_key, sort) = identity(s, &headers_spec, host.as_ref(), &path.prefix);
+    Ok(MappingPlan {
+        meta: meta.clone(),
+        builtin: false,
+        host,
+        acme: path.prefix == "/.well-known/acme-challenge/",
+        matcher,
+        group_key,
+        sort,
+        consistency,
+        action,
+        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
+        weight: s.weight,
+        shadow: s.shadow == Some(true),
+        timeout_ms: Some(s.timeout_ms.unwrap_or(cx.settings.request_timeout_ms)),
+        idle_timeout_ms: s.idle_timeout_ms,
+        services,
+    })
+}
+
+/// `prefix` (a valid regex, or starting with `/`) and `service` are required; fields legate
+/// does not support, and a weight over 100, leave the Mapping out.
+fn required_fields(s: &MappingSpec) -> Result<(PathSpec, String), Fail> {
+    let path = PathSpec {
+        prefix: s.prefix.clone().ok_or_else(|| fail("prefix", "required"))?,
+        regex: s.prefix_regex == Some(true),
+        exact: s.prefix_exact == Some(true),
+    };
+    if path.regex {
+        compile("prefix", &path.prefix)?;
+    } else if !path.prefix.starts_with('/') {
+        return Err(fail(
+            "prefix",
+            format!("{:?} must start with /", path.prefix),
+        ));
     }
     let service = s
         .service
@@ -209,9 +254,16 @@ fn plan(
     {
         return Err(fail("weight", format!("{w} is over 100")));
     }
+    Ok((path, service))
+}
 
-    // --- host association and header matchers, in docs/design.md#matching order ---
-    let mut headers_spec = s.headers.clone().unwrap_or_default();
+/// The host the Mapping associates with (docs/design.md#associating-mappings-with-hosts):
+/// `hostname`, else `host` (a regex with `host_regex`), else a literal `:authority` header,
+/// which then leaves `headers`.
+fn host_glob(
+    s: &MappingSpec,
+    headers_spec: &mut BTreeMap<String, Value>,
+) -> Result<Option<HostGlob>, Fail> {
     let host = if let Some(h) = &s.hostname {
         check_glob(h).map_err(|e| fail("hostname", e))?;
         Some(HostGlob::Glob(h.clone()))
@@ -232,37 +284,39 @@ fn plan(
     if matches!(host, Some(HostGlob::Glob(_))) && s.hostname.is_none() && s.host.is_none() {
         headers_spec.remove(":authority");
     }
+    Ok(host)
+}
+
+/// The route match, conditions in docs/design.md#matching order: headers, regex headers,
+/// the host, the method; then query parameters and regex query parameters.
+fn route_match(
+    s: &MappingSpec,
+    path: &PathSpec,
+    headers_spec: &BTreeMap<String, Value>,
+    host: Option<&HostGlob>,
+) -> Result<RouteMatch, Fail> {
+    let header = |name: &str, matcher| HeaderMatch {
+        name: name.into(),
+        matcher,
+        invert: false,
+    };
     let mut headers = Vec::new();
-    for (k, v) in &headers_spec {
-        headers.push(HeaderMatch {
-            name: k.clone(),
-            matcher: exact_or_present(&format!("headers.{k}"), v)?,
-            invert: false,
-        });
+    for (k, v) in headers_spec {
+        headers.push(header(k, exact_or_present(&format!("headers.{k}"), v)?));
     }
     for (k, v) in s.regex_headers.iter().flatten() {
         compile(&format!("regex_headers.{k}"), v)?;
-        headers.push(HeaderMatch {
-            name: k.clone(),
-            matcher: StringMatch::Regex(v.clone()),
-            invert: false,
-        });
+        headers.push(header(k, StringMatch::Regex(v.clone())));
     }
-    match &host {
+    match host {
         Some(HostGlob::Glob(g)) => {
             if let Some(matcher) = authority_matcher(g) {
-                headers.push(HeaderMatch {
-                    name: ":authority".into(),
-                    matcher,
-                    invert: false,
-                });
+                headers.push(header(":authority", matcher));
             }
         }
-        Some(HostGlob::Regex(r)) => headers.push(HeaderMatch {
-            name: ":authority".into(),
-            matcher: StringMatch::Regex(r.clone()),
-            invert: false,
-        }),
+        Some(HostGlob::Regex(r)) => {
+            headers.push(header(":authority", StringMatch::Regex(r.clone())));
+        }
         None => {}
     }
     if let Some(method) = &s.method {
@@ -272,11 +326,7 @@ fn plan(
         } else {
             StringMatch::Exact(method.to_ascii_uppercase())
         };
-        headers.push(HeaderMatch {
-            name: ":method".into(),
-            matcher,
-            invert: false,
-        });
+        headers.push(header(":method", matcher));
     }
     let mut query = Vec::new();
     for (k, v) in s.query_parameters.iter().flatten() {
@@ -292,112 +342,108 @@ fn plan(
             matcher: StringMatch::Regex(v.clone()),
         });
     }
-    let matcher = RouteMatch {
-        path: if regex_path {
-            PathMatch::Regex(prefix.clone())
-        } else if exact_path {
-            PathMatch::Exact(prefix.clone())
+    let prefix = path.prefix.clone();
+    Ok(RouteMatch {
+        path: if path.regex {
+            PathMatch::Regex(prefix)
+        } else if path.exact {
+            PathMatch::Exact(prefix)
         } else {
-            PathMatch::Prefix(prefix.clone())
+            PathMatch::Prefix(prefix)
         },
         case_sensitive: s.case_sensitive.unwrap_or(true),
         headers,
         query_parameters: query,
         runtime_fraction: None,
-    };
+    })
+}
 
-    // --- the action: once the match is valid, the Mapping keeps its route; a target that
-    // cannot be built answers 503 naming the error instead of letting the requests fall
-    // through to a less specific Mapping (docs/compatibility.md, "fails closed") ---
-    let shadow = s.shadow == Some(true);
-    let action = action(meta, s, &service, regex_path || exact_path, cx, errs).unwrap_or_else(
-        |(field, message)| {
-            errs.push(meta.error(&field, message.clone()));
-            Action::failed(field, message)
-        },
+/// Fields read but not acted on yet: a warning each.
+fn warn_unsupported(meta: &Meta, s: &MappingSpec, errs: &mut Errors) {
+    warn_set(
+        meta,
+        &[
+            ("priority", s.priority.is_some()),
+            ("health_checks", s.health_checks.is_some()),
+            ("envoy_override", s.envoy_override.is_some()),
+        ],
+        "not supported yet; ignored",
+        errs,
     );
-    // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
-    let services = super::services::mapping_fields(meta, s, errs);
-    for (f, set) in [
-        ("priority", s.priority.is_some()),
-        ("health_checks", s.health_checks.is_some()),
-        ("envoy_override", s.envoy_override.is_some()),
-    ] {
-        if set {
-            errs.push(meta.warning(&format!("spec.{f}"), "not supported yet; ignored"));
+}
+
+/// A warning on each field of `fields` that is set.
+fn warn_set(meta: &Meta, fields: &[(&str, bool)], message: &str, errs: &mut Errors) {
+    for (f, set) in fields {
+        if *set {
+            errs.push(meta.warning(&format!("spec.{f}"), message));
         }
     }
+}
 
-    let consistency = serde_json::to_string(&(
+/// The fields that must agree within a group, serialized
+/// (docs/design.md#groups-canaries-and-weights).
+fn consistency(s: &MappingSpec, headers_spec: &BTreeMap<String, Value>, prefix: &str) -> String {
+    serde_json::to_string(&(
         (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
         (
             s.cluster_idle_timeout_ms,
             s.cluster_max_connection_lifetime_ms,
         ),
-        (&headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
-        (&s.method, &prefix, s.prefix_regex, s.prefix_exact),
+        (headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
+        (&s.method, prefix, s.prefix_regex, s.prefix_exact),
     ))
-    .unwrap_or_default();
-    let (group_key, sort) = {
-        let present = |v: &Value| match v {
-            Value::Bool(true) => None,
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
-        };
-        // The conditions as written, in match order (headers, regex headers, host, method).
-        let mut owned: Vec<(&str, Option<String>, bool)> = Vec::new();
-        for (k, v) in &headers_spec {
-            owned.push((k, present(v), false));
-        }
-        for (k, v) in s.regex_headers.iter().flatten() {
-            owned.push((k, Some(v.clone()), true));
-        }
-        match &host {
-            Some(HostGlob::Glob(g)) => owned.push((":authority", Some(g.clone()), false)),
-            Some(HostGlob::Regex(r)) => owned.push((":authority", Some(r.clone()), true)),
-            None => {}
-        }
-        if let Some(m) = &s.method {
-            let regex = s.method_regex == Some(true);
-            let m = if regex {
-                m.clone()
-            } else {
-                m.to_ascii_uppercase()
-            };
-            owned.push((":method", Some(m), regex));
-        }
-        let mut owned_query: Vec<(&str, Option<String>, bool)> = Vec::new();
-        for (k, v) in s.query_parameters.iter().flatten() {
-            owned_query.push((k, present(v), false));
-        }
-        for (k, v) in s.regex_query_parameters.iter().flatten() {
-            owned_query.push((k, Some(v.clone()), true));
-        }
-        super::group::identity(
-            &conditions(&owned),
-            &conditions(&owned_query),
-            &prefix,
-            s.method.as_deref(),
-            s.precedence.unwrap_or(0),
-        )
+    .unwrap_or_default()
+}
+
+/// The group identity and route-order key, from the conditions as written, in match order
+/// (headers, regex headers, host, method; then query parameters).
+fn identity(
+    s: &MappingSpec,
+    headers_spec: &BTreeMap<String, Value>,
+    host: Option<&HostGlob>,
+    prefix: &str,
+) -> (GroupKey, SortKey) {
+    let present = |v: &Value| match v {
+        Value::Bool(true) => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     };
-    Ok(MappingPlan {
-        meta: meta.clone(),
-        builtin: false,
-        host,
-        acme: prefix == "/.well-known/acme-challenge/",
-        matcher,
-        group_key,
-        sort,
-        consistency,
-        action,
-        // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
-        weight: s.weight,
-        shadow,
-        timeout_ms: Some(s.timeout_ms.unwrap_or(settings.request_timeout_ms)),
-        idle_timeout_ms: s.idle_timeout_ms,
-        services,
-    })
+    let mut owned: Vec<(&str, Option<String>, bool)> = Vec::new();
+    for (k, v) in headers_spec {
+        owned.push((k, present(v), false));
+    }
+    for (k, v) in s.regex_headers.iter().flatten() {
+        owned.push((k, Some(v.clone()), true));
+    }
+    match host {
+        Some(HostGlob::Glob(g)) => owned.push((":authority", Some(g.clone()), false)),
+        Some(HostGlob::Regex(r)) => owned.push((":authority", Some(r.clone()), true)),
+        None => {}
+    }
+    if let Some(m) = &s.method {
+        let regex = s.method_regex == Some(true);
+        let m = if regex {
+            m.clone()
+        } else {
+            m.to_ascii_uppercase()
+        };
+        owned.push((":method", Some(m), regex));
+    }
+    let mut owned_query: Vec<(&str, Option<String>, bool)> = Vec::new();
+    for (k, v) in s.query_parameters.iter().flatten() {
+        owned_query.push((k, present(v), false));
+    }
+    for (k, v) in s.regex_query_parameters.iter().flatten() {
+        owned_query.push((k, Some(v.clone()), true));
+    }
+    order::identity(
+        &conditions(&owned),
+        &conditions(&owned_query),
+        prefix,
+        s.method.as_deref(),
+        s.precedence.unwrap_or(0),
+    )
 }
 
 /// What a Mapping does with the requests it matches: its target, rewrites, header changes and
@@ -455,8 +501,39 @@ fn action(
     errs: &mut Errors,
 ) -> Result<Action, Fail> {
     let settings = cx.settings;
+    let (prefix_rewrite, regex_rewrite) = path_rewrite(meta, s, whole_path, errs)?;
+    let host_rewrite = host_rewrite(meta, s, errs);
+    let (target, hash_policy, authority) = target(meta, s, service, cx, errs)?;
+    let retry = match &s.retry_policy {
+        Some(r) => Some(policy::retry(r).map_err(|(f, e)| fail(&format!("retry_policy.{f}"), e))?),
+        None => settings.retry.clone(),
+    };
+    let cors = match &s.cors {
+        Some(c) => Some(policy::cors(c).map_err(|(f, e)| fail(&format!("cors.{f}"), e))?),
+        None => settings.cors.clone(),
+    };
+    let mut action = Action {
+        prefix_rewrite,
+        host_rewrite,
+        regex_rewrite,
+        cors,
+        retry,
+        upgrades: upgrades(s),
+        hash_policy,
+        ..Action::to(target)
+    };
+    header_changes(s, settings, authority, &mut action);
+    Ok(action)
+}
 
-    // --- rewrites ---
+/// `regex_rewrite` (which replaces `rewrite`), else `rewrite`: `""` keeps the path, unset is
+/// `/`.
+fn path_rewrite(
+    meta: &Meta,
+    s: &MappingSpec,
+    whole_path: bool,
+    errs: &mut Errors,
+) -> Result<(Option<String>, Option<RegexRewrite>), Fail> {
     let regex_rewrite = match &s.regex_rewrite {
         Some(r) => {
             compile("regex_rewrite.pattern", &r.pattern)?;
@@ -484,7 +561,12 @@ fn action(
             Some("/".to_string())
         }
     };
-    let host_rewrite = match (&s.host_rewrite, s.auto_host_rewrite) {
+    Ok((prefix_rewrite, regex_rewrite))
+}
+
+/// `host_rewrite`, else `auto_host_rewrite`.
+fn host_rewrite(meta: &Meta, s: &MappingSpec, errs: &mut Errors) -> Option<HostRewrite> {
+    match (&s.host_rewrite, s.auto_host_rewrite) {
         (Some(h), auto) => {
             if auto == Some(true) {
                 errs.push(meta.warning("spec.auto_host_rewrite", "ignored: host_rewrite is set"));
@@ -493,85 +575,106 @@ fn action(
         }
         (None, Some(true)) => Some(HostRewrite::Auto),
         _ => None,
-    };
+    }
+}
 
-    // --- target ---
+/// A redirect (`host_redirect`, unless the Mapping is a shadow), else the upstream cluster
+/// (built by `upstream`) with the route's hash key and the upstream's `host:port`.
+fn target(
+    meta: &Meta,
+    s: &MappingSpec,
+    service: &str,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+) -> Result<(Target, Option<HashPolicy>, Option<String>), Fail> {
     let shadow = s.shadow == Some(true);
-    let redirect = s.host_redirect == Some(true) && !shadow;
     if shadow && s.host_redirect == Some(true) {
         errs.push(meta.warning("spec.host_redirect", "ignored: shadow takes precedence"));
     }
-    let mut hash_policy = None;
-    let mut authority = None;
-    let target = if redirect {
-        Target::Redirect(redirect_target(s, service, meta, errs)?)
-    } else {
-        for (f, set) in [
+    if s.host_redirect == Some(true) && !shadow {
+        let redirect = redirect_target(s, service, meta, errs)?;
+        return Ok((Target::Redirect(redirect), None, None));
+    }
+    warn_set(
+        meta,
+        &[
             ("path_redirect", s.path_redirect.is_some()),
             ("prefix_redirect", s.prefix_redirect.is_some()),
             ("regex_redirect", s.regex_redirect.is_some()),
             ("redirect_response_code", s.redirect_response_code.is_some()),
-        ] {
-            if set {
-                errs.push(
-                    meta.warning(&format!("spec.{f}"), "has no effect without host_redirect"),
-                );
-            }
-        }
-        let up = cluster(s, service, meta, cx, errs)?;
-        hash_policy = up.hash_policy;
-        authority = Some(up.authority);
-        Target::Cluster(Box::new(up.cluster))
+        ],
+        "has no effect without host_redirect",
+        errs,
+    );
+    let req = Request {
+        marker: shadow.then_some("shadow"),
+        http: Some(Http {
+            http2: s.grpc == Some(true),
+            dns_type: s.dns_type.as_deref(),
+            load_balancer: s.load_balancer.as_ref(),
+            connect_timeout_ms: s.connect_timeout_ms,
+            respect_dns_ttl: s.respect_dns_ttl,
+            cluster_idle_timeout_ms: s.cluster_idle_timeout_ms,
+            cluster_max_connection_lifetime_ms: s.cluster_max_connection_lifetime_ms,
+            keepalive: s.keepalive.as_ref(),
+            host_rewrite: s.host_rewrite.as_deref(),
+        }),
+        ..upstream::request!(meta, service, s)
     };
+    let Upstream {
+        cluster,
+        hash_policy,
+        authority,
+    } = upstream::cluster(&req, cx, errs)?;
+    Ok((
+        Target::Cluster(Box::new(cluster)),
+        hash_policy,
+        Some(authority),
+    ))
+}
 
-    // --- policies and headers ---
-    let retry = match &s.retry_policy {
-        Some(r) => Some(policy::retry(r).map_err(|(f, e)| fail(&format!("retry_policy.{f}"), e))?),
-        None => settings.retry.clone(),
-    };
-    let cors = match &s.cors {
-        Some(c) => Some(policy::cors(c).map_err(|(f, e)| fail(&format!("cors.{f}"), e))?),
-        None => settings.cors.clone(),
-    };
+/// Header changes: the Module's, then the Mapping's; `l5d-dst-override` for Linkerd.
+fn header_changes(
+    s: &MappingSpec,
+    settings: &Settings,
+    authority: Option<String>,
+    action: &mut Action,
+) {
     let mut add_req = settings.add_request_headers.clone().unwrap_or_default();
     add_req.extend(s.add_request_headers.clone().unwrap_or_default());
-    let mut add_request_headers = policy::add_headers(&add_req);
+    action.add_request_headers = policy::add_headers(&add_req);
     let mut add_resp = settings.add_response_headers.clone().unwrap_or_default();
     add_resp.extend(s.add_response_headers.clone().unwrap_or_default());
+    action.add_response_headers = policy::add_headers(&add_resp);
     if s.add_linkerd_headers
         .unwrap_or(settings.add_linkerd_headers)
         && let Some(authority) = authority
     {
-        add_request_headers.push(HeaderValue {
+        action.add_request_headers.push(HeaderValue {
             name: "l5d-dst-override".into(),
             value: authority,
             append: false,
         });
     }
-    let mut remove_request_headers = settings.remove_request_headers.clone();
-    remove_request_headers.extend(s.remove_request_headers.iter().flat_map(|r| r.to_vec()));
-    let mut remove_response_headers = settings.remove_response_headers.clone();
-    remove_response_headers.extend(s.remove_response_headers.iter().flat_map(|r| r.to_vec()));
+    action.remove_request_headers = settings.remove_request_headers.clone();
+    action
+        .remove_request_headers
+        .extend(s.remove_request_headers.iter().flat_map(|r| r.to_vec()));
+    action.remove_response_headers = settings.remove_response_headers.clone();
+    action
+        .remove_response_headers
+        .extend(s.remove_response_headers.iter().flat_map(|r| r.to_vec()));
+}
+
+/// `allow_upgrade`, plus `websocket` for `use_websocket`.
+fn upgrades(s: &MappingSpec) -> Vec<String> {
     let mut upgrades: Vec<String> = s.allow_upgrade.iter().flatten().cloned().collect();
     if s.use_websocket == Some(true)
         && !upgrades.iter().any(|u| u.eq_ignore_ascii_case("websocket"))
     {
         upgrades.push("websocket".into());
     }
-    Ok(Action {
-        target,
-        prefix_rewrite,
-        host_rewrite,
-        regex_rewrite,
-        add_request_headers,
-        add_response_headers: policy::add_headers(&add_resp),
-        remove_request_headers,
-        remove_response_headers,
-        cors,
-        retry,
-        upgrades,
-        hash_policy,
-    })
+    upgrades
 }
 
 /// Borrowed [`Condition`]s of `(name, value, regex)` triples.
@@ -655,196 +758,6 @@ fn redirect_target(
     })
 }
 
-/// A Mapping's upstream: its cluster, the route's hash key, and `host:port` (for Linkerd).
-struct Upstream {
-    cluster: Cluster,
-    hash_policy: Option<HashPolicy>,
-    authority: String,
-}
-
-/// The upstream cluster (docs/design.md#service-parsing-and-endpoints,
-/// docs/design.md#policies-and-cluster-settings). Its name follows Emissary's rule
-/// (docs/design.md#cluster-naming-and-sharing); settings that
-/// would conflict under one name are separated later (see `group::assign_clusters`).
-fn cluster(
-    s: &MappingSpec,
-    service: &str,
-    meta: &Meta,
-    cx: &mut Context<'_, '_>,
-    errs: &mut Errors,
-) -> Result<Upstream, Fail> {
-    let (settings, store, options) = (cx.settings, cx.store, cx.options);
-    let mut svc = Service::parse(service).map_err(|e| fail("service", e))?;
-    if let Some(suffix) = &svc.ignored_suffix {
-        errs.push(meta.warning("spec.service", format!("{suffix:?} is ignored")));
-    }
-    let resolver = match s.resolver.as_deref() {
-        Some(r) => Some(Resolver::parse(r).map_err(|e| fail("resolver", e))?),
-        None => settings.resolver,
-    };
-    if meta.namespace != options.ambassador_namespace
-        && !settings.use_ambassador_namespace_for_service_resolution
-    {
-        svc.qualify(&meta.namespace);
-    }
-    let (tls, ctx_name): (Option<UpstreamTls>, Option<String>) = match &s.tls {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => (None, None),
-        Some(Value::Bool(true)) => (Some(UpstreamTls::plain()), None),
-        Some(Value::String(name)) => {
-            if svc.https == Some(false) {
-                return Err(fail("tls", "contradicts the http:// scheme of service"));
-            }
-            let (tls, ctx_name) = store
-                .origination(name, &meta.namespace, svc.https)
-                .map_err(|e| fail("tls", e))?;
-            (Some(tls), ctx_name)
-        }
-        Some(_) => return Err(fail("tls", "must be a TLSContext name")),
-    };
-    let tls = tls.or_else(|| (svc.https == Some(true)).then(UpstreamTls::plain));
-    let port = svc.port_or_default(tls.is_some());
-    let circuit_breakers = match &s.circuit_breakers {
-        Some(cb) => policy::circuit_breakers(cb)
-            .map_err(|(f, e)| fail(&format!("circuit_breakers{f}"), e))?,
-        None => settings.circuit_breakers.clone(),
-    };
-    let dns_family = policy::dns_family(
-        s.enable_ipv4.unwrap_or(settings.enable_ipv4),
-        s.enable_ipv6.unwrap_or(settings.enable_ipv6),
-    )
-    .map_err(|(f, e)| fail(&f, e))?;
-    let logical = match s.dns_type.as_deref() {
-        None | Some("strict_dns") => false,
-        Some("logical_dns") => true,
-        Some(other) => {
-            return Err(fail(
-                "dns_type",
-                format!("{other:?} is not strict_dns or logical_dns"),
-            ));
-        }
-    };
-    let (resolution, warning) = cx.index.resolve(
-        resolver,
-        &svc.host,
-        port,
-        dns_family,
-        &options.ambassador_namespace,
-    );
-    if let Some(w) = warning {
-        errs.push(meta.warning("spec.service", w));
-    }
-    let eds = matches!(resolution, Resolution::Eds(_));
-    let balancer = match &s.load_balancer {
-        Some(lb) => {
-            let b = policy::load_balancer(lb)
-                .map_err(|(f, e)| fail(&format!("load_balancer.{f}"), e))?;
-            if b.needs_endpoints() && !eds {
-                return Err(fail("load_balancer.policy", HASH_NEEDS_EDS));
-            }
-            Some(b)
-        }
-        None => match &settings.load_balancer {
-            Some(b) if b.needs_endpoints() && !eds => {
-                errs.push(meta.warning(
-                    "spec.service",
-                    format!("the Module's load_balancer is not applied: {HASH_NEEDS_EDS}"),
-                ));
-                None
-            }
-            other => other.clone(),
-        },
-    };
-    let discovery = match resolution {
-        Resolution::Eds(service_name) => {
-            if logical {
-                errs.push(meta.warning(
-                    "spec.dns_type",
-                    "ignored: the endpoint resolver does not use DNS",
-                ));
-            }
-            Discovery::Eds { service_name }
-        }
-        Resolution::Dns => {
-            let ep = vec![Endpoint::new(svc.host.clone(), port)];
-            if logical {
-                Discovery::LogicalDns(ep)
-            } else {
-                Discovery::StrictDns(ep)
-            }
-        }
-    };
-
-    let mut parts: Vec<String> = vec!["cluster".into()];
-    if s.shadow == Some(true) {
-        parts.push("shadow".into());
-    }
-    if let Some(tag) = &s.cluster_tag {
-        parts.push(tag.clone());
-    }
-    parts.push(svc.display());
-    if tls.is_some() {
-        parts.push("otls".into());
-        parts.extend(ctx_name);
-        if let Some(h) = &s.host_rewrite {
-            parts.push(format!("hr-{h}"));
-        }
-    }
-    parts.push(meta.namespace.clone());
-    parts.extend(circuit_breakers.iter().map(policy::circuit_breaker_token));
-    if eds && let Some(b) = &balancer {
-        parts.extend(b.name_tokens());
-    }
-
-    let mut c = Cluster::new(cluster_name(&parts), discovery);
-    c.alt_stat_name = Some(
-        s.stats_name
-            .clone()
-            .unwrap_or_else(|| sanitize(&svc.authority())),
-    );
-    c.lb_policy = balancer
-        .as_ref()
-        .map_or(crate::ir::LbPolicy::RoundRobin, |b| b.policy.clone());
-    // Envoy refuses a zero connect timeout, and with it the whole cluster update.
-    c.connect_timeout_ms = match s.connect_timeout_ms {
-        Some(0) => return Err(fail("connect_timeout_ms", "must be greater than 0")),
-        other => other.unwrap_or(3000),
-    };
-    c.circuit_breakers = circuit_breakers;
-    c.tls = tls;
-    c.http2 = s.grpc == Some(true);
-    c.dns_family = dns_family;
-    c.respect_dns_ttl = s.respect_dns_ttl.unwrap_or(false);
-    // 0 is unset here (the Module's value, else Envoy's default), as in Emissary.
-    c.idle_timeout_ms =
-        super::module::timeout_set(s.cluster_idle_timeout_ms).or(settings.cluster_idle_timeout_ms);
-    c.max_connection_duration_ms = super::module::timeout_set(s.cluster_max_connection_lifetime_ms)
-        .or(settings.cluster_max_connection_lifetime_ms);
-    c.tcp_keepalive = s
-        .keepalive
-        .as_ref()
-        .or(settings.keepalive.as_ref())
-        .map(policy::keepalive);
-    c.header_key_format = settings.http.header_key_format.filter(|_| !c.http2);
-    Ok(Upstream {
-        authority: format!("{}:{port}", svc.host),
-        hash_policy: balancer.and_then(|b| b.hash),
-        cluster: c,
-    })
-}
-
-const HASH_NEEDS_EDS: &str = "ring_hash and maglev need the endpoint resolver (resolver: kubernetes-endpoint, or legate's endpoint_routing setting) and a service naming a Kubernetes Service";
-
-/// Joins the parts with `_`, sanitizes, and shortens names over 60 characters to
-/// `<first 40>-<SHA-1 prefix>-0` (docs/design.md#cluster-naming-and-sharing).
-pub(crate) fn cluster_name(parts: &[String]) -> String {
-    let name = sanitize(&parts.join("_"));
-    if name.len() <= 60 {
-        return name;
-    }
-    let digest = sha1_smol::Sha1::from(name.as_bytes()).digest().to_string();
-    format!("{}-{}-0", &name[..40], digest[..16].to_ascii_uppercase())
-}
-
 /// `check_ready`, `check_alive` (and diagnostics when the Module enables it explicitly): on
 /// every Host, to legate's probe server (or the Module's `service`), 10 s timeout, exempt from
 /// Module policies.
@@ -867,7 +780,7 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             value: Some("*"),
             regex: false,
         }];
-        let (group_key, sort) = super::group::identity(&star, &[], prefix, None, 0);
+        let (group_key, sort) = order::identity(&star, &[], prefix, None, 0);
         out.push(MappingPlan {
             meta: Meta {
                 origin: crate::api::Origin::Builtin,

@@ -23,8 +23,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::api::mapping::MappingSpec;
 use crate::ir::{Cluster, ExtAuthz, Ir, RateLimitFilter, RouteAction, RouteAuth};
 
-use super::load::{Loaded, Meta};
-use super::mapping::MappingPlan;
+use crate::api::log_service::LogServiceSpec;
+use crate::api::tracing_service::TracingServiceSpec;
+
+use super::load::{Loaded, Meta, Obj};
 use super::module::Settings;
 use super::tls::Store;
 use super::{Errors, Options};
@@ -131,18 +133,26 @@ pub(crate) struct Routes {
     builtin_lookalikes: BTreeSet<String>,
 }
 
-/// Takes each Mapping's fields out of its plan; reports context extensions an HTTP auth
-/// service cannot receive (Envoy sends them to gRPC services only).
-pub(crate) fn collect(mappings: &mut [MappingPlan], plan: &Plan, errs: &mut Errors) -> Routes {
+/// One planned user Mapping as [`collect`] sees it: its identity and the fields
+/// [`mapping_fields`] read (taken out of the plan).
+pub(crate) struct MappingEntry<'m> {
+    pub meta: &'m Meta,
+    pub fields: Option<Box<MappingFields>>,
+}
+
+/// Collects the user Mappings' fields; reports context extensions an HTTP auth service cannot
+/// receive (Envoy sends them to gRPC services only).
+pub(crate) fn collect<'m>(
+    mappings: impl IntoIterator<Item = MappingEntry<'m>>,
+    plan: &Plan,
+    errs: &mut Errors,
+) -> Routes {
     let mut r = Routes::default();
-    for m in mappings.iter_mut() {
-        if m.builtin {
-            continue;
-        }
+    for m in mappings {
         if m.meta.namespace == "builtin" {
             r.builtin_lookalikes.insert(m.meta.id());
         }
-        let Some(f) = m.services.take() else {
+        let Some(f) = m.fields else {
             continue;
         };
         if !f.context_extensions.is_empty()
@@ -155,16 +165,43 @@ pub(crate) fn collect(mappings: &mut [MappingPlan], plan: &Plan, errs: &mut Erro
             ));
         }
         if let (Some(rl), Some(labels)) = (&plan.rate_limit, &f.labels) {
-            ratelimit::report_other_domains(&m.meta, labels, &rl.domain, errs);
+            ratelimit::report_other_domains(m.meta, labels, &rl.domain, errs);
         }
         r.fields.insert(m.meta.id(), f);
     }
     r
 }
 
+/// What the assembly needs of the four external-service kinds: the outputs of their plans.
+pub(crate) struct Planned<'a> {
+    /// AuthService and RateLimitService ([`plan`]).
+    pub plan: Plan,
+    /// The Mappings' fields ([`collect`]).
+    pub routes: Routes,
+    pub log_services: &'a [Obj<LogServiceSpec>],
+    pub tracing_services: &'a [Obj<TracingServiceSpec>],
+    pub options: &'a Options,
+}
+
+/// The assembly step of the external services, once the listeners, route tables and the
+/// Mappings' clusters are in the IR: filters and per-route settings (AuthService,
+/// RateLimitService), loggers (LogService) and the tracer (TracingService) on every connection
+/// manager, and the services' own clusters.
+pub(crate) fn assemble(
+    ir: &mut Ir,
+    p: Planned<'_>,
+    settings: &Settings,
+    store: &mut Store,
+    errs: &mut Errors,
+) {
+    apply(ir, p.plan, p.routes, store);
+    log::attach(p.log_services, settings, p.options, ir, errs);
+    tracing::attach(p.tracing_services, settings, p.options, ir, errs);
+}
+
 /// Puts the filters on every HTTP connection manager, the services' clusters into the IR, and
 /// each route's auth setting and rate limits.
-pub(crate) fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
+fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
     if plan.ext_authz.is_none() && plan.rate_limit.is_none() {
         return;
     }

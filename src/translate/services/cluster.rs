@@ -8,10 +8,10 @@ use crate::api::common::CircuitBreakerSpec;
 use crate::ir::{Cluster, Discovery, Endpoint, UpstreamTls};
 
 use super::super::load::Meta;
-use super::super::mapping::cluster_name;
 use super::super::module::{Settings, timeout_set};
 use super::super::service::{Service, sanitize};
 use super::super::tls::Store;
+use super::super::upstream::cluster_name;
 use super::super::{Errors, Options, policy};
 
 /// What building a service cluster reads besides the resource.

@@ -41,7 +41,7 @@ pub(crate) fn cluster(
     }
     let tls = (svc.https == Some(true)).then(UpstreamTls::plain);
     let port = svc.port_or_default(tls.is_some());
-    let name = crate::translate::mapping::cluster_name(&[
+    let name = crate::translate::upstream::cluster_name(&[
         "cluster".to_string(),
         c.marker.to_string(),
         written,

@@ -1,4 +1,4 @@
-//! Routes of one vhost: the groups associated with a Host, their canary thresholds, and the
+//! Assembly step: the routes of one vhost: the groups associated with a Host, their canary thresholds, and the
 //! security-model variants of each route (docs/design.md#security-models-and-route-variants,
 //! docs/design.md#groups-canaries-and-weights, docs/design.md#route-order).
 
@@ -8,18 +8,11 @@ use crate::ir::{
     WeightedCluster,
 };
 
-use super::group::{self, Group};
-use super::host::{HostPlan, globs_compatible};
-use super::mapping::{HostGlob, MappingPlan, Target};
-use super::service::sanitize;
-
-/// How a Listener treats `X-Forwarded-Proto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Security {
-    Xfp,
-    Secure,
-    Insecure,
-}
+use crate::translate::group::{self, Group};
+use crate::translate::host::{HostPlan, globs_compatible};
+use crate::translate::listener::Security;
+use crate::translate::mapping::{HostGlob, MappingPlan, Target};
+use crate::translate::service::sanitize;
 
 /// Is the Mapping associated with the Host (docs/design.md#associating-mappings-with-hosts)?
 pub(crate) fn associated(host: &HostPlan, plan: &MappingPlan) -> bool {
@@ -123,6 +116,9 @@ fn variants(
     }
 }
 
+/// The route of one Mapping of a group: the one place where what a Mapping's plan carries
+/// for its route (its action, per-route settings, and the group's merged settings) becomes
+/// the IR route.
 fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold: u32) -> Route {
     let mut matcher = plan.matcher.clone();
     let action = match &plan.action.target {
