@@ -51,13 +51,24 @@ impl fmt::Display for Origin {
 
 /// One Kubernetes-style object as read, before typing. `value` is the whole object
 /// (`apiVersion`, `kind`, `metadata`, `spec` or `data`/`type` for Secrets).
+///
+/// The value is shared, not copied, when the object is cloned: a source keeps what it read
+/// and publishes the same objects in every state, so at 50,000 objects a state rebuild costs
+/// pointers, not a second copy of every parsed document (BENCHMARKS.md, "legate's own memory").
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RawObject {
     pub origin: Origin,
-    pub value: serde_json::Value,
+    pub value: std::sync::Arc<serde_json::Value>,
 }
 
 impl RawObject {
+    pub fn new(origin: Origin, value: serde_json::Value) -> Self {
+        RawObject {
+            origin,
+            value: std::sync::Arc::new(value),
+        }
+    }
+
     pub fn api_version(&self) -> &str {
         self.value
             .get("apiVersion")

@@ -13,6 +13,7 @@ pub mod error;
 pub mod exit;
 pub mod http;
 pub mod ir;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod probe;

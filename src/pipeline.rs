@@ -198,6 +198,11 @@ impl Pipeline {
             );
         }
         self.first.release();
+        // The previous IR and snapshot were dropped above: give their memory back.
+        let trimmed = tokio::task::spawn_blocking(crate::memory::release).await;
+        if let Err(e) = trimmed {
+            tracing::debug!(error = %e, "memory release task did not run");
+        }
     }
 }
 
@@ -221,6 +226,8 @@ fn build(
         }
         Step::Ir(ir) => (ir.as_ref().clone(), Vec::new()),
     };
+    let mut ir = ir;
+    ir.shrink_to_fit();
     let snapshot = xds::resources::snapshot(&ir, generation, boot_id)?;
     Ok((ir, errors, snapshot))
 }

@@ -125,10 +125,10 @@ mod tests {
     use crate::readiness::Ready;
 
     fn object(name: &str) -> RawObject {
-        RawObject {
-            origin: Origin::Builtin,
-            value: serde_json::json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": name}}),
-        }
+        RawObject::new(
+            Origin::Builtin,
+            serde_json::json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": name}}),
+        )
     }
 
     #[test]

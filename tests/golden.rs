@@ -33,7 +33,7 @@ fn load_dir(dir: &Path) -> Vec<RawObject> {
                     file: rel.clone(),
                     doc: i + 1,
                 },
-                value: serde_json::to_value(value).unwrap(),
+                value: std::sync::Arc::new(serde_json::to_value(value).unwrap()),
             });
         }
     }

@@ -115,7 +115,7 @@ fn find<'a>(state: &'a SourceState, kind: &str, ns: &str, name: &str) -> Option<
         .objects
         .iter()
         .find(|o| o.kind() == kind && o.namespace() == Some(ns) && o.name() == name)
-        .map(|o| &o.value)
+        .map(|o| &*o.value)
 }
 
 fn amb(kind: &str, ns: &str, name: &str, spec: Value) -> Value {

@@ -21,7 +21,7 @@ fn raw(value: Value) -> RawObject {
             namespace: value["metadata"]["namespace"].as_str().unwrap().into(),
             name: value["metadata"]["name"].as_str().unwrap().into(),
         },
-        value,
+        value: std::sync::Arc::new(value),
     }
 }
 
@@ -172,7 +172,9 @@ fn golden(case: &str) -> Vec<RawObject> {
                 file: "input.yaml".into(),
                 doc: i + 1,
             },
-            value: serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap(),
+            value: std::sync::Arc::new(
+                serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap(),
+            ),
         })
         .filter(|o| !o.value.is_null())
         .collect()

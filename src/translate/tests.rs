@@ -7,13 +7,13 @@ use crate::api::{Origin, RawObject};
 use crate::ir::{RouteAction, RouteMatch};
 
 fn raw(doc: usize, value: serde_json::Value) -> RawObject {
-    RawObject {
-        origin: Origin::File {
+    RawObject::new(
+        Origin::File {
             file: "t.yaml".into(),
             doc,
         },
         value,
-    }
+    )
 }
 
 fn listener_and_host() -> Vec<RawObject> {

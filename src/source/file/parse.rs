@@ -338,10 +338,7 @@ fn object(
         Some(Value::String(_)) => {}
         Some(_) => return fail("metadata.namespace", "namespace is not a string"),
     }
-    Ok(RawObject {
-        origin,
-        value: Value::Object(map),
-    })
+    Ok(RawObject::new(origin, Value::Object(map)))
 }
 
 fn non_empty_str(value: Option<&Value>) -> bool {

@@ -171,8 +171,8 @@ impl Publisher {
             }
             (current.generation + 1, Arc::strong_count(&*current) == 1)
         };
-        // A consumer still holds the current state: copy its objects outside the channel's
-        // lock. Otherwise they are moved out of it below.
+        // A consumer still holds the current state: copy its list outside the channel's lock
+        // (each object's value is shared, not copied). Otherwise it is moved out below.
         let copied = (!unique).then(|| self.state.borrow().objects.clone());
         let slots = &mut self.slots;
         let mut count = 0;
@@ -340,13 +340,13 @@ mod tests {
     }
 
     fn raw(ns: &str, name: &str, spec: &str) -> RawObject {
-        RawObject {
-            origin: Origin::Kubernetes {
+        RawObject::new(
+            Origin::Kubernetes {
                 namespace: ns.into(),
                 name: name.into(),
             },
-            value: serde_json::json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}),
-        }
+            serde_json::json!({"metadata": {"namespace": ns, "name": name}, "spec": spec}),
+        )
     }
 
     fn names(objects: &[RawObject]) -> Vec<String> {
@@ -429,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_objects_are_moved_unless_a_consumer_holds_the_state() {
+    fn unchanged_objects_are_shared_with_a_consumer_that_holds_the_state() {
         let (mut p, rx, ready) = publisher();
         sync_all(
             &mut p,
@@ -450,14 +450,15 @@ mod tests {
         assert_eq!(names(&second.objects), ["a/1=\"x\"", "a/2=\"y\""]);
         assert_eq!(address(&second.objects[0]), first);
 
-        // A consumer holds generation 2: it keeps it intact, the next state gets copies.
+        // A consumer holds generation 2: it keeps it intact, and the next state shares the
+        // untouched object's value with it instead of copying it.
         p.apply(msg(0, Change::Delete(key("a", "2"))));
         p.publish();
         let third = rx.borrow().clone();
         assert_eq!(third.generation, 3);
         assert_eq!(names(&third.objects), ["a/1=\"x\""]);
         assert_eq!(names(&second.objects), ["a/1=\"x\"", "a/2=\"y\""]);
-        assert_ne!(address(&third.objects[0]), first);
+        assert_eq!(address(&third.objects[0]), first);
     }
 
     #[test]

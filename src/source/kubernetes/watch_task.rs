@@ -181,7 +181,7 @@ impl WatchTask {
             namespace: namespace.clone(),
             name: name.clone(),
         };
-        ((namespace, name), RawObject { origin, value })
+        ((namespace, name), RawObject::new(origin, value))
     }
 
     fn classify(&self, error: &watcher::Error) -> WatchStatus {

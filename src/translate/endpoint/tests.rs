@@ -15,7 +15,7 @@ fn raw(value: Value) -> RawObject {
             .into(),
         name: value["metadata"]["name"].as_str().unwrap_or("").into(),
     };
-    RawObject { origin, value }
+    RawObject::new(origin, value)
 }
 
 fn base() -> Vec<RawObject> {

@@ -1,0 +1,20 @@
+//! Handing freed heap back to the operating system.
+//!
+//! A translation at scale allocates and frees hundreds of megabytes in a burst (the objects'
+//! plans, the IR, the encoded resources of the old and new snapshot). glibc's allocator keeps
+//! freed memory in its arenas, so without help the process's resident size stays at the peak of
+//! the largest translation forever, although the live data is a fraction of it (BENCHMARKS.md,
+//! "legate's own memory"). [`release`] asks the allocator to return what it can; the pipeline
+//! calls it after each publication, when the previous snapshot has been dropped.
+
+/// Returns freed heap memory to the operating system, where the allocator supports it
+/// (glibc's `malloc_trim`); a no-op elsewhere. Takes a few milliseconds at most on a heap of
+/// hundreds of megabytes; call it off the latency path.
+pub fn release() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only walks the allocator's own free lists; it takes the arena locks
+    // itself and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
