@@ -122,7 +122,7 @@ fn golden_ir(case: &str) -> crate::ir::Ir {
                 file: path.clone(),
                 doc: i + 1,
             },
-            value: serde_json::to_value(value).unwrap(),
+            value: std::sync::Arc::new(serde_json::to_value(value).unwrap()),
         });
     }
     crate::translate::translate(&objects, &crate::translate::Options::default()).ir
