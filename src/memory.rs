@@ -7,6 +7,26 @@
 //! "legate's own memory"). [`release`] asks the allocator to return what it can; the pipeline
 //! calls it after each publication, when the previous snapshot has been dropped.
 
+/// How many malloc arenas the process may use: two, not glibc's default of eight per core.
+/// Each thread that allocates gets an arena of its own up to the limit, and every arena keeps
+/// its own free memory; legate's allocations come in bursts from a few threads (the
+/// translation, the ADS streams), so more arenas only hold more freed memory
+/// (BENCHMARKS.md, "legate's own memory"). `MALLOC_ARENA_MAX` in the environment still wins.
+const ARENAS: i32 = 2;
+
+/// Limits the allocator's arenas ([`ARENAS`]). Call once, first thing in `main`, before any
+/// thread starts; a no-op where the allocator is not glibc's.
+pub fn limit_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: `mallopt` only sets an allocator parameter; called before other threads
+        // exist, it races with nothing.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        }
+    }
+}
+
 /// Returns freed heap memory to the operating system, where the allocator supports it
 /// (glibc's `malloc_trim`); a no-op elsewhere. Takes a few milliseconds at most on a heap of
 /// hundreds of megabytes; call it off the latency path.
