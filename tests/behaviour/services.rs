@@ -582,3 +582,124 @@ async fn service_changes_under_load_drop_nothing() {
     );
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }
+
+/// Latency of `n` sequential GETs of `path` on one keep-alive connection, sorted; every answer
+/// must be 200 from backend `a`.
+async fn latencies(port: u16, path: &str, n: usize) -> Vec<std::time::Duration> {
+    let mut conn = http::connect(local(port)).await.expect("connect");
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        conn.ready().await.expect("connection ready");
+        let t = std::time::Instant::now();
+        let r = http::send(&mut conn, "GET", path, &[]).await.expect("answer");
+        out.push(t.elapsed());
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.backend().as_deref(), Some("a"));
+    }
+    out.sort();
+    out
+}
+
+fn percentile(sorted: &[std::time::Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Figures for BENCHMARKS.md (issue 7): p50/p99 request latency through the real Envoy without
+/// the filters' services, with ext_authz (gRPC, then HTTP doubles, allowing), with ratelimit
+/// (double answering OK), and with both. Run with
+/// `cargo nextest run --test behaviour -E 'test(/service_latency/)' --run-ignored only --no-capture`.
+/// Each configuration is measured `ROUNDS` times (5,000 requests after 500 warm-up ones); the
+/// medians of the rounds' p50 and p99 are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run explicitly"]
+async fn service_latency() {
+    const ROUNDS: usize = 5;
+    let grpc = services::grpc_auth().await;
+    let web = services::http_auth().await;
+    let rls = services::rate_limit().await;
+    let a = Backend::start("a").await;
+    let port = free_port();
+    let base = yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "app",
+            &format!(
+                "hostname: '*', prefix: /app/, service: '127.0.0.1:{}', labels: {{ambassador: [{{g: [{{generic_key: {{value: steady}}}}]}}]}}",
+                a.port()
+            ),
+        ),
+    ]);
+    let Some(lg) = Legate::start(&[("base.yaml", &base)]).await else {
+        return;
+    };
+    let auth = |svc: &str, proto: &str| {
+        obj(
+            "AuthService",
+            "auth",
+            &format!("auth_service: '{svc}', proto: {proto}"),
+        )
+    };
+    let limit = obj(
+        "RateLimitService",
+        "rls",
+        &format!("service: '{}', timeout_ms: 1000", rls.service()),
+    );
+    let cases: [(&str, Option<String>, bool); 5] = [
+        ("none", None, false),
+        ("ext_authz grpc", Some(auth(&grpc.service(), "grpc")), false),
+        ("ext_authz http", Some(auth(&web.service(), "http")), false),
+        ("ratelimit", None, true),
+        ("ext_authz grpc + ratelimit", Some(auth(&grpc.service(), "grpc")), true),
+    ];
+    for (name, auth_yaml, with_limit) in cases {
+        match &auth_yaml {
+            Some(y) => lg.write("auth.yaml", y),
+            None => {
+                let _ = std::fs::remove_file(lg.dir().join("auth.yaml"));
+            }
+        }
+        match with_limit {
+            true => lg.write("rls.yaml", &limit),
+            false => {
+                let _ = std::fs::remove_file(lg.dir().join("rls.yaml"));
+            }
+        }
+        // In force: the services in use are asked, the others not.
+        let (g0, w0, r0) = (grpc.seen.len(), web.seen.len(), rls.seen.len());
+        http::eventually(CHANGE, &format!("{name} in force"), || async {
+            let (g, w, r) = (grpc.seen.len(), web.seen.len(), rls.seen.len());
+            let ok = http::request(local(port), "GET", "/app/probe", &[])
+                .await
+                .ok()
+                .is_some_and(|r| r.status == 200);
+            let (g1, w1, r1) = (grpc.seen.len(), web.seen.len(), rls.seen.len());
+            let asked = |before: usize, after: usize| after > before;
+            let want_g = auth_yaml.as_deref().is_some_and(|y| y.contains("grpc"));
+            let want_w = auth_yaml.as_deref().is_some_and(|y| y.contains("http"));
+            (ok && asked(g, g1) == want_g && asked(w, w1) == want_w && asked(r, r1) == with_limit)
+                .then_some(())
+        })
+        .await;
+        let (mut p50s, mut p99s) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            latencies(port, "/app/warm", 500).await;
+            let l = latencies(port, "/app/measure", 5_000).await;
+            p50s.push(percentile(&l, 0.5));
+            p99s.push(percentile(&l, 0.99));
+        }
+        p50s.sort_by(f64::total_cmp);
+        p99s.sort_by(f64::total_cmp);
+        let (g1, w1, r1) = (grpc.seen.len(), web.seen.len(), rls.seen.len());
+        eprintln!(
+            "service latency | {name} | p50 {:.3} ms | p99 {:.3} ms | rounds p50 {:?} p99 {:?} | asked: grpc {} http {} rls {}",
+            p50s[ROUNDS / 2],
+            p99s[ROUNDS / 2],
+            p50s,
+            p99s,
+            g1 - g0,
+            w1 - w0,
+            r1 - r0
+        );
+    }
+}
