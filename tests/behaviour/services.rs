@@ -591,7 +591,9 @@ async fn latencies(port: u16, path: &str, n: usize) -> Vec<std::time::Duration> 
     for _ in 0..n {
         conn.ready().await.expect("connection ready");
         let t = std::time::Instant::now();
-        let r = http::send(&mut conn, "GET", path, &[]).await.expect("answer");
+        let r = http::send(&mut conn, "GET", path, &[])
+            .await
+            .expect("answer");
         out.push(t.elapsed());
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(r.backend().as_deref(), Some("a"));
@@ -650,7 +652,11 @@ async fn service_latency() {
         ("ext_authz grpc", Some(auth(&grpc.service(), "grpc")), false),
         ("ext_authz http", Some(auth(&web.service(), "http")), false),
         ("ratelimit", None, true),
-        ("ext_authz grpc + ratelimit", Some(auth(&grpc.service(), "grpc")), true),
+        (
+            "ext_authz grpc + ratelimit",
+            Some(auth(&grpc.service(), "grpc")),
+            true,
+        ),
     ];
     for (name, auth_yaml, with_limit) in cases {
         match &auth_yaml {
