@@ -27,6 +27,26 @@ use legate::xds::resources::{snapshot, to_json, write_json};
 
 /// Writes what `gen-mappings.py N DIR` writes: `00-base.yaml`, then 100 Mappings a file.
 fn write_mappings(n: usize, dir: &Path) {
+    write_mappings_with(n, dir, false)
+}
+
+/// An AuthService and a RateLimitService, added to the base with `services`
+/// (issue 7's translation figure).
+const SERVICES: &str = r#"---
+apiVersion: getambassador.io/v3alpha1
+kind: AuthService
+metadata: {name: auth, namespace: default}
+spec: {auth_service: "auth.default:3000", proto: grpc, timeout_ms: 500}
+---
+apiVersion: getambassador.io/v3alpha1
+kind: RateLimitService
+metadata: {name: rls, namespace: default}
+spec: {service: "rls.default:8081"}
+"#;
+
+/// As [`write_mappings`]; with `services`, also an AuthService and a RateLimitService, and
+/// every Mapping has two rate-limit label groups (remote address; a header and a constant).
+fn write_mappings_with(n: usize, dir: &Path, services: bool) {
     let base = r#"---
 apiVersion: getambassador.io/v3alpha1
 kind: Listener
@@ -38,6 +58,10 @@ kind: Host
 metadata: {name: wildcard, namespace: default}
 spec: {hostname: "*", requestPolicy: {insecure: {action: Route}}}
 "#;
+    let base = match services {
+        true => format!("{base}{SERVICES}"),
+        false => base.to_string(),
+    };
     std::fs::write(dir.join("00-base.yaml"), base).unwrap();
     for chunk in (0..n).step_by(100) {
         let mut text = String::new();
@@ -55,6 +79,15 @@ spec: {hostname: "*", requestPolicy: {insecure: {action: Route}}}
             if i % 11 == 0 {
                 extra += "\n  retry_policy: {retry_on: 5xx, num_retries: 2}";
             }
+            if services {
+                write!(
+                    extra,
+                    "\n  labels: {{ambassador: [{{per-ip: [{{remote_address: {{key: remote_address}}}}]}}, \
+                     {{tenant: [{{request_headers: {{key: tenant, header_name: x-tenant}}}}, \
+                     {{generic_key: {{value: m-{i}}}}}]}}]}}"
+                )
+                .unwrap();
+            }
             let ns = i % 10;
             write!(
                 text,
@@ -71,16 +104,32 @@ spec: {hostname: "*", requestPolicy: {insecure: {action: Route}}}
 /// The objects of a generated directory (generated once per size, shared by both clocks),
 /// checked to translate cleanly into at least N routes.
 fn objects(n: usize) -> &'static [RawObject] {
-    static CACHE: Mutex<BTreeMap<usize, &'static [RawObject]>> = Mutex::new(BTreeMap::new());
+    objects_with(n, false)
+}
+
+/// [`objects`], with or without the services and labels of [`write_mappings_with`].
+fn objects_with(n: usize, services: bool) -> &'static [RawObject] {
+    type Cache = BTreeMap<(usize, bool), &'static [RawObject]>;
+    static CACHE: Mutex<Cache> = Mutex::new(BTreeMap::new());
     let mut cache = CACHE.lock().unwrap();
-    cache.entry(n).or_insert_with(|| {
+    cache.entry((n, services)).or_insert_with(|| {
         let dir = tempfile::tempdir().unwrap();
-        write_mappings(n, dir.path());
+        write_mappings_with(n, dir.path(), services);
         let state = load_dir(dir.path(), &LoadOptions::default()).unwrap();
         assert!(state.errors.is_empty(), "{:?}", state.errors);
-        assert_eq!(state.objects.len(), n + 2);
+        assert_eq!(state.objects.len(), n + 2 + 2 * usize::from(services));
         let t = translate(&state.objects, &Options::default());
         assert_eq!(t.failures().count(), 0, "{:?}", t.errors);
+        assert!(t.errors.is_empty(), "{:?}", t.errors);
+        if services {
+            let limited = t.ir.route_tables[0]
+                .virtual_hosts
+                .iter()
+                .flat_map(|v| &v.routes)
+                .filter(|r| r.rate_limits.len() == 2)
+                .count();
+            assert!(limited >= n, "{limited} routes with both label groups");
+        }
         let routes: usize = t.ir.route_tables[0]
             .virtual_hosts
             .iter()
@@ -112,8 +161,24 @@ fn end_to_end<M: Measurement>(c: &mut Criterion<M>, group: &str) {
     }
 }
 
+/// 5,000 Mappings with labels, an AuthService and a RateLimitService, against the same 5,000
+/// without (issue 7: at most 1.2×). `cargo bench --bench translate -- services/`.
+fn services<M: Measurement>(c: &mut Criterion<M>, group: &str) {
+    let options = Options::default();
+    let mut g = c.benchmark_group(group);
+    g.sample_size(30).measurement_time(Duration::from_secs(10));
+    for (name, with) in [("without/5000", false), ("with/5000", true)] {
+        let objs = objects_with(5_000, with);
+        g.bench_with_input(name, objs, |b, objs| {
+            b.iter(|| translate_and_snapshot(black_box(objs), &options))
+        });
+    }
+    g.finish();
+}
+
 fn wall(c: &mut Criterion) {
     end_to_end(c, "translate_snapshot");
+    services(c, "services");
     // The stages, for the record (5,000 Mappings).
     let options = Options::default();
     let dir = tempfile::tempdir().unwrap();
@@ -143,6 +208,7 @@ fn wall(c: &mut Criterion) {
 
 fn cpu(c: &mut Criterion<ProcessCpu>) {
     end_to_end(c, "translate_snapshot_cpu");
+    services(c, "services_cpu");
 }
 
 /// CPU time of the whole process (every thread) instead of wall time: on a shared machine the

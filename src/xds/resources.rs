@@ -98,11 +98,16 @@ pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Err
                 .iter()
                 .map(|l| (&l.name, Ir::hash_of(l), pack(listener(l)))),
         );
-        let clusters = v.collect(
+        let mut clusters = v.collect(
             ir.clusters
                 .iter()
                 .map(|c| (&c.name, Ir::hash_of(c), pack(cluster(c)))),
         );
+        for (name, linger) in services::lingering_clusters(ir) {
+            if let Some(r) = clusters.resources.get_mut(name) {
+                r.linger = linger;
+            }
+        }
         let endpoints = v.collect(endpoint::all(ir));
         let secrets = v.collect(
             ir.secrets
@@ -169,6 +174,7 @@ impl Versioner<'_> {
                     name: name.clone(),
                     version: self.version(hash),
                     body,
+                    linger: std::time::Duration::ZERO,
                 };
                 (name.clone(), resource)
             })

@@ -6,6 +6,7 @@
 //! an Envoy already holds with other content.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use envoy_types::pb::google::protobuf::Any;
 
@@ -79,6 +80,12 @@ pub struct Resource {
     pub name: String,
     pub version: String,
     pub body: Any,
+    /// How long the resource must stay in Envoy after the change that stops using it is
+    /// applied, before it is removed; zero for most. An auth or rate-limit service's cluster
+    /// lingers while the checks sent to it under the previous filter config may still be
+    /// running: Envoy resets them when it removes the cluster
+    /// (docs/design.md#push-order-and-warming).
+    pub linger: Duration,
 }
 
 /// Every resource of one type, plus the type's version (derived from all of them).

@@ -17,9 +17,11 @@ use envoy_types::pb::envoy::r#type::matcher::v3::{
     ListStringMatcher, StringMatcher, string_matcher,
 };
 use envoy_types::pb::envoy::r#type::v3::HttpStatus;
-use envoy_types::pb::google::protobuf::{Any, Duration};
+use envoy_types::pb::google::protobuf::{Any, Duration as ProtoDuration};
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::{ExtensionConfigSource, TypedExtensionConfig};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -92,6 +94,51 @@ pub(super) fn extension_configs(ir: &ir::Ir) -> Vec<(&'static String, u64, Any)>
             typed(&NAMES[1], rate.map_or_else(pass_through, ratelimit)),
         ),
     ]
+}
+
+/// Past its timeout, a check still running under a filter config Envoy has just replaced
+/// has ended; this margin covers the time Envoy takes to hand the new config to its worker
+/// threads on a loaded machine.
+const LINGER_MARGIN: Duration = Duration::from_secs(1);
+/// At most this long, also for a service without a timeout: readiness reports Envoy stuck
+/// when a change stays unacknowledged for 10 s, and a lingering cluster holds back the
+/// acknowledgement of the cluster removal (ARCHITECTURE.md#readiness).
+const LINGER_MAX: Duration = Duration::from_secs(8);
+
+/// The clusters of the auth and rate-limit services, each with how long it must outlive the
+/// filter config that uses it: Envoy calls these services through a client owned by the
+/// cluster, and removing the cluster resets every call in flight, which the filter answers as
+/// a failed check (403, or `status_on_error`). So a cluster stays until the checks sent under
+/// the previous config have had their full timeout (docs/design.md#push-order-and-warming).
+pub(super) fn lingering_clusters(ir: &ir::Ir) -> BTreeMap<&String, Duration> {
+    let timeout = |ms: u64| match ms {
+        0 => LINGER_MAX,
+        ms => (Duration::from_millis(ms) + LINGER_MARGIN).min(LINGER_MAX),
+    };
+    let mut out = BTreeMap::new();
+    let hcms = ir
+        .listeners
+        .iter()
+        .flat_map(|l| &l.filter_chains)
+        .filter_map(|fc| match &fc.action {
+            ir::ChainAction::Http(h) => Some(h),
+            ir::ChainAction::Tcp(_) => None,
+        });
+    for h in hcms {
+        let auth = match &h.ext_authz {
+            Some(ir::ExtAuthz::Service(f)) => Some((&f.cluster, timeout(f.timeout_ms))),
+            _ => None,
+        };
+        let rate = h
+            .rate_limit
+            .as_ref()
+            .map(|r| (&r.cluster, timeout(r.timeout_ms)));
+        for (cluster, linger) in auth.into_iter().chain(rate) {
+            let entry = out.entry(cluster).or_insert(linger);
+            *entry = (*entry).max(linger);
+        }
+    }
+    out
 }
 
 /// A filter that does nothing: a Lua script without request or response functions.
@@ -243,7 +290,7 @@ pub(super) fn ratelimit(r: &ir::RateLimitFilter) -> Any {
         request_type: "both".into(),
         // Envoy's default (unset) is 20 ms; 0 means no timeout.
         timeout: Some(if r.timeout_ms == 0 {
-            Duration::default()
+            ProtoDuration::default()
         } else {
             duration_ms(r.timeout_ms)
         }),

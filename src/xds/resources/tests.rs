@@ -466,3 +466,51 @@ fn dns_clusters_of_ip_addresses_are_static_and_hostnames_stay_dns() {
         Some(cluster::ClusterDiscoveryType::ClusterType(t)) if t.name == "envoy.clusters.dns"
     ));
 }
+
+/// The auth and rate-limit services' clusters linger after their last use for the filter's
+/// timeout and a margin (a timeout of 0, none, gets the cap); every other cluster goes at once
+/// (docs/design.md#push-order-and-warming).
+#[test]
+fn service_clusters_linger_for_their_timeout() {
+    use std::time::Duration;
+    let mut ir = validate::golden_ir("svc-auth-and-ratelimit");
+    let lingers = |ir: &Ir| -> BTreeMap<String, Duration> {
+        let snap = build(ir);
+        snap.get(TypeKind::Cluster)
+            .unwrap()
+            .resources
+            .values()
+            .map(|r| (r.name.clone(), r.linger))
+            .collect()
+    };
+    let got = lingers(&ir);
+    let auth = got.keys().find(|n| n.contains("extauth")).unwrap().clone();
+    let rate = got
+        .keys()
+        .find(|n| n.contains("ratelimit"))
+        .unwrap()
+        .clone();
+    // AuthService's default 5 s, RateLimitService's default 20 ms, plus 1 s.
+    assert_eq!(got[&auth], Duration::from_millis(6000));
+    assert_eq!(got[&rate], Duration::from_millis(1020));
+    for (name, linger) in &got {
+        if name != &auth && name != &rate {
+            assert_eq!(*linger, Duration::ZERO, "{name}");
+        }
+    }
+    for l in &mut ir.listeners {
+        for fc in &mut l.filter_chains {
+            if let ChainAction::Http(h) = &mut fc.action {
+                if let Some(ExtAuthz::Service(f)) = &mut h.ext_authz {
+                    f.timeout_ms = 60_000;
+                }
+                if let Some(r) = &mut h.rate_limit {
+                    r.timeout_ms = 0;
+                }
+            }
+        }
+    }
+    let got = lingers(&ir);
+    assert_eq!(got[&auth], Duration::from_secs(8));
+    assert_eq!(got[&rate], Duration::from_secs(8));
+}

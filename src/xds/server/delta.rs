@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{
@@ -18,9 +19,12 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 
 use super::clients::{Clients, Nack, Protocol, TypeState, TypeView, name_list, now_ms};
-use super::stream::{Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack, redact};
+use super::stream::{
+    Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack, next_due, redact,
+};
 use crate::metrics::Metrics;
 use crate::xds::snapshot::{Snapshot, TypeKind};
+use tokio::time::Instant;
 
 /// Unanswered responses remembered per type (Envoy answers each in order).
 const PENDING_MEMORY: usize = 16;
@@ -48,8 +52,13 @@ struct DType {
     /// Snapshot version of the last push, and the label the client holds once it ACKs all.
     basis: Option<String>,
     label: Option<String>,
-    /// Removals of held resources were deferred to the final phase.
-    stale: bool,
+    /// Held resources whose removal is deferred: until the listeners and routes of the
+    /// change are answered, then until their linger has passed.
+    stale: BTreeSet<String>,
+    /// How long each held resource with a non-zero linger must outlive its last use.
+    linger: BTreeMap<String, Duration>,
+    /// When each stale resource may be removed (set once the change is answered).
+    due: BTreeMap<String, Instant>,
     pending: VecDeque<Pending>,
     last_sent: Option<(String, String)>,
     acked: Option<String>,
@@ -153,6 +162,11 @@ impl Delta {
             .iter()
             .filter(|(n, _)| st.wildcard || st.names.contains(*n))
         {
+            if !r.linger.is_zero() {
+                st.linger.insert(n.clone(), r.linger);
+            } else if !st.linger.is_empty() {
+                st.linger.remove(n);
+            }
             if st.force.contains(n) || st.known.get(n) != Some(&r.version) {
                 st.known.insert(n.clone(), r.version.clone());
                 sent.push(r);
@@ -173,19 +187,23 @@ impl Delta {
             .cloned()
             .collect();
         let defer = !finish && kind != TypeKind::Listener;
-        st.stale = defer && !stale.is_empty();
-        if !st.stale {
-            removed.extend(stale);
-        }
+        let now = Instant::now();
+        let (gone, kept): (BTreeSet<String>, BTreeSet<String>) = stale
+            .into_iter()
+            .partition(|n| !defer && st.due.get(n).is_none_or(|d| *d <= now));
+        st.due.retain(|n, _| kept.contains(n));
+        st.stale = kept;
+        removed.extend(gone);
         for n in &removed {
             st.known.remove(n);
+            st.linger.remove(n);
             if st.names.contains(n) {
                 st.told_absent.insert(n.clone());
             }
         }
-        let label = match st.stale {
-            false => target.view.version().to_string(),
-            true => format!("{}+keep", target.view.version()),
+        let label = match st.stale.is_empty() {
+            true => target.view.version().to_string(),
+            false => format!("{}+keep", target.view.version()),
         };
         st.basis = Some(target.basis.clone());
         st.label = Some(label.clone());
@@ -320,13 +338,27 @@ impl Handler for Delta {
         if self.in_flight(&PHASE_USE) {
             return out;
         }
+        // The change is applied: each held-back removal waits out its resource's linger
+        // from now on (docs/design.md#push-order-and-warming).
+        let now = Instant::now();
         for kind in TypeKind::ORDER {
-            let stale = self.types.get(&kind).is_some_and(|st| st.stale);
-            if stale && !self.in_flight(&[kind]) {
+            let Some(st) = self.types.get_mut(&kind) else {
+                continue;
+            };
+            for n in &st.stale {
+                let linger = st.linger.get(n).copied().unwrap_or_default();
+                st.due.entry(n.clone()).or_insert(now + linger);
+            }
+            let ripe = st.due.values().any(|d| *d <= now);
+            if ripe && !self.in_flight(&[kind]) {
                 out.extend(self.push(kind, snap, true));
             }
         }
         out
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        next_due(self.types.values().flat_map(|st| st.due.values()))
     }
 
     fn view(&self) -> BTreeMap<TypeKind, TypeState> {

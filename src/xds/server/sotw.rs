@@ -22,9 +22,12 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
 
 use super::clients::{Clients, Nack, Protocol, TypeState, TypeView, name_list, now_ms};
-use super::stream::{Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack, redact};
+use super::stream::{
+    Handler, PHASE_MAKE, PHASE_USE, changed_eds_clusters, log_nack, next_due, redact,
+};
 use crate::metrics::Metrics;
 use crate::xds::snapshot::{Resource, Snapshot, TypeKind};
+use tokio::time::Instant;
 
 pub(crate) struct Sotw {
     id: u64,
@@ -53,6 +56,9 @@ struct TypeSt {
     acked: Option<String>,
     /// (EDS only) a CDS push added or changed EDS clusters since the last EDS response.
     eds_refresh: bool,
+    /// (CDS only) when each stale cluster may be removed: set once the change that dropped
+    /// it is answered, its linger later (docs/design.md#push-order-and-warming).
+    due: BTreeMap<String, Instant>,
     last_nack: Option<Nack>,
     nack_count: u64,
 }
@@ -201,14 +207,21 @@ impl Sotw {
                 .filter_map(|(n, v)| Some((n.clone(), resource(n, v)?.version.clone())))
                 .collect()
         });
-        if kind == TypeKind::Cluster && !finish {
+        if kind == TypeKind::Cluster {
+            // Stale clusters stay until the change is answered, then until their linger
+            // has passed.
+            let now = Instant::now();
             let sent = st.sent.as_ref().map(|s| s.resources.as_ref());
+            let mut kept = BTreeSet::new();
             for (n, v) in sent.into_iter().flatten() {
-                if !resources.contains_key(n) && st.wants(n) {
+                let keep = !finish || st.due.get(n).is_some_and(|d| *d > now);
+                if keep && !resources.contains_key(n) && st.wants(n) {
                     resources.insert(n.clone(), v.clone());
+                    kept.insert(n);
                     exact = false;
                 }
             }
+            st.due.retain(|n, _| kept.contains(n));
         }
         let bodies: Vec<&Resource> = resources
             .iter()
@@ -373,15 +386,30 @@ impl Handler for Sotw {
         if self.in_flight(&PHASE_USE) {
             return out;
         }
-        let stale_clusters = self
-            .types
-            .get(&TypeKind::Cluster)
-            .and_then(|st| st.sent.as_ref())
-            .is_some_and(|s| !s.exact);
-        if stale_clusters && !self.in_flight(&[TypeKind::Cluster]) {
+        // The change is applied: each stale cluster waits out its linger from now on.
+        let target = self.clients.target(snap, TypeKind::Cluster);
+        let content = &target.view.get().resources;
+        let now = Instant::now();
+        let mut ripe = false;
+        if let Some(st) = self.types.get_mut(&TypeKind::Cluster)
+            && let Some(sent) = st.sent.as_ref().filter(|s| !s.exact)
+        {
+            for (n, v) in sent.resources.iter() {
+                if !content.contains_key(n) {
+                    let linger = resource(n, v).map(|r| r.linger).unwrap_or_default();
+                    st.due.entry(n.clone()).or_insert(now + linger);
+                }
+            }
+            ripe = st.due.values().any(|d| *d <= now);
+        }
+        if ripe && !self.in_flight(&[TypeKind::Cluster]) {
             out.extend(self.push(TypeKind::Cluster, snap, true));
         }
         out
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        next_due(self.types.values().flat_map(|st| st.due.values()))
     }
 
     fn view(&self) -> BTreeMap<TypeKind, TypeState> {

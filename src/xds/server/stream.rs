@@ -10,6 +10,7 @@ use envoy_types::pb::envoy::config::cluster::v3::cluster::{ClusterDiscoveryType,
 use envoy_types::pb::envoy::config::core::v3::Node;
 use prost::Message;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tonic::{Status, Streaming};
 
 use super::clients::{Clients, Protocol, TypeState};
@@ -51,6 +52,15 @@ pub(crate) trait Handler: Send + 'static {
     fn sync(&mut self, snapshot: &Arc<Snapshot>) -> Vec<Self::Resp>;
     /// The registry view of every type.
     fn view(&self) -> BTreeMap<TypeKind, TypeState>;
+    /// When a held-back removal becomes due (a lingering resource,
+    /// docs/design.md#push-order-and-warming); `sync` must run then.
+    fn wake_at(&self) -> Option<Instant>;
+}
+
+/// The earliest of `due` still in the future.
+pub(crate) fn next_due<'a>(due: impl Iterator<Item = &'a Instant>) -> Option<Instant> {
+    let now = Instant::now();
+    due.filter(|d| **d > now).min().copied()
 }
 
 /// Removes the stream from the registry however the task ends.
@@ -91,6 +101,7 @@ pub(crate) async fn drive<H: Handler>(
         if *ctx.stop.borrow() {
             return;
         }
+        let wake = handler.wake_at();
         tokio::select! {
             stop = ctx.stop.changed() => match stop {
                 Ok(()) => continue,
@@ -116,6 +127,8 @@ pub(crate) async fn drive<H: Handler>(
                 // The publisher is gone: keep serving what we have.
                 Err(_) => watching = false,
             },
+            // A lingering resource's removal is due.
+            _ = sleep_until(wake), if wake.is_some() => {}
         }
         if let Some(snap) = &snapshot {
             for resp in handler.sync(snap) {
@@ -125,6 +138,13 @@ pub(crate) async fn drive<H: Handler>(
             }
         }
         ctx.clients.update(id, handler.view());
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -107,7 +107,7 @@ fn the_json_form_passes_envoy_validate() {
 }
 
 /// The golden input of `case`, translated.
-fn golden_ir(case: &str) -> crate::ir::Ir {
+pub(super) fn golden_ir(case: &str) -> crate::ir::Ir {
     use serde::Deserialize;
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")

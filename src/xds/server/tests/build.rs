@@ -169,11 +169,18 @@ pub fn secret(name: &str, value: &str) -> Resource {
     res(name, &format!("{name}-{value}"), pack_any(s))
 }
 
+/// `r`, lingering `ms` after the change that stops using it is answered.
+pub fn lingering(mut r: Resource, ms: u64) -> Resource {
+    r.linger = std::time::Duration::from_millis(ms);
+    r
+}
+
 fn res(name: &str, version: &str, body: envoy_types::pb::google::protobuf::Any) -> Resource {
     Resource {
         name: name.into(),
         version: version.into(),
         body,
+        linger: std::time::Duration::ZERO,
     }
 }
 

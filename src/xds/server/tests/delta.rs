@@ -185,6 +185,49 @@ async fn pushes_are_ordered() {
 }
 
 #[tokio::test]
+async fn lingering_cluster_is_removed_after_its_linger() {
+    let h = Harness::tcp().await;
+    let v1 = basic("v1").with(
+        Cluster,
+        "v1",
+        vec![lingering(eds_cluster("c1", 1), 600), eds_cluster("c3", 1)],
+    );
+    h.set(v1.build());
+    let mut c = h.delta("n1").await;
+    for (kind, names) in [(Cluster, &[][..]), (Listener, &[]), (Route, &["r1"])] {
+        c.subscribe(kind, names, &[]).await;
+        let r = c.recv_type(kind).await;
+        c.ack(&r).await;
+    }
+    let v2 = basic("v1")
+        .with(Cluster, "v2", vec![eds_cluster("c2", 1)])
+        .with(Route, "v2", vec![direct_route("r1", 200, "c2")]);
+    h.set(v2.build());
+    let add = c.recv_type(Cluster).await;
+    assert_eq!(add.system_version_info, "v2+keep");
+    assert!(add.removed_resources.is_empty());
+    c.ack(&add).await;
+    let route = c.recv_type(Route).await;
+    c.ack(&route).await;
+    let answered = std::time::Instant::now();
+    // c3 goes at once; c1 stays for its linger.
+    let partial = c.recv_type(Cluster).await;
+    assert_eq!(partial.removed_resources, ["c3"]);
+    assert_eq!(partial.system_version_info, "v2+keep");
+    c.ack(&partial).await;
+    let last = c.recv_type(Cluster).await;
+    assert!(answered.elapsed() >= std::time::Duration::from_millis(600));
+    assert_eq!(last.removed_resources, ["c1"]);
+    assert_eq!(last.system_version_info, "v2");
+    c.ack(&last).await;
+    c.silent().await;
+    h.until("the exact clusters acked", |cl| {
+        cl.state()[0].types[&Cluster].acked_version.as_deref() == Some("v2")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn changed_eds_cluster_gets_its_endpoints_again() {
     let h = Harness::tcp().await;
     h.set(basic("v1").build());

@@ -332,6 +332,45 @@ async fn removed_clusters_stay_until_routes_moved() {
 }
 
 #[tokio::test]
+async fn lingering_cluster_is_removed_after_its_linger() {
+    let h = Harness::tcp().await;
+    let v1 = basic("v1").with(
+        Cluster,
+        "v1",
+        vec![lingering(eds_cluster("c1", 1), 600), eds_cluster("c3", 1)],
+    );
+    h.set(v1.build());
+    let mut c = h.sotw("n1").await;
+    for (kind, names) in [(Cluster, &[][..]), (Listener, &[]), (Route, &["r1"][..])] {
+        c.subscribe(kind, names).await;
+        let r = c.recv_type(kind).await;
+        c.ack(&r, names).await;
+    }
+    let v2 = basic("v1")
+        .with(Cluster, "v2", vec![eds_cluster("c2", 1)])
+        .with(Route, "v2", vec![direct_route("r1", 200, "c2")]);
+    h.set(v2.build());
+    let keep = c.recv_type(Cluster).await;
+    assert_eq!(names(&keep), ["c1", "c2", "c3"]);
+    c.ack(&keep, &[]).await;
+    let route = c.recv_type(Route).await;
+    c.ack(&route, &["r1"]).await;
+    let answered = std::time::Instant::now();
+    // c3 goes at once; c1 stays for its linger.
+    let partial = c.recv_type(Cluster).await;
+    assert_eq!(partial.version_info, "v2+keep");
+    assert_eq!(names(&partial), ["c1", "c2"]);
+    c.ack(&partial, &[]).await;
+    assert!(!h.clients.acked(&versions("v2")));
+    let exact = c.recv_type(Cluster).await;
+    assert!(answered.elapsed() >= std::time::Duration::from_millis(600));
+    assert_eq!(exact.version_info, "v2");
+    assert_eq!(names(&exact), ["c2"]);
+    c.ack(&exact, &[]).await;
+    c.silent().await;
+}
+
+#[tokio::test]
 async fn empty_type_url_is_tolerated() {
     let h = Harness::tcp().await;
     h.set(basic("v1").build());
