@@ -5,7 +5,7 @@
 //!   (`source.endpoint_routing`): ready, the live Mapping served, a change of its prefix served,
 //!   a change of its Service's EndpointSlice served (and only EDS changes).
 //! - 1,000 objects arriving as separate watch events spread over a second are coalesced into a
-//!   few publications (docs/design.md, "Kubernetes source": a burst is published once quiet for
+//!   few publications (docs/design.md#kubernetes-watches: a burst is published once quiet for
 //!   `source.debounce_ms`, at most ten windows after its first change).
 //!
 //! Timings are not asserted (tests don't time); `cargo bench --bench kubernetes -- scale`
