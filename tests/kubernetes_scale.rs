@@ -148,7 +148,7 @@ async fn five_thousand_services_with_eds_serve_and_follow_mapping_and_slice_chan
     for ty in ["cluster", "listener", "route"] {
         assert_eq!(moved.get(ty), after.get(ty), "{ty} version changed");
     }
-    // Every request went to the live backends; none of the 4,999 others was needed.
+    // The other 4,999 Services and their assignments are untouched by the two changes.
     assert_eq!(
         eds_counts(&legate.ir().await),
         (SERVICES, SERVICES),
