@@ -11,7 +11,9 @@
 //! - supervisor RSS (the legate process, not Envoy) with 5,000 Mappings and 5,000
 //!   EndpointSlices (each Mapping to its own Service through its slice, EDS).
 //!
-//! `cargo bench --bench kubernetes -- slices` runs only the last measure (memory work).
+//! `cargo bench --bench kubernetes -- slices` runs only the last measure (memory work);
+//! `cargo bench --bench kubernetes -- scale` runs only issue 10's Kubernetes scale benchmark
+//! (`kubernetes/scale.rs`: 5,000 Mappings + Services + EndpointSlices with EDS).
 
 #[path = "../tests/common/backend.rs"]
 mod backend;
@@ -25,6 +27,8 @@ mod http;
 mod ports;
 #[path = "../tests/kubernetes_e2e/process.rs"]
 mod process;
+#[path = "kubernetes/scale.rs"]
+mod scale;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -59,10 +63,14 @@ async fn run() {
     let envoy = legate::envoy::locate::for_tests().expect("envoy (scripts/install-envoy)");
     let backend = Backend::start("a").await;
     let mut rows: Vec<(String, String)> = Vec::new();
-    if !std::env::args().any(|a| a == "slices") {
-        counts(&envoy, &backend, &mut rows).await;
+    if std::env::args().any(|a| a == "scale") {
+        rows = scale::rows(&envoy).await;
+    } else {
+        if !std::env::args().any(|a| a == "slices") {
+            counts(&envoy, &backend, &mut rows).await;
+        }
+        rows.push(slices_rss(&envoy, &backend).await);
     }
-    rows.push(slices_rss(&envoy, &backend).await);
 
     println!("| measure | result |\n|---|---|");
     for (measure, result) in rows {

@@ -28,6 +28,15 @@ pub struct Process {
 
 impl Process {
     pub async fn start(server: &FakeApiServer, envoy: &Path) -> Process {
+        Process::start_with(server, envoy, &[]).await
+    }
+
+    /// [`Process::start`] with these `LEGATE_*` settings in its environment.
+    pub async fn start_with(
+        server: &FakeApiServer,
+        envoy: &Path,
+        settings: &[(&str, &str)],
+    ) -> Process {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig);
@@ -46,6 +55,7 @@ impl Process {
             .env_remove("KUBECONFIG")
             .env_remove("LEGATE_CONFIG")
             .env_remove("KUBERNETES_SERVICE_HOST")
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
