@@ -129,7 +129,9 @@ fn plan_some(
         let Some(spec) = mapping_spec(&m.meta, m.spec, errs) else {
             continue;
         };
-        match plan(&m.meta, &spec, cx, errs) {
+        // `labels` as written: typing only noted that it is there (`api::mapping::Present`).
+        let labels = m.spec.get("labels").filter(|v| !v.is_null());
+        match plan(&m.meta, &spec, labels, cx, errs) {
             Ok(p) => out.push(p),
             Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
         }
@@ -186,6 +188,7 @@ impl PathSpec {
 fn plan(
     meta: &Meta,
     s: &MappingSpec,
+    labels: Option<&Value>,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<MappingPlan, Fail> {
@@ -201,8 +204,8 @@ fn plan(
         });
     warn_unsupported(meta, s, errs);
     // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
-    let services = super::services::mapping_fields(meta, s, errs);
-    let consistency = consistency(s, &headers_spec, &path.prefix);
+    let services = super::services::mapping_fields(meta, s, labels, errs);
+    let consistency = consistency(s, &headers_spec, labels, &path.prefix);
     let (group_key, sort) = identity(s, &headers_spec, host.as_ref(), &path.prefix);
     Ok(MappingPlan {
         meta: meta.clone(),
@@ -383,14 +386,19 @@ fn warn_set(meta: &Meta, fields: &[(&str, bool)], message: &str, errs: &mut Erro
 
 /// The fields that must agree within a group, serialized
 /// (docs/design.md#groups-canaries-and-weights).
-fn consistency(s: &MappingSpec, headers_spec: &BTreeMap<String, Value>, prefix: &str) -> String {
+fn consistency(
+    s: &MappingSpec,
+    headers_spec: &BTreeMap<String, Value>,
+    labels: Option<&Value>,
+    prefix: &str,
+) -> String {
     serde_json::to_string(&(
         (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
         (
             s.cluster_idle_timeout_ms,
             s.cluster_max_connection_lifetime_ms,
         ),
-        (headers_spec, &s.keepalive, &s.labels, &s.load_balancer),
+        (headers_spec, &s.keepalive, labels, &s.load_balancer),
         (&s.method, prefix, s.prefix_regex, s.prefix_exact),
     ))
     .unwrap_or_default()

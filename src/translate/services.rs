@@ -81,14 +81,16 @@ pub(crate) struct MappingFields {
     pub labels: Option<Labels>,
 }
 
-/// Reads `bypass_auth`, `auth_context_extensions` and `labels`; `None` when none is set.
+/// Reads `bypass_auth`, `auth_context_extensions` and `labels` (`labels` as written, see
+/// `api::mapping::Present`); `None` when none is set.
 /// An invalid value is reported (a warning) and left out.
 pub(crate) fn mapping_fields(
     meta: &Meta,
     s: &MappingSpec,
+    labels: Option<&serde_json::Value>,
     errs: &mut Errors,
 ) -> Option<Box<MappingFields>> {
-    if s.bypass_auth.is_none() && s.auth_context_extensions.is_none() && s.labels.is_none() {
+    if s.bypass_auth.is_none() && s.auth_context_extensions.is_none() && labels.is_none() {
         return None;
     }
     let mut f = MappingFields {
@@ -117,7 +119,7 @@ pub(crate) fn mapping_fields(
             )),
         }
     }
-    if let Some(v) = &s.labels {
+    if let Some(v) = labels {
         f.labels = Some(ratelimit::parse_labels(meta, v, errs));
     }
     Some(Box::new(f))
