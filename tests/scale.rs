@@ -67,7 +67,10 @@ async fn busy_envoy_applying_thousands_of_clusters_is_not_killed() {
     let dir = tempfile::tempdir().unwrap();
     many_mappings(&dir.path().join("config"));
     let legate = Legate::start_in(short_timeout(Spec::new(envoy, backend.port())), dir);
-    legate.wait_ready().await;
+    // 20,000 clusters: on a loaded 2-core machine the translation alone took 5.8 s and Envoy
+    // 20 s more to initialise (a run that waited 30 s failed); what is asserted is that Envoy
+    // was never killed, not how long it took.
+    legate.wait_ready_within(Duration::from_secs(180)).await;
     legate.wait_traffic("live").await;
     assert!(
         legate.logged("envoy admin silent but envoy is busy"),

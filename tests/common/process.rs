@@ -239,7 +239,13 @@ impl Legate {
     }
 
     pub async fn wait_ready(&self) {
-        http::eventually(WAIT, "/ready 200", || async {
+        self.wait_ready_within(WAIT).await;
+    }
+
+    /// [`wait_ready`](Self::wait_ready) with a longer wait, for a start-up that is slow by
+    /// design (thousands of clusters on a shared 2-core machine).
+    pub async fn wait_ready_within(&self, wait: Duration) {
+        http::eventually(wait, "/ready 200", || async {
             matches!(self.ready().await, Some((200, _))).then_some(())
         })
         .await;
