@@ -501,16 +501,7 @@ async fn service_changes_under_load_drop_nothing() {
     let rls = services::rate_limit().await;
     let a = Backend::start("a").await;
     let port = free_port();
-    let base = yaml::docs(&[
-        yaml::base(port),
-        yaml::mapping(
-            "app",
-            &format!(
-                "hostname: '*', prefix: /app/, service: '127.0.0.1:{}', labels: {{ambassador: [{{g: [{{generic_key: {{value: steady}}}}]}}]}}",
-                a.port()
-            ),
-        ),
-    ]);
+    let base = labelled_app(port, a.port());
     let Some(lg) = Legate::start(&[("base.yaml", &base)]).await else {
         return;
     };
@@ -622,16 +613,7 @@ async fn service_latency() {
     let rls = services::rate_limit().await;
     let a = Backend::start("a").await;
     let port = free_port();
-    let base = yaml::docs(&[
-        yaml::base(port),
-        yaml::mapping(
-            "app",
-            &format!(
-                "hostname: '*', prefix: /app/, service: '127.0.0.1:{}', labels: {{ambassador: [{{g: [{{generic_key: {{value: steady}}}}]}}]}}",
-                a.port()
-            ),
-        ),
-    ]);
+    let base = labelled_app(port, a.port());
     let Some(lg) = Legate::start(&[("base.yaml", &base)]).await else {
         return;
     };
@@ -708,4 +690,18 @@ async fn service_latency() {
             r1 - r0
         );
     }
+}
+
+/// A Listener on `port` and the Mapping `/app/` to `backend`, with one rate-limit label group
+/// (`g`: generic key `steady`).
+fn labelled_app(port: u16, backend: u16) -> String {
+    yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "app",
+            &format!(
+                "hostname: '*', prefix: /app/, service: '127.0.0.1:{backend}', labels: {{ambassador: [{{g: [{{generic_key: {{value: steady}}}}]}}]}}"
+            ),
+        ),
+    ])
 }
