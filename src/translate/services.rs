@@ -72,6 +72,22 @@ pub(crate) fn plan(
     p
 }
 
+/// The first of `list` in processing order; every other one is reported and ignored (one
+/// AuthService, one RateLimitService: docs/compatibility.md).
+fn first_only<'a, T>(list: &'a [Obj<T>], kind: &str, errs: &mut Errors) -> Option<&'a Obj<T>> {
+    let (first, rest) = list.split_first()?;
+    for o in rest {
+        errs.push(o.meta.error(
+            "",
+            format!(
+                "only one {kind} is supported: {} is used, this one is ignored",
+                first.meta.id()
+            ),
+        ));
+    }
+    Some(first)
+}
+
 /// A Mapping's AuthService and RateLimitService fields.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MappingFields {

@@ -49,16 +49,7 @@ pub(super) fn plan(
     cx: &Cx<'_>,
     errs: &mut Errors,
 ) -> Option<Planned> {
-    let (first, rest) = list.split_first()?;
-    for o in rest {
-        errs.push(o.meta.error(
-            "",
-            format!(
-                "only one AuthService is supported: {} is used, this one is ignored",
-                first.meta.id()
-            ),
-        ));
-    }
+    let first = super::first_only(list, "AuthService", errs)?;
     match filter(first, cx, errs) {
         Ok(p) => Some(p),
         Err((field, message)) => {
