@@ -1,11 +1,12 @@
 //! TracingService through the real Envoy (docs/design.md#tracingservice): spans reach a real
 //! Zipkin receiver with Envoy's service name and the custom tags; sampling 0 sends none; a
-//! TracingService changed while Envoy runs takes effect without a restart.
+//! TracingService changed while Envoy runs takes effect without a restart; OpenTelemetry spans
+//! reach a real OTLP/gRPC receiver with the configured service name and tags.
 
 use std::time::Duration;
 
 use crate::backend::Backend;
-use crate::collectors::ZipkinReceiver;
+use crate::collectors::{OtlpReceiver, ZipkinReceiver};
 use crate::harness::{CHANGE, Legate, free_port, local, yaml};
 use crate::http;
 use crate::routed;
@@ -114,5 +115,68 @@ async fn spans_reach_zipkin_with_tags_and_sampling() {
         spans_for(&zipkin, "/traced/unsampled/").is_empty(),
         "nothing from the sampling-0 phase"
     );
+    assert_eq!(lg.errors().await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_opentelemetry_collector() {
+    let a = Backend::start("a").await;
+    let otlp = OtlpReceiver::start().await;
+    let port = free_port();
+    let base = yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "traced",
+            &format!(
+                "hostname: '*', prefix: /otel/, service: '127.0.0.1:{}'",
+                a.port()
+            ),
+        ),
+    ]);
+    let service = tracing_service(
+        "otel",
+        &format!(
+            "service: '127.0.0.1:{}', driver: opentelemetry, sampling: {{random: 100}}, \
+             config: {{service_name: edge-otel}}, \
+             custom_tags: [{{tag: team, literal: {{value: edge}}}}], tag_headers: [x-user]",
+            otlp.addr.port()
+        ),
+    );
+    let Some(lg) = Legate::start(&[("base.yaml", &base), ("tracing.yaml", &service)]).await else {
+        return;
+    };
+    // Envoy's OpenTelemetry tracer exports every 5 spans or every 5 s.
+    let spans = http::eventually(CHANGE, "OTLP spans of /otel/", || async {
+        for i in 0..5 {
+            let path = format!("/otel/{i}");
+            let r = http::request(local(port), "GET", &path, &[("x-user", "bob")])
+                .await
+                .ok()?;
+            assert_eq!(r.status, 200, "{r:?}");
+        }
+        let s: Vec<_> = otlp
+            .spans()
+            .into_iter()
+            .filter(|s| {
+                s.attribute("http.url")
+                    .is_some_and(|u| u.contains("/otel/"))
+            })
+            .collect();
+        (!s.is_empty()).then_some(s)
+    })
+    .await;
+    // SpanKind SERVER: the span of the request Envoy received.
+    let server = spans
+        .iter()
+        .find(|s| s.kind == 2)
+        .unwrap_or_else(|| panic!("a server span: {spans:#?}"));
+    assert_eq!(
+        server.service_name.as_deref(),
+        Some("edge-otel"),
+        "{server:#?}"
+    );
+    assert_eq!(server.attribute("team"), Some("edge"), "{server:#?}");
+    assert_eq!(server.attribute("x-user"), Some("bob"), "{server:#?}");
+    assert_eq!(server.trace_id.len(), 16, "a 128-bit trace id: {server:#?}");
     assert_eq!(lg.errors().await, Vec::<String>::new());
 }

@@ -1,6 +1,7 @@
 //! Real collectors for LogService and TracingService tests, in-process on `127.0.0.1`: a gRPC
-//! access-log service (Envoy's `AccessLogService`, from envoy-types, served by tonic) and a
-//! Zipkin receiver (`POST /api/v2/spans`, JSON v2, served by hyper).
+//! access-log service (Envoy's `AccessLogService`, from envoy-types, served by tonic), a
+//! Zipkin receiver (`POST /api/v2/spans`, JSON v2, served by hyper) and an OpenTelemetry trace
+//! receiver (OTLP over gRPC, served by tonic).
 
 #![allow(dead_code)]
 
@@ -205,5 +206,199 @@ impl ZipkinReceiver {
     /// Every span received so far.
     pub fn spans(&self) -> Vec<serde_json::Value> {
         self.posts().into_iter().flat_map(|p| p.spans).collect()
+    }
+}
+
+/// The OTLP trace messages the receiver decodes: the fields of
+/// `opentelemetry.proto.collector.trace.v1` and `opentelemetry.proto.trace.v1` the tests read
+/// (envoy-types carries only the common messages; unknown fields are skipped by prost).
+mod otlp {
+    use envoy_types::pb::opentelemetry::proto::common::v1::KeyValue;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceResponse {}
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Span>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub span_id: Vec<u8>,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(int32, tag = "6")]
+        pub kind: i32,
+        #[prost(message, repeated, tag = "9")]
+        pub attributes: Vec<KeyValue>,
+    }
+}
+
+/// One span as the OTLP receiver got it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtlpSpan {
+    /// The `service.name` attribute of the span's resource.
+    pub service_name: Option<String>,
+    pub name: String,
+    /// OTLP `SpanKind`: 2 is SERVER, 3 is CLIENT.
+    pub kind: i32,
+    pub trace_id: Vec<u8>,
+    /// String attributes (tags).
+    pub attributes: Vec<(String, String)>,
+}
+
+impl OtlpSpan {
+    pub fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn string_attributes(
+    kvs: &[envoy_types::pb::opentelemetry::proto::common::v1::KeyValue],
+) -> Vec<(String, String)> {
+    use envoy_types::pb::opentelemetry::proto::common::v1::any_value::Value;
+    kvs.iter()
+        .filter_map(
+            |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => Some((kv.key.clone(), s.clone())),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// `opentelemetry.proto.collector.trace.v1.TraceService`, written by hand on tonic's server
+/// building blocks: one unary method, `Export`.
+#[derive(Clone, Default)]
+struct TraceService {
+    spans: Arc<Mutex<Vec<OtlpSpan>>>,
+}
+
+impl tonic::server::NamedService for TraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+}
+
+impl tonic::server::UnaryService<otlp::ExportTraceServiceRequest> for TraceService {
+    type Response = otlp::ExportTraceServiceResponse;
+    type Future = std::future::Ready<Result<tonic::Response<Self::Response>, tonic::Status>>;
+
+    fn call(&mut self, request: tonic::Request<otlp::ExportTraceServiceRequest>) -> Self::Future {
+        let mut out = Vec::new();
+        for rs in request.into_inner().resource_spans {
+            let resource = string_attributes(&rs.resource.unwrap_or_default().attributes);
+            let service_name = resource
+                .into_iter()
+                .find(|(k, _)| k == "service.name")
+                .map(|(_, v)| v);
+            for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                out.push(OtlpSpan {
+                    service_name: service_name.clone(),
+                    name: span.name,
+                    kind: span.kind,
+                    trace_id: span.trace_id,
+                    attributes: string_attributes(&span.attributes),
+                });
+            }
+        }
+        self.spans.lock().unwrap().extend(out);
+        std::future::ready(Ok(tonic::Response::new(
+            otlp::ExportTraceServiceResponse {},
+        )))
+    }
+}
+
+impl tower::Service<hyper::http::Request<tonic::body::Body>> for TraceService {
+    type Response = hyper::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: hyper::http::Request<tonic::body::Body>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            if request.uri().path() != "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+            {
+                return Ok(
+                    tonic::Status::unimplemented(request.uri().path().to_string()).into_http(),
+                );
+            }
+            let codec = tonic_prost::ProstCodec::<
+                otlp::ExportTraceServiceResponse,
+                otlp::ExportTraceServiceRequest,
+            >::default();
+            Ok(tonic::server::Grpc::new(codec)
+                .unary(service, request)
+                .await)
+        })
+    }
+}
+
+/// An OpenTelemetry collector receiving OTLP traces over gRPC; stops when dropped.
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    spans: Arc<Mutex<Vec<OtlpSpan>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for OtlpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl OtlpReceiver {
+    pub async fn start() -> OtlpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP");
+        let addr = listener.local_addr().expect("OTLP address");
+        let service = TraceService::default();
+        let spans = service.spans.clone();
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener))
+                .await;
+        });
+        OtlpReceiver { addr, spans, task }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<OtlpSpan> {
+        self.spans.lock().unwrap().clone()
     }
 }
