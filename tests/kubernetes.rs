@@ -676,6 +676,32 @@ async fn a_burst_of_1000_objects_is_coalesced() {
     assert_eq!(published_mappings(&state), server_mappings(&server));
 }
 
+/// A change with none before it in the debounce window is published at once: with a window of
+/// a minute (three times the test's wait), only that path can publish it in time. The burst
+/// side of the same rule is `publish.rs`'s `a_lone_change_is_published_at_once_and_a_burst_once_quiet`
+/// (virtual time) and `a_burst_of_1000_objects_is_coalesced` above.
+#[tokio::test]
+async fn a_lone_change_is_published_without_waiting_for_the_debounce_window() {
+    let server = FakeApiServer::start().await;
+    server.apply(mapping("default", "a", "/a/"));
+    let mut source = start_with(
+        server.client(),
+        &SourceSettings::default(),
+        fast_timing(60_000),
+    );
+    let synced = source
+        .until("the initial sync", |s| has(s, "Mapping", "default", "a"))
+        .await;
+    assert_eq!(synced.generation, 1);
+
+    server.apply(mapping("default", "b", "/b/"));
+    let state = source
+        .until("the lone change", |s| has(s, "Mapping", "default", "b"))
+        .await;
+    assert_eq!(state.generation, 2);
+    assert_eq!(published_mappings(&state), server_mappings(&server));
+}
+
 #[tokio::test]
 async fn single_namespace_scope_watches_only_that_namespace() {
     let server = FakeApiServer::start().await;
