@@ -173,9 +173,10 @@ async fn spread(server: &FakeApiServer, objects: Vec<Value>, spread: Duration) -
 }
 
 /// The most publications a burst emitted over `emitted` can cause: the Kubernetes source
-/// publishes its first event at once (a lone change: none in the window before it), then the
-/// rest at the latest ten debounce windows after the first of them, so each `10 × debounce` of
-/// the emission can close one publication, plus the one for its tail.
+/// publishes its first event (a lone change: none in the window before it) with what arrives
+/// within one debounce window of it at once, then the rest at the latest ten windows after the
+/// first of them, so each `10 × debounce` of the emission can close one publication, plus the
+/// one for its tail.
 fn publication_bound(emitted: Duration, debounce: Duration) -> u64 {
     let cap = debounce * 10;
     (emitted.as_millis() / cap.as_millis()) as u64 + 2

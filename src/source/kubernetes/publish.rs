@@ -4,7 +4,8 @@
 //! missing); the list that completes the sync is published at once, and the readiness guard is
 //! released with that first publication. After that, a lone change (none arrived in the
 //! `debounce` before it; the first change after the initial sync is lone too) is published at
-//! once. Changes that follow within `debounce` of another are a burst: published once none has
+//! once, after a gather window of a few milliseconds ([`GATHER`]) for what arrives with it.
+//! Changes that follow within `debounce` of another are a burst: published once none has
 //! arrived for `debounce` (at most ten windows after the burst's first), as one publication.
 //! Only what actually changed is published.
 //!
@@ -31,6 +32,9 @@ use crate::source::SourceState;
 
 /// A burst is published at most this many debounce windows after its first change.
 const MAX_WINDOWS: u32 = 10;
+
+/// How long a lone change waits for others arriving with it: the file source's gather window.
+const GATHER: Duration = crate::source::file::GATHER;
 
 struct Slot {
     watched: Watched,
@@ -127,20 +131,17 @@ impl Publisher {
                 continue;
             }
             last = Some(now);
-            if lone {
-                // No change for a debounce window before this one: serve it at once (with the
-                // messages already queued behind it, the same instant's).
-                if self.drain(&mut rx) {
-                    last = Some(Instant::now());
-                }
-                self.publish();
-                continue;
-            }
-            // A burst. Trailing window: publish once quiet for `debounce`, but no later than
-            // `MAX_WINDOWS` windows after its first change, so a steady trickle still flows.
-            let cap = now + self.debounce * MAX_WINDOWS;
+            // A lone change (none in the window before it) is served after `GATHER` only,
+            // gathering what arrives with it (a batch applied at once: one publication, not
+            // two), and at the latest one window after it. A burst is published once quiet for
+            // `debounce`, but no later than `MAX_WINDOWS` windows after its first change, so a
+            // steady trickle still flows.
+            let (window, cap) = match lone {
+                true => (GATHER.min(self.debounce), now + self.debounce),
+                false => (self.debounce, now + self.debounce * MAX_WINDOWS),
+            };
             loop {
-                let deadline = (Instant::now() + self.debounce).min(cap);
+                let deadline = (Instant::now() + window).min(cap);
                 let next = tokio::select! {
                     () = tokio::time::sleep_until(deadline) => break,
                     msg = rx.recv() => msg,
@@ -153,14 +154,11 @@ impl Publisher {
         }
     }
 
-    /// Applies the messages already queued, without waiting; returns whether there were any.
-    fn drain(&mut self, rx: &mut mpsc::Receiver<Msg>) -> bool {
-        let mut any = false;
+    /// Applies the messages already queued, without waiting.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Msg>) {
         while let Ok(msg) = rx.try_recv() {
             self.apply(msg);
-            any = true;
         }
-        any
     }
 
     fn apply(&mut self, msg: Msg) {
@@ -532,7 +530,9 @@ mod tests {
         assert!(ready.is_ready());
         assert_eq!(t0.elapsed(), Duration::ZERO, "the initial sync waited");
 
-        // A lone change: published at once.
+        // A lone change: published after the gather window only. (The timer wheel counts
+        // whole milliseconds.)
+        let gathered = GATHER + Duration::from_millis(1);
         let t1 = Instant::now();
         send(msg(
             0,
@@ -541,7 +541,11 @@ mod tests {
         .await;
         rx.changed().await.expect("published");
         assert_eq!(rx.borrow_and_update().generation, 2);
-        assert_eq!(t1.elapsed(), Duration::ZERO, "the lone change waited");
+        assert!(
+            t1.elapsed() <= gathered,
+            "the lone change waited {:?}",
+            t1.elapsed()
+        );
 
         // A burst: 100 changes a second apart, each within the window of the one before.
         for i in 0..100 {
@@ -554,7 +558,6 @@ mod tests {
         let state = rx.borrow_and_update().clone();
         assert_eq!(state.generation, 3, "one publication for the burst");
         assert_eq!(state.objects.len(), 101);
-        // (The timer wheel counts whole milliseconds.)
         let waited = last.elapsed();
         assert!(
             waited >= debounce && waited < debounce + Duration::from_millis(2),
@@ -567,11 +570,21 @@ mod tests {
         send(msg(0, Change::Delete(key("a", "lone")))).await;
         rx.changed().await.expect("published");
         assert_eq!(rx.borrow_and_update().generation, 4);
+        assert!(t2.elapsed() <= gathered, "the change after quiet waited");
+
+        // Changes sent together with a lone one are gathered into its publication.
+        tokio::time::sleep(debounce).await;
+        for i in 0..50 {
+            let name = format!("g{i:02}");
+            send(msg(1, Change::Apply(key("a", &name), raw("a", &name, "x")))).await;
+        }
+        rx.changed().await.expect("published");
+        let state = rx.borrow_and_update().clone();
         assert_eq!(
-            t2.elapsed(),
-            Duration::ZERO,
-            "the change after quiet waited"
+            state.generation, 5,
+            "one publication for changes sent together"
         );
+        assert_eq!(state.objects.len(), 150);
     }
 
     /// A steady stream is still published every `MAX_WINDOWS` windows, not held forever.
@@ -617,9 +630,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let generations = counter.await.expect("counter");
-        // At once (1 object), at the 750 ms cut, then the tail once quiet.
+        // The lone first change with what came within one window of it, the rest at the
+        // ten-window cut and once quiet.
         assert_eq!(generations.len(), 3, "{generations:?}");
-        assert_eq!(generations[0], (2, 1));
+        assert_eq!(generations[0].0, 2);
+        assert!(generations[0].1 <= 100, "{generations:?}");
         assert_eq!(generations[2], (4, 1000));
     }
 
