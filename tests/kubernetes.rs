@@ -309,12 +309,19 @@ async fn apply_modify_and_delete_each_kind() {
             .until(&format!("{kind} added"), |s| has(s, &kind, "apps", &name))
             .await;
 
-        object["metadata"]["annotations"] = json!({"changed": "yes"});
+        // A field the source keeps: Kubernetes' own kinds keep only what legate reads.
+        let changed = match kind.as_str() {
+            "Service" => "/spec/externalName",
+            "EndpointSlice" => "/addressType",
+            "Secret" => "/data/changed",
+            _ => "/metadata/annotations/changed",
+        };
+        set(&mut object, changed, json!("eWVz"));
         server.apply(object);
         let state = source
             .until(&format!("{kind} modified"), |s| {
                 find(s, &kind, "apps", &name)
-                    .is_some_and(|v| v["metadata"]["annotations"]["changed"] == "yes")
+                    .is_some_and(|v| v.pointer(changed) == Some(&json!("eWVz")))
             })
             .await;
         assert_eq!(keys(&state).len(), 1, "only the {kind} is there");
@@ -325,6 +332,22 @@ async fn apply_modify_and_delete_each_kind() {
             .until(&format!("{kind} deleted"), |s| s.objects.is_empty())
             .await;
     }
+}
+
+/// Sets the field at JSON `pointer` in `object`, creating the objects on the way.
+fn set(object: &mut Value, pointer: &str, value: Value) {
+    let mut at = object;
+    for part in pointer.trim_start_matches('/').split('/') {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = at
+            .as_object_mut()
+            .expect("an object")
+            .entry(part)
+            .or_insert(Value::Null);
+    }
+    *at = value;
 }
 
 fn server_plural(kind: &str) -> &'static str {
@@ -673,6 +696,32 @@ async fn a_burst_of_1000_objects_is_coalesced() {
         publications <= 10,
         "{publications} publications for one burst"
     );
+    assert_eq!(published_mappings(&state), server_mappings(&server));
+}
+
+/// A change with none before it in the debounce window is published at once: with a window of
+/// a minute (three times the test's wait), only that path can publish it in time. The burst
+/// side of the same rule is `publish.rs`'s `a_lone_change_is_published_at_once_and_a_burst_once_quiet`
+/// (virtual time) and `a_burst_of_1000_objects_is_coalesced` above.
+#[tokio::test]
+async fn a_lone_change_is_published_without_waiting_for_the_debounce_window() {
+    let server = FakeApiServer::start().await;
+    server.apply(mapping("default", "a", "/a/"));
+    let mut source = start_with(
+        server.client(),
+        &SourceSettings::default(),
+        fast_timing(60_000),
+    );
+    let synced = source
+        .until("the initial sync", |s| has(s, "Mapping", "default", "a"))
+        .await;
+    assert_eq!(synced.generation, 1);
+
+    server.apply(mapping("default", "b", "/b/"));
+    let state = source
+        .until("the lone change", |s| has(s, "Mapping", "default", "b"))
+        .await;
+    assert_eq!(state.generation, 2);
     assert_eq!(published_mappings(&state), server_mappings(&server));
 }
 

@@ -5,8 +5,9 @@
 //!   (`source.endpoint_routing`): ready, the live Mapping served, a change of its prefix served,
 //!   a change of its Service's EndpointSlice served (and only EDS changes).
 //! - 1,000 objects arriving as separate watch events spread over a second are coalesced into a
-//!   few publications (docs/design.md#kubernetes-watches: a burst is published once quiet for
-//!   `source.debounce_ms`, at most ten windows after its first change).
+//!   few publications (docs/design.md#kubernetes-watches: the first change, lone, at once; the
+//!   burst behind it once quiet for `source.debounce_ms`, at most ten windows after its first
+//!   change).
 //!
 //! Timings are not asserted (tests don't time); `cargo bench --bench kubernetes -- scale`
 //! measures them (BENCHMARKS.md, issue 10).
@@ -172,8 +173,10 @@ async fn spread(server: &FakeApiServer, objects: Vec<Value>, spread: Duration) -
 }
 
 /// The most publications a burst emitted over `emitted` can cause: the Kubernetes source
-/// publishes a burst at the latest ten debounce windows after its first change, so each
-/// `10 × debounce` of the emission can close one publication, plus the one for its tail.
+/// publishes its first event (a lone change: none in the window before it) with what arrives
+/// within one debounce window of it at once, then the rest at the latest ten windows after the
+/// first of them, so each `10 × debounce` of the emission can close one publication, plus the
+/// one for its tail.
 fn publication_bound(emitted: Duration, debounce: Duration) -> u64 {
     let cap = debounce * 10;
     (emitted.as_millis() / cap.as_millis()) as u64 + 2

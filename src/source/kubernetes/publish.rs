@@ -1,9 +1,13 @@
 //! The publisher: merges every watch's objects into one [`SourceState`], coalescing bursts.
 //!
 //! Nothing is published until every watch has completed its initial list (or found its CRD
-//! missing); the readiness guard is released with that first publication. After that, changes
-//! are published once none has arrived for `debounce` (at most ten windows after the first),
-//! as one publication, and only if something actually changed.
+//! missing); the list that completes the sync is published at once, and the readiness guard is
+//! released with that first publication. After that, a lone change (none arrived in the
+//! `debounce` before it; the first change after the initial sync is lone too) is published at
+//! once, after a gather window of a few milliseconds ([`GATHER`]) for what arrives with it.
+//! Changes that follow within `debounce` of another are a burst: published once none has
+//! arrived for `debounce` (at most ten windows after the burst's first), as one publication.
+//! Only what actually changed is published.
 //!
 //! Memory: the published state is the only copy of the objects. Between publications each
 //! watch's changes wait in its slot ([`Pending`]); a publication merges them into the previous
@@ -28,6 +32,9 @@ use crate::source::SourceState;
 
 /// A burst is published at most this many debounce windows after its first change.
 const MAX_WINDOWS: u32 = 10;
+
+/// How long a lone change waits for others arriving with it: the file source's gather window.
+const GATHER: Duration = crate::source::file::GATHER;
 
 struct Slot {
     watched: Watched,
@@ -102,26 +109,55 @@ impl Publisher {
 
     /// Runs until every receiver of the state is dropped.
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        // When the last message arrived; `None` until the first publication, so that the first
+        // change after the initial sync is lone.
+        let mut last: Option<Instant> = None;
         loop {
             let first = tokio::select! {
                 msg = rx.recv() => msg,
                 () = self.state.closed() => None,
             };
             let Some(msg) = first else { return };
+            let now = Instant::now();
+            let lone = last.is_none_or(|t| now.duration_since(t) >= self.debounce);
             self.apply(msg);
-            // Trailing window: publish once quiet for `debounce`, but no later than
-            // `MAX_WINDOWS` windows after the first change, so a steady trickle still flows.
-            let cap = Instant::now() + self.debounce * MAX_WINDOWS;
+            if !self.state.borrow().is_synced() {
+                // Initial sync: nothing to publish until every watch has listed; the list that
+                // completes it is published at once, with whatever queued up behind it.
+                if self.slots.iter().all(|s| s.synced) {
+                    self.drain(&mut rx);
+                    self.publish();
+                }
+                continue;
+            }
+            last = Some(now);
+            // A lone change (none in the window before it) is served after `GATHER` only,
+            // gathering what arrives with it (a batch applied at once: one publication, not
+            // two), and at the latest one window after it. A burst is published once quiet for
+            // `debounce`, but no later than `MAX_WINDOWS` windows after its first change, so a
+            // steady trickle still flows.
+            let (window, cap) = match lone {
+                true => (GATHER.min(self.debounce), now + self.debounce),
+                false => (self.debounce, now + self.debounce * MAX_WINDOWS),
+            };
             loop {
-                let deadline = (Instant::now() + self.debounce).min(cap);
+                let deadline = (Instant::now() + window).min(cap);
                 let next = tokio::select! {
                     () = tokio::time::sleep_until(deadline) => break,
                     msg = rx.recv() => msg,
                 };
                 let Some(msg) = next else { return };
+                last = Some(Instant::now());
                 self.apply(msg);
             }
             self.publish();
+        }
+    }
+
+    /// Applies the messages already queued, without waiting.
+    fn drain(&mut self, rx: &mut mpsc::Receiver<Msg>) {
+        while let Ok(msg) = rx.try_recv() {
+            self.apply(msg);
         }
     }
 
@@ -459,6 +495,147 @@ mod tests {
         assert_eq!(names(&third.objects), ["a/1=\"x\""]);
         assert_eq!(names(&second.objects), ["a/1=\"x\"", "a/2=\"y\""]);
         assert_eq!(address(&third.objects[0]), first);
+    }
+
+    /// With a debounce window of a minute (virtual time: the runtime's clock only moves when
+    /// every task waits on a timer), the initial sync and a lone change are published without
+    /// the clock moving at all, while a burst is held until quiet for the window and then
+    /// published once, whole.
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_change_is_published_at_once_and_a_burst_once_quiet() {
+        let debounce = Duration::from_secs(60);
+        let ready = Ready::new();
+        let (state, mut rx) = watch::channel(Arc::new(SourceState::default()));
+        let publisher = Publisher::new(
+            Scope::All,
+            debounce,
+            ready.guard("test"),
+            watch::Sender::new(Statuses::new()),
+            state,
+            Vec::new(),
+        );
+        let (tx, msgs) = mpsc::channel(1024);
+        tokio::spawn(publisher.run(msgs));
+        let send = |m: Msg| {
+            let tx = tx.clone();
+            async move { tx.send(m).await.expect("publisher alive") }
+        };
+
+        let t0 = Instant::now();
+        for slot in 0..WATCHED.len() {
+            send(msg(slot, Change::Replace(BTreeMap::new()))).await;
+        }
+        rx.changed().await.expect("published");
+        assert_eq!(rx.borrow_and_update().generation, 1);
+        assert!(ready.is_ready());
+        assert_eq!(t0.elapsed(), Duration::ZERO, "the initial sync waited");
+
+        // A lone change: published after the gather window only. (The timer wheel counts
+        // whole milliseconds.)
+        let gathered = GATHER + Duration::from_millis(1);
+        let t1 = Instant::now();
+        send(msg(
+            0,
+            Change::Apply(key("a", "lone"), raw("a", "lone", "x")),
+        ))
+        .await;
+        rx.changed().await.expect("published");
+        assert_eq!(rx.borrow_and_update().generation, 2);
+        assert!(
+            t1.elapsed() <= gathered,
+            "the lone change waited {:?}",
+            t1.elapsed()
+        );
+
+        // A burst: 100 changes a second apart, each within the window of the one before.
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let name = format!("b{i:03}");
+            send(msg(0, Change::Apply(key("a", &name), raw("a", &name, "x")))).await;
+        }
+        let last = Instant::now();
+        rx.changed().await.expect("published");
+        let state = rx.borrow_and_update().clone();
+        assert_eq!(state.generation, 3, "one publication for the burst");
+        assert_eq!(state.objects.len(), 101);
+        let waited = last.elapsed();
+        assert!(
+            waited >= debounce && waited < debounce + Duration::from_millis(2),
+            "published {waited:?} after the last change, not once quiet for the window"
+        );
+
+        // After a quiet window, a change is lone again.
+        tokio::time::sleep(debounce).await;
+        let t2 = Instant::now();
+        send(msg(0, Change::Delete(key("a", "lone")))).await;
+        rx.changed().await.expect("published");
+        assert_eq!(rx.borrow_and_update().generation, 4);
+        assert!(t2.elapsed() <= gathered, "the change after quiet waited");
+
+        // Changes sent together with a lone one are gathered into its publication.
+        tokio::time::sleep(debounce).await;
+        for i in 0..50 {
+            let name = format!("g{i:02}");
+            send(msg(1, Change::Apply(key("a", &name), raw("a", &name, "x")))).await;
+        }
+        rx.changed().await.expect("published");
+        let state = rx.borrow_and_update().clone();
+        assert_eq!(
+            state.generation, 5,
+            "one publication for changes sent together"
+        );
+        assert_eq!(state.objects.len(), 150);
+    }
+
+    /// A steady stream is still published every `MAX_WINDOWS` windows, not held forever.
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_is_published_every_ten_windows() {
+        let debounce = Duration::from_millis(75);
+        let ready = Ready::new();
+        let (state, mut rx) = watch::channel(Arc::new(SourceState::default()));
+        let publisher = Publisher::new(
+            Scope::All,
+            debounce,
+            ready.guard("test"),
+            watch::Sender::new(Statuses::new()),
+            state,
+            Vec::new(),
+        );
+        let (tx, msgs) = mpsc::channel(1024);
+        tokio::spawn(publisher.run(msgs));
+        for slot in 0..WATCHED.len() {
+            tx.send(msg(slot, Change::Replace(BTreeMap::new())))
+                .await
+                .expect("publisher alive");
+        }
+        rx.changed().await.expect("published");
+        rx.borrow_and_update();
+        // 1,000 changes 1 ms apart: the first lone, the rest a burst of ~1 s, cut every 750 ms.
+        let counter = tokio::spawn(async move {
+            let mut generations = Vec::new();
+            while rx.changed().await.is_ok() {
+                let state = rx.borrow_and_update().clone();
+                generations.push((state.generation, state.objects.len()));
+                if state.objects.len() == 1000 {
+                    break;
+                }
+            }
+            generations
+        });
+        for i in 0..1000 {
+            let name = format!("m{i:04}");
+            tx.send(msg(0, Change::Apply(key("a", &name), raw("a", &name, "x"))))
+                .await
+                .expect("publisher alive");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let generations = counter.await.expect("counter");
+        // The lone first change with what came within one window of it, the rest at the
+        // ten-window cut and once quiet.
+        assert_eq!(generations.len(), 3, "{generations:?}");
+        assert_eq!(generations[0].0, 2);
+        assert!(generations[0].1 <= 100, "{generations:?}");
+        assert_eq!(generations[2], (4, 1000));
     }
 
     #[test]
