@@ -112,6 +112,81 @@ pub struct MappingSpec {
     pub extra: Extra,
 }
 
+impl MappingSpec {
+    /// Types a spec as written. The value of `labels` is not visited, only its presence is
+    /// noted ([`Present`]): serde's `flatten` (for [`Extra`]) buffers every field's value
+    /// before typing it, which for `labels` would be a deep copy of the label tree for every
+    /// Mapping. Errors are those of typing `value` itself.
+    pub fn from_value(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
+        match value {
+            serde_json::Value::Object(fields) => Self::deserialize(Fields(fields)),
+            other => Self::deserialize(other),
+        }
+    }
+}
+
+/// A spec's fields, `labels` replaced by a placeholder (see [`MappingSpec::from_value`]).
+struct Fields<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+/// What a non-null `labels` is typed from: any value types as [`Present`].
+static PLACEHOLDER: serde_json::Value = serde_json::Value::Bool(true);
+
+impl<'de> serde::Deserializer<'de> for Fields<'de> {
+    type Error = serde_json::Error;
+
+    fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
+        v.visit_map(FieldAccess {
+            fields: self.0.iter(),
+            value: None,
+        })
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map struct enum
+        identifier ignored_any
+    }
+}
+
+struct FieldAccess<'de> {
+    fields: serde_json::map::Iter<'de>,
+    value: Option<&'de serde_json::Value>,
+}
+
+impl<'de> serde::de::MapAccess<'de> for FieldAccess<'de> {
+    type Error = serde_json::Error;
+
+    fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, Self::Error> {
+        let Some((k, v)) = self.fields.next() else {
+            return Ok(None);
+        };
+        self.value = Some(if k == "labels" && !v.is_null() {
+            &PLACEHOLDER
+        } else {
+            v
+        });
+        seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(k))
+            .map(Some)
+    }
+
+    fn next_value_seed<V: serde::de::DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, Self::Error> {
+        match self.value.take() {
+            Some(v) => seed.deserialize(v),
+            None => Err(serde::de::Error::custom("a value without its field")),
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.fields.len())
+    }
+}
+
 /// A field whose presence is typed but whose value is read from the object as written, so
 /// typing costs no copy of it. Serializes as `null`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -35,9 +35,10 @@ pub struct Route {
     /// AuthService: whether and how ext_authz checks this route.
     #[serde(skip_serializing_if = "super::RouteAuth::is_default")]
     pub auth: super::RouteAuth,
-    /// RateLimitService: the descriptors sent for this route (forwarding routes only).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rate_limits: Vec<super::RateLimit>,
+    /// RateLimitService: the descriptors sent for this route (forwarding routes only); shared
+    /// by the routes of one Mapping.
+    #[serde(skip_serializing_if = "no_rate_limits")]
+    pub rate_limits: std::sync::Arc<[super::RateLimit]>,
 }
 
 impl Route {
@@ -52,9 +53,14 @@ impl Route {
             response_headers_to_remove: Vec::new(),
             cors: None,
             auth: super::RouteAuth::Default,
-            rate_limits: Vec::new(),
+            // The empty default is a shared constant: no allocation per route.
+            rate_limits: Default::default(),
         }
     }
+}
+
+fn no_rate_limits(limits: &std::sync::Arc<[super::RateLimit]>) -> bool {
+    limits.is_empty()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

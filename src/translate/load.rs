@@ -397,7 +397,7 @@ fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Err
 
 /// Types a Mapping's spec (errors and unknown-field warnings reported as for every kind).
 pub(crate) fn mapping_spec(meta: &Meta, spec: &Value, errs: &mut Errors) -> Option<MappingSpec> {
-    let mut s = typed::<MappingSpec>(meta, spec, "spec", errs)?;
+    let mut s = typed_by(meta, spec, "spec", errs, MappingSpec::from_value)?;
     // A v2 Mapping without a host binds to every Host (docs/design.md#v2-and-v3alpha1).
     if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
         s.hostname = Some("*".into());
@@ -438,7 +438,19 @@ pub(crate) fn typed<T: DeserializeOwned>(
     errs: &mut Errors,
 ) -> Option<T> {
     // `&Value` is a deserializer: typing borrows the value instead of deep-copying it.
-    match T::deserialize(value) {
+    typed_by(meta, value, prefix, errs, |v| T::deserialize(v))
+}
+
+/// [`typed`], with `value` typed by `de` (the culprit search still types one-key objects
+/// the ordinary way).
+fn typed_by<T: DeserializeOwned>(
+    meta: &Meta,
+    value: &Value,
+    prefix: &str,
+    errs: &mut Errors,
+    de: impl FnOnce(&Value) -> Result<T, serde_json::Error>,
+) -> Option<T> {
+    match de(value) {
         Ok(t) => Some(t),
         Err(whole) => {
             let culprit = value.as_object().and_then(|m| {

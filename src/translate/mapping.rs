@@ -205,6 +205,7 @@ fn plan(
     warn_unsupported(meta, s, errs);
     // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
     let services = super::services::mapping_fields(meta, s, labels, errs);
+    let labels = services.as_ref().and_then(|f| f.labels.as_ref());
     let consistency = consistency(s, &headers_spec, labels, &path.prefix);
     let (group_key, sort) = identity(s, &headers_spec, host.as_ref(), &path.prefix);
     Ok(MappingPlan {
@@ -389,7 +390,9 @@ fn warn_set(meta: &Meta, fields: &[(&str, bool)], message: &str, errs: &mut Erro
 fn consistency(
     s: &MappingSpec,
     headers_spec: &BTreeMap<String, Value>,
-    labels: Option<&Value>,
+    // Parsed (`services::mapping_fields`): serializing the parsed groups is cheaper than
+    // walking the label tree as written a second time.
+    labels: Option<&super::services::Labels>,
     prefix: &str,
 ) -> String {
     serde_json::to_string(&(

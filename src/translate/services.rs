@@ -18,10 +18,11 @@ pub(crate) mod collector;
 pub(crate) mod log;
 pub(crate) mod tracing;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::api::mapping::MappingSpec;
-use crate::ir::{Cluster, ExtAuthz, Ir, RateLimitFilter, RouteAction, RouteAuth};
+use crate::ir::{Cluster, ExtAuthz, Ir, RateLimit, RateLimitFilter, RouteAction, RouteAuth};
 
 use crate::api::log_service::LogServiceSpec;
 use crate::api::tracing_service::TracingServiceSpec;
@@ -95,6 +96,9 @@ pub(crate) struct MappingFields {
     pub context_extensions: BTreeMap<String, String>,
     /// Parsed `labels`, every domain.
     pub labels: Option<Labels>,
+    /// The route's rate limits, made from `labels` by [`apply`] for the first route of the
+    /// Mapping and shared by the others.
+    limits: Option<Arc<[RateLimit]>>,
 }
 
 /// Reads `bypass_auth`, `auth_context_extensions` and `labels` (`labels` as written, see
@@ -144,8 +148,8 @@ pub(crate) fn mapping_fields(
 /// Per-route inputs of [`apply`], taken from the Mapping plans before assembly consumes them.
 #[derive(Debug, Default)]
 pub(crate) struct Routes {
-    /// By route name (the Mapping's `namespace/name`).
-    fields: BTreeMap<String, Box<MappingFields>>,
+    /// By route name (the Mapping's `namespace/name`); only looked up, never listed.
+    fields: HashMap<String, Box<MappingFields>>,
     /// Ids of user Mappings in a namespace named `builtin`, whose route names look like the
     /// probe routes' (`builtin/<name>`): they are never mistaken for probe routes.
     builtin_lookalikes: BTreeSet<String>,
@@ -166,6 +170,8 @@ pub(crate) fn collect<'m>(
     errs: &mut Errors,
 ) -> Routes {
     let mut r = Routes::default();
+    let mappings = mappings.into_iter();
+    let most = mappings.size_hint().1.unwrap_or(0);
     for m in mappings {
         if m.meta.namespace == "builtin" {
             r.builtin_lookalikes.insert(m.meta.id());
@@ -184,6 +190,10 @@ pub(crate) fn collect<'m>(
         }
         if let (Some(rl), Some(labels)) = (&plan.rate_limit, &f.labels) {
             ratelimit::report_other_domains(m.meta, labels, &rl.domain, errs);
+        }
+        if r.fields.is_empty() {
+            // Usually every Mapping or none has fields: one allocation, no rehashing.
+            r.fields.reserve(most);
         }
         r.fields.insert(m.meta.id(), f);
     }
@@ -219,7 +229,7 @@ pub(crate) fn assemble(
 
 /// Puts the filters on every HTTP connection manager, the services' clusters into the IR, and
 /// each route's auth setting and rate limits.
-fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
+fn apply(ir: &mut Ir, plan: Plan, mut routes: Routes, store: &mut Store) {
     if plan.ext_authz.is_none() && plan.rate_limit.is_none() {
         return;
     }
@@ -233,12 +243,12 @@ fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
     }
     let fail_closed = matches!(plan.ext_authz, Some(ExtAuthz::FailClosed { .. }));
     let auth = plan.ext_authz.is_some();
-    let mut label_less: Option<Vec<crate::ir::RateLimit>> = None;
+    let mut label_less: Option<Arc<[RateLimit]>> = None;
     for t in &mut ir.route_tables {
         for r in t.virtual_hosts.iter_mut().flat_map(|v| &mut v.routes) {
             let name = r.name.as_deref().unwrap_or_default();
             let probe = name.starts_with("builtin/") && !routes.builtin_lookalikes.contains(name);
-            let fields = routes.fields.get(name).map(Box::as_ref);
+            let mut fields = routes.fields.get_mut(name).map(Box::as_mut);
             let redirect = matches!(r.action, RouteAction::Redirect(_));
             if auth {
                 // Probe routes are never checked; a failed AuthService answers every other
@@ -247,10 +257,10 @@ fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
                     RouteAuth::Disabled
                 } else if fail_closed {
                     RouteAuth::Default
-                } else if redirect || fields.is_some_and(|f| f.bypass_auth) {
+                } else if redirect || fields.as_ref().is_some_and(|f| f.bypass_auth) {
                     RouteAuth::Disabled
                 } else {
-                    match fields {
+                    match &fields {
                         Some(f) if plan.auth_grpc && !f.context_extensions.is_empty() => {
                             RouteAuth::ContextExtensions(f.context_extensions.clone())
                         }
@@ -263,16 +273,21 @@ fn apply(ir: &mut Ir, plan: Plan, routes: Routes, store: &mut Store) {
                 && matches!(r.action, RouteAction::Forward(_))
             {
                 // `labels: {}` counts as no labels (the defaults apply), as in Emissary.
-                let labels = fields
-                    .and_then(|f| f.labels.as_ref())
-                    .filter(|l| !l.is_empty());
-                r.rate_limits = match labels {
-                    Some(labels) => {
-                        ratelimit::route_limits(Some(labels), &plan.defaults, &rl.domain)
+                let own = fields.as_mut().and_then(|f| {
+                    if f.limits.is_none()
+                        && let Some(labels) = f.labels.take_if(|l| !l.is_empty())
+                    {
+                        let limits =
+                            ratelimit::route_limits(Some(labels), &plan.defaults, &rl.domain);
+                        f.limits = Some(limits.into());
                     }
+                    f.limits.clone()
+                });
+                r.rate_limits = match own {
+                    Some(limits) => limits,
                     None => label_less
                         .get_or_insert_with(|| {
-                            ratelimit::route_limits(None, &plan.defaults, &rl.domain)
+                            ratelimit::route_limits(None, &plan.defaults, &rl.domain).into()
                         })
                         .clone(),
                 };

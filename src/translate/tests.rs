@@ -242,3 +242,55 @@ fn tls_route_table_names_stay_when_hosts_change() {
     assert!(after.contains(&("httpshost-any".into(), "s/https/*".into())));
     assert!(after.contains(&("httphost-shared".into(), "s/http".into())));
 }
+
+/// Members of a canary group must agree on `labels` as read (docs/design.md#groups-canaries-
+/// and-weights): a different group name is the same labels, a different descriptor is not.
+#[test]
+fn canary_members_agree_on_labels_as_read() {
+    let labels = |group: &str, value: &str| json!({"ambassador": [{group: [{"generic_key": {"value": value}}, "remote_address"]}]});
+    let mut objs = listener_and_host();
+    for (doc, name, group, value) in [
+        (3, "a", "one", "v"),
+        (4, "b", "renamed", "v"),
+        (5, "c", "one", "other"),
+    ] {
+        objs.push(mapping(
+            doc,
+            name,
+            json!({"hostname": "*", "prefix": "/c/", "service": name, "weight": 30,
+                   "labels": labels(group, value)}),
+        ));
+    }
+    let t = translate(&objs, &Options::default());
+    let conflicts: Vec<&str> = t
+        .failures()
+        .filter(|e| e.message.contains("conflicts with Mapping"))
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(conflicts, ["default/c"], "{:#?}", t.errors);
+    let clusters: Vec<String> = user_routes(&t).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(clusters, ["cluster_a_default", "cluster_b_default"]);
+}
+
+/// Typing a Mapping hides the value of `labels` (only its presence is typed) and changes
+/// nothing else: unknown fields and wrongly typed fields are reported as before.
+#[test]
+fn mapping_typing_notes_labels_and_keeps_the_rest() {
+    use crate::api::mapping::{MappingSpec, Present};
+    use serde::Deserialize;
+    let spec = json!({"prefix": "/x/", "service": "x", "labels": {"ambassador": "not a list"},
+                      "colour": "blue"});
+    let typed = MappingSpec::from_value(&spec).expect("types");
+    assert_eq!(typed.labels, Some(Present));
+    assert_eq!(typed.prefix.as_deref(), Some("/x/"));
+    assert_eq!(typed.extra.keys().collect::<Vec<_>>(), ["colour"]);
+    assert_eq!(typed, MappingSpec::deserialize(&spec).expect("types"));
+    let null = json!({"prefix": "/x/", "labels": null});
+    assert_eq!(MappingSpec::from_value(&null).expect("types").labels, None);
+    let wrong = json!({"prefix": "/x/", "timeout_ms": "soon", "labels": {}});
+    let (a, b) = (
+        MappingSpec::from_value(&wrong).expect_err("timeout_ms is a number"),
+        MappingSpec::deserialize(&wrong).expect_err("timeout_ms is a number"),
+    );
+    assert_eq!(a.to_string(), b.to_string());
+}

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::rate_limit_service::RateLimitServiceSpec;
@@ -14,9 +15,31 @@ use super::super::module::Settings;
 use super::auth::check_protocol_version;
 use super::cluster::{self, Cx, Fail, fail};
 
-/// A Mapping's `labels`: per domain, its label groups in order (the group names are kept only
-/// to recognise Emissary's `v0_ratelimit_` groups).
-pub(crate) type Labels = Vec<(String, Vec<(String, Vec<RateLimitAction>)>)>;
+/// A Mapping's `labels`: the domains as written, and every valid label group with the index of
+/// its domain, in order. Serialized, it is what Mappings of one group must agree on
+/// (docs/design.md#groups-canaries-and-weights): the labels as read, not as spelled.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Labels {
+    domains: Vec<String>,
+    groups: Vec<Group>,
+}
+
+/// One label group: its descriptor entries.
+#[derive(Debug, Clone, Serialize)]
+struct Group {
+    /// Index into [`Labels::domains`].
+    domain: usize,
+    /// An Emissary `v0_ratelimit_` group: the Module's defaults are not prepended.
+    v0: bool,
+    actions: Vec<RateLimitAction>,
+}
+
+impl Labels {
+    /// `labels: {}` (no domain at all).
+    pub fn is_empty(&self) -> bool {
+        self.domains.is_empty()
+    }
+}
 
 /// The Module's `default_label_domain` and `default_labels`.
 #[derive(Debug, Default)]
@@ -137,9 +160,9 @@ fn filter(
 
 /// Parses `labels`: `{domain: [{group: [specifier, ...]}, ...]}`. A group with an invalid
 /// specifier is reported and dropped whole, so no descriptor changes shape
-/// (docs/compatibility.md).
+/// (docs/compatibility.md). Field paths are only formatted for a report.
 pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels {
-    let mut out = Vec::new();
+    let mut out = Labels::default();
     let Some(domains) = v.as_object() else {
         errs.push(meta.warning(
             "spec.labels",
@@ -148,49 +171,54 @@ pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels 
         return out;
     };
     for (domain, groups) in domains {
-        let field = format!("spec.labels.{domain}");
         let Some(groups) = groups.as_array() else {
-            errs.push(meta.warning(&field, "must be a list of label groups; ignored"));
+            errs.push(meta.warning(
+                &format!("spec.labels.{domain}"),
+                "must be a list of label groups; ignored",
+            ));
             continue;
         };
-        let mut parsed = Vec::new();
+        let index = out.domains.len();
+        out.groups.reserve(groups.len());
         for (i, g) in groups.iter().enumerate() {
-            let field = format!("{field}[{i}]");
             let one = g.as_object().filter(|m| m.len() == 1);
             let Some((name, specs)) = one.and_then(|m| m.iter().next()) else {
                 errs.push(meta.warning(
-                    &field,
+                    &format!("spec.labels.{domain}[{i}]"),
                     "a label group must be a map with exactly one key (its name); group ignored",
                 ));
                 continue;
             };
             let Some(specs) = specs.as_array() else {
                 errs.push(meta.warning(
-                    &format!("{field}.{name}"),
+                    &format!("spec.labels.{domain}[{i}].{name}"),
                     "must be a list of label specifiers; group ignored",
                 ));
                 continue;
             };
-            let mut actions = Vec::new();
-            let mut bad = false;
+            let mut actions = Vec::with_capacity(specs.len());
             for (j, sp) in specs.iter().enumerate() {
                 match specifier(sp) {
                     Ok(a) => actions.push(a),
                     Err(e) => {
                         errs.push(meta.warning(
-                            &format!("{field}.{name}[{j}]"),
+                            &format!("spec.labels.{domain}[{i}].{name}[{j}]"),
                             format!("{e}; group ignored"),
                         ));
-                        bad = true;
+                        actions.clear();
                         break;
                     }
                 }
             }
-            if !bad && !actions.is_empty() {
-                parsed.push((name.clone(), actions));
+            if !actions.is_empty() {
+                out.groups.push(Group {
+                    domain: index,
+                    v0: name.starts_with("v0_ratelimit_"),
+                    actions,
+                });
             }
         }
-        out.push((domain.clone(), parsed));
+        out.domains.push(domain.clone());
     }
     out
 }
@@ -278,8 +306,8 @@ fn omit(body: &Value) -> Result<bool, String> {
 
 /// Labels in other domains than the service's are not used: said once per Mapping.
 pub(super) fn report_other_domains(meta: &Meta, labels: &Labels, domain: &str, errs: &mut Errors) {
-    if !labels.is_empty() && labels.iter().all(|(d, _)| d != domain) {
-        let others: Vec<&str> = labels.iter().map(|(d, _)| d.as_str()).collect();
+    if !labels.is_empty() && labels.domains.iter().all(|d| d != domain) {
+        let others: Vec<&str> = labels.domains.iter().map(String::as_str).collect();
         errs.push(meta.warning(
             "spec.labels",
             format!(
@@ -292,26 +320,32 @@ pub(super) fn report_other_domains(meta: &Meta, labels: &Labels, domain: &str, e
 
 /// The rate limits of a route: each label group of the service's domain (defaults of that
 /// domain first, except `v0_ratelimit_` groups); without labels, the defaults of the default
-/// domain.
-pub(super) fn route_limits(labels: Option<&Labels>, d: &Defaults, domain: &str) -> Vec<RateLimit> {
+/// domain. The groups' entries are moved, not copied.
+pub(super) fn route_limits(labels: Option<Labels>, d: &Defaults, domain: &str) -> Vec<RateLimit> {
     let defaults = d.by_domain.get(domain);
     match labels {
         None => match defaults {
             Some(a) if d.domain == domain => vec![RateLimit { actions: a.clone() }],
             _ => Vec::new(),
         },
-        Some(labels) => labels
-            .iter()
-            .filter(|(dom, _)| dom == domain)
-            .flat_map(|(_, groups)| groups)
-            .map(|(name, actions)| {
-                let mut all = match defaults {
-                    Some(a) if !name.starts_with("v0_ratelimit_") => a.clone(),
-                    _ => Vec::new(),
-                };
-                all.extend(actions.iter().cloned());
-                RateLimit { actions: all }
-            })
-            .collect(),
+        Some(labels) => {
+            let Some(index) = labels.domains.iter().position(|x| x == domain) else {
+                return Vec::new();
+            };
+            labels
+                .groups
+                .into_iter()
+                .filter(|g| g.domain == index)
+                .map(|g| match defaults {
+                    Some(a) if !g.v0 => {
+                        let mut all = Vec::with_capacity(a.len() + g.actions.len());
+                        all.extend(a.iter().cloned());
+                        all.extend(g.actions);
+                        RateLimit { actions: all }
+                    }
+                    _ => RateLimit { actions: g.actions },
+                })
+                .collect()
+        }
     }
 }
