@@ -2,12 +2,16 @@
 //! (optionally `to_json`) a given number of times, printing each stage's time. Meant for
 //! `perf record` / `valgrind --tool=callgrind`, whose numbers a criterion loop would blur.
 //!
-//! `cargo run --release --example profile_translate -- DIR [RUNS] [json]`
+//! `cargo run --release --example profile_translate -- DIR [RUNS] [json|cache]`
+//!
+//! `cache`: translate with a `translate::Cache` kept between runs, one Mapping's prefix
+//! changed before each run after the first (the change path of `legate run`).
 
 use std::time::Instant;
 
+use legate::api::RawObject;
 use legate::source::{LoadOptions, load_dir};
-use legate::translate::{Options, translate};
+use legate::translate::{Cache, Options, translate, translate_with};
 use legate::xds::resources::{snapshot, to_json};
 
 fn main() {
@@ -18,9 +22,12 @@ fn main() {
     let runs: usize = args
         .next()
         .map_or(1, |r| r.parse().expect("RUNS is a number"));
-    let json = args.next().as_deref() == Some("json");
+    let mode = args.next();
+    let json = mode.as_deref() == Some("json");
+    let cached = mode.as_deref() == Some("cache");
+    let mut cache = Cache::new();
     let t = Instant::now();
-    let state = load_dir(dir.as_ref(), &LoadOptions::default()).expect("directory loads");
+    let mut state = load_dir(dir.as_ref(), &LoadOptions::default()).expect("directory loads");
     eprintln!(
         "load_dir: {:?} ({} objects), peak RSS {}",
         t.elapsed(),
@@ -28,9 +35,16 @@ fn main() {
         peak_rss()
     );
     let options = Options::default();
-    for _ in 0..runs {
+    for run in 0..runs {
+        if cached && run > 0 {
+            change_one(&mut state.objects, run);
+        }
         let t = Instant::now();
-        let tr = translate(&state.objects, &options);
+        let tr = if cached {
+            translate_with(&state.objects, &options, &mut cache)
+        } else {
+            translate(&state.objects, &options)
+        };
         let t1 = t.elapsed();
         let snap = snapshot(&tr.ir, 1, "profile").expect("snapshot builds");
         let t2 = t.elapsed();
@@ -62,4 +76,16 @@ fn peak_rss() -> String {
                 .map(|l| l["VmHWM:".len()..].trim().to_string())
         })
         .unwrap_or_else(|| "?".into())
+}
+
+/// Gives the first Mapping a new prefix (a new value, as a source publishes a changed object).
+fn change_one(objects: &mut [RawObject], run: usize) {
+    let Some(o) = objects.iter_mut().find(|o| o.kind() == "Mapping") else {
+        return;
+    };
+    let mut value = o.value.as_ref().clone();
+    if let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("prefix".into(), format!("/changed-{run}/").into());
+    }
+    *o = RawObject::new(o.origin.clone(), value);
 }

@@ -83,6 +83,9 @@ pub struct Pipeline {
     first: Guard,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     current: watch::Sender<Arc<Current>>,
+    /// Kept between source states: unchanged objects are not planned again
+    /// (`translate::translate_with`). Used by one step at a time.
+    cache: Arc<std::sync::Mutex<translate::Cache>>,
 }
 
 impl Pipeline {
@@ -103,6 +106,7 @@ impl Pipeline {
             first,
             snapshots,
             current,
+            cache: Arc::default(),
         };
         (
             p,
@@ -146,9 +150,18 @@ impl Pipeline {
     async fn step(&self, step: Step, generation: u64) {
         let options = self.options.clone();
         let boot_id = self.boot_id.clone();
+        let cache = self.cache.clone();
         let started = Instant::now();
-        let built =
-            tokio::task::spawn_blocking(move || build(step, &options, generation, &boot_id)).await;
+        let built = tokio::task::spawn_blocking(move || {
+            // A step that panicked left the cache in an unknown state: start it afresh.
+            let mut cache = cache.lock().unwrap_or_else(|poisoned| {
+                let mut guard = poisoned.into_inner();
+                *guard = translate::Cache::new();
+                guard
+            });
+            build(step, &options, generation, &boot_id, &mut cache)
+        })
+        .await;
         let (ir, errors, snapshot) = match built {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -216,10 +229,11 @@ fn build(
     options: &Options,
     generation: u64,
     boot_id: &str,
+    cache: &mut translate::Cache,
 ) -> Result<(Ir, Vec<ResourceError>, Snapshot), xds::resources::Error> {
     let (ir, errors) = match step {
         Step::Source(state) => {
-            let t = translate::translate(&state.objects, options);
+            let t = translate::translate_with(&state.objects, options, cache);
             let mut errors = state.errors.clone();
             errors.extend(t.errors);
             (t.ir, errors)
