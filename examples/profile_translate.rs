@@ -2,17 +2,19 @@
 //! (optionally `to_json`) a given number of times, printing each stage's time. Meant for
 //! `perf record` / `valgrind --tool=callgrind`, whose numbers a criterion loop would blur.
 //!
-//! `cargo run --release --example profile_translate -- DIR [RUNS] [json|cache]`
+//! `cargo run --release --example profile_translate -- DIR [RUNS] [json|change|cache|reuse]`
 //!
-//! `cache`: translate with a `translate::Cache` kept between runs, one Mapping's prefix
-//! changed before each run after the first (the change path of `legate run`).
+//! `change`: one Mapping's prefix changed before each run after the first (the change path
+//! of `legate run`), translated afresh; `cache`: the same, translated with a
+//! `translate::Cache` kept between runs; `reuse`: the same, and each snapshot built reusing
+//! the previous one's unchanged resources (`snapshot_reusing`), as `legate run` does.
 
 use std::time::Instant;
 
 use legate::api::RawObject;
 use legate::source::{LoadOptions, load_dir};
 use legate::translate::{Cache, Options, translate, translate_with};
-use legate::xds::resources::{snapshot, to_json};
+use legate::xds::resources::{snapshot_reusing, to_json};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -24,7 +26,10 @@ fn main() {
         .map_or(1, |r| r.parse().expect("RUNS is a number"));
     let mode = args.next();
     let json = mode.as_deref() == Some("json");
-    let cached = mode.as_deref() == Some("cache");
+    let change = matches!(mode.as_deref(), Some("change" | "cache" | "reuse"));
+    let cached = matches!(mode.as_deref(), Some("cache" | "reuse"));
+    let reuse = mode.as_deref() == Some("reuse");
+    let mut previous = None;
     let mut cache = Cache::new();
     let t = Instant::now();
     let mut state = load_dir(dir.as_ref(), &LoadOptions::default()).expect("directory loads");
@@ -36,7 +41,7 @@ fn main() {
     );
     let options = Options::default();
     for run in 0..runs {
-        if cached && run > 0 {
+        if change && run > 0 {
             change_one(&mut state.objects, run);
         }
         let t = Instant::now();
@@ -46,7 +51,9 @@ fn main() {
             translate(&state.objects, &options)
         };
         let t1 = t.elapsed();
-        let snap = snapshot(&tr.ir, 1, "profile").expect("snapshot builds");
+        let before = if reuse { previous.take() } else { None };
+        let snap =
+            snapshot_reusing(&tr.ir, 1, "profile", before.as_ref()).expect("snapshot builds");
         let t2 = t.elapsed();
         eprintln!("after translate + snapshot: peak RSS {}", peak_rss());
         if json {
@@ -55,7 +62,8 @@ fn main() {
             eprintln!("after to_json: peak RSS {}", peak_rss());
         }
         let t3 = t.elapsed();
-        drop((tr, snap));
+        drop((tr, before));
+        previous = Some(snap);
         let t4 = t.elapsed();
         eprintln!(
             "translate {t1:?}, snapshot {:?}, json {:?}, drop {:?}",

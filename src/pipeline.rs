@@ -151,6 +151,8 @@ impl Pipeline {
         let options = self.options.clone();
         let boot_id = self.boot_id.clone();
         let cache = self.cache.clone();
+        // Resources whose version is unchanged are taken from the snapshot in force.
+        let previous = self.snapshots.borrow().clone();
         let started = Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             // A step that panicked left the cache in an unknown state: start it afresh.
@@ -159,7 +161,8 @@ impl Pipeline {
                 *guard = translate::Cache::new();
                 guard
             });
-            build(step, &options, generation, &boot_id, &mut cache)
+            let previous = previous.as_deref();
+            build(step, &options, generation, &boot_id, &mut cache, previous)
         })
         .await;
         let (ir, errors, snapshot) = match built {
@@ -230,7 +233,9 @@ fn build(
     generation: u64,
     boot_id: &str,
     cache: &mut translate::Cache,
+    previous: Option<&Snapshot>,
 ) -> Result<(Ir, Vec<ResourceError>, Snapshot), xds::resources::Error> {
+    let started = Instant::now();
     let (ir, errors) = match step {
         Step::Source(state) => {
             let t = translate::translate_with(&state.objects, options, cache);
@@ -242,7 +247,15 @@ fn build(
     };
     let mut ir = ir;
     ir.shrink_to_fit();
-    let snapshot = xds::resources::snapshot(&ir, generation, boot_id)?;
+    let translated = started.elapsed();
+    let snapshot = xds::resources::snapshot_reusing(&ir, generation, boot_id, previous)?;
+    tracing::debug!(
+        generation,
+        translate_ms = translated.as_millis() as u64,
+        snapshot_ms = (started.elapsed() - translated).as_millis() as u64,
+        plans_reused = cache.reused(),
+        "configuration built"
+    );
     Ok((ir, errors, snapshot))
 }
 

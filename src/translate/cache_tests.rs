@@ -1,12 +1,15 @@
 //! The translation cache changes nothing: after every step of random edit sequences
 //! (Mappings added, changed and deleted, the Module, Services and EndpointSlices, TLSContexts
 //! and Secrets, Hosts, the options), `translate_with` gives exactly what `translate` gives,
-//! IR and errors.
+//! IR and errors; and a snapshot built reusing the previous one's resources
+//! (`xds::resources::snapshot_reusing`) is the snapshot built afresh.
 
 use serde_json::{Value, json};
 
 use super::*;
 use crate::api::{Origin, RawObject};
+use crate::xds::Snapshot;
+use crate::xds::resources::{snapshot, snapshot_reusing, to_json};
 
 /// One object of the edited input, by a stable slot (its origin).
 struct World {
@@ -256,13 +259,38 @@ impl World {
     }
 }
 
+/// Checks that the snapshot of `ir` built reusing `previous` is the one built afresh
+/// (versions, names, and contents as Envoy reads them), and returns it.
+fn same_snapshot(ir: &Ir, previous: Option<&Snapshot>, context: &str) -> Option<Snapshot> {
+    let fresh = snapshot(ir, 2, "boot").ok()?;
+    let reused = snapshot_reusing(ir, 2, "boot", previous).expect("the fresh one built");
+    assert_eq!(reused.versions(), fresh.versions(), "{context}");
+    for (kind, t) in &fresh.types {
+        let r = &reused.types[kind];
+        let names = |t: &crate::xds::TypeSnapshot| {
+            t.resources
+                .values()
+                .map(|r| (r.name.clone(), r.version.clone(), r.linger))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(r), names(t), "{context}: {kind:?}");
+    }
+    assert_eq!(
+        to_json(&reused).expect("renders"),
+        to_json(&fresh).expect("renders"),
+        "{context}: the reused snapshot differs"
+    );
+    Some(reused)
+}
+
 #[test]
 fn cache_equivalence() {
     let mut reused = 0;
-    for seed in 0..24 {
+    for seed in 0..10 {
         let mut world = World::new(seed);
         let mut cache = Cache::new();
-        for step in 0..40 {
+        let mut previous = None;
+        for step in 0..30 {
             let objects = world.raw();
             let cached = translate_with(&objects, &world.options, &mut cache);
             let fresh = translate(&objects, &world.options);
@@ -270,6 +298,8 @@ fn cache_equivalence() {
                 cached, fresh,
                 "seed {seed}, step {step}: the cached translation differs"
             );
+            let context = format!("seed {seed}, step {step}");
+            previous = same_snapshot(&cached.ir, previous.as_ref(), &context).or(previous);
             reused += cache.reused();
             for _ in 0..world.rng.usize(1..4) {
                 world.edit();
@@ -286,6 +316,7 @@ fn cache_equivalence_in_parallel() {
     let mut world = World::with_mappings(99, 700, 100..900);
     let mut cache = Cache::new();
     let mut reused = 0;
+    let mut previous = None;
     for step in 0..8 {
         let objects = world.raw();
         let cached = translate_with(&objects, &world.options, &mut cache);
@@ -294,6 +325,8 @@ fn cache_equivalence_in_parallel() {
             translate(&objects, &world.options),
             "step {step}: the cached translation differs"
         );
+        previous =
+            same_snapshot(&cached.ir, previous.as_ref(), &format!("step {step}")).or(previous);
         reused += cache.reused();
         for _ in 0..8 {
             world.edit();
