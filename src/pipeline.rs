@@ -194,16 +194,19 @@ impl Pipeline {
             .as_ref()
             .is_some_and(|s| s.versions() == snapshot.versions());
         let versions = snapshot.versions();
-        self.current.send_replace(Arc::new(Current {
+        // The previous state is dropped after the new one is published, off the async
+        // threads: freeing a large IR and snapshot takes a while (issue 10).
+        let old_current = self.current.send_replace(Arc::new(Current {
             generation,
             ir: Arc::new(ir),
             errors: Arc::new(errors),
             published_at: Some(Instant::now()),
         }));
+        let mut old_snapshot = None;
         if unchanged {
             tracing::debug!(generation, "configuration unchanged");
         } else {
-            self.snapshots.send_replace(Some(Arc::new(snapshot)));
+            old_snapshot = self.snapshots.send_replace(Some(Arc::new(snapshot)));
             self.metrics.reconfigurations.inc();
             tracing::info!(
                 generation,
@@ -214,8 +217,13 @@ impl Pipeline {
             );
         }
         self.first.release();
-        // The previous IR and snapshot were dropped above: give their memory back.
-        let trimmed = tokio::task::spawn_blocking(crate::memory::release).await;
+        // Drop the previous IR and snapshot (unless an ADS stream still holds it) and give
+        // their memory back.
+        let trimmed = tokio::task::spawn_blocking(move || {
+            drop((old_current, old_snapshot));
+            crate::memory::release();
+        })
+        .await;
         if let Err(e) = trimmed {
             tracing::debug!(error = %e, "memory release task did not run");
         }
