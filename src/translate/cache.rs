@@ -114,8 +114,9 @@ pub(crate) struct Plans {
 #[derive(Debug)]
 pub(crate) struct Entry {
     raw: RawObject,
-    /// `None`: the Mapping was left out (its errors say why).
-    pub plan: Option<MappingPlan>,
+    /// `None`: the Mapping was left out (its errors say why). Boxed: a plan is about a
+    /// kilobyte, and the table keeps spare slots.
+    pub plan: Option<Box<MappingPlan>>,
     /// Errors and warnings planning it reported, in order.
     pub errors: Vec<ResourceError>,
     pub lookups: Vec<Lookup>,
@@ -132,7 +133,7 @@ impl Entry {
     ) -> Entry {
         Entry {
             raw: raw.clone(),
-            plan,
+            plan: plan.map(Box::new),
             errors,
             lookups,
             used: AtomicBool::new(true),
@@ -169,6 +170,10 @@ impl Plans {
         for (key, mut entry) in fresh {
             *entry.used.get_mut() = false;
             self.entries.insert(key, entry);
+        }
+        // The table shrinks when the input does (it keeps at most twice what it holds).
+        if self.entries.capacity() > 2 * self.entries.len() + 16 {
+            self.entries.shrink_to_fit();
         }
     }
 }

@@ -151,7 +151,7 @@ fn plan_some(
             for e in &entry.errors {
                 errs.push(e.clone());
             }
-            out.extend(entry.plan.clone());
+            out.extend(entry.plan.as_deref().cloned());
             continue;
         }
         let (errors_before, planned_before) = (errs.0.len(), out.len());
