@@ -2,13 +2,19 @@
 //! (optionally `to_json`) a given number of times, printing each stage's time. Meant for
 //! `perf record` / `valgrind --tool=callgrind`, whose numbers a criterion loop would blur.
 //!
-//! `cargo run --release --example profile_translate -- DIR [RUNS] [json]`
+//! `cargo run --release --example profile_translate -- DIR [RUNS] [json|change|cache|reuse]`
+//!
+//! `change`: one Mapping's prefix changed before each run after the first (the change path
+//! of `legate run`), translated afresh; `cache`: the same, translated with a
+//! `translate::Cache` kept between runs; `reuse`: the same, and each snapshot built reusing
+//! the previous one's unchanged resources (`snapshot_reusing`), as `legate run` does.
 
 use std::time::Instant;
 
+use legate::api::RawObject;
 use legate::source::{LoadOptions, load_dir};
-use legate::translate::{Options, translate};
-use legate::xds::resources::{snapshot, to_json};
+use legate::translate::{Cache, Options, translate, translate_with};
+use legate::xds::resources::{snapshot_reusing, to_json};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -18,9 +24,15 @@ fn main() {
     let runs: usize = args
         .next()
         .map_or(1, |r| r.parse().expect("RUNS is a number"));
-    let json = args.next().as_deref() == Some("json");
+    let mode = args.next();
+    let json = mode.as_deref() == Some("json");
+    let change = matches!(mode.as_deref(), Some("change" | "cache" | "reuse"));
+    let cached = matches!(mode.as_deref(), Some("cache" | "reuse"));
+    let reuse = mode.as_deref() == Some("reuse");
+    let mut previous = None;
+    let mut cache = Cache::new();
     let t = Instant::now();
-    let state = load_dir(dir.as_ref(), &LoadOptions::default()).expect("directory loads");
+    let mut state = load_dir(dir.as_ref(), &LoadOptions::default()).expect("directory loads");
     eprintln!(
         "load_dir: {:?} ({} objects), peak RSS {}",
         t.elapsed(),
@@ -28,11 +40,20 @@ fn main() {
         peak_rss()
     );
     let options = Options::default();
-    for _ in 0..runs {
+    for run in 0..runs {
+        if change && run > 0 {
+            change_one(&mut state.objects, run);
+        }
         let t = Instant::now();
-        let tr = translate(&state.objects, &options);
+        let tr = if cached {
+            translate_with(&state.objects, &options, &mut cache)
+        } else {
+            translate(&state.objects, &options)
+        };
         let t1 = t.elapsed();
-        let snap = snapshot(&tr.ir, 1, "profile").expect("snapshot builds");
+        let before = if reuse { previous.take() } else { None };
+        let snap =
+            snapshot_reusing(&tr.ir, 1, "profile", before.as_ref()).expect("snapshot builds");
         let t2 = t.elapsed();
         eprintln!("after translate + snapshot: peak RSS {}", peak_rss());
         if json {
@@ -41,7 +62,8 @@ fn main() {
             eprintln!("after to_json: peak RSS {}", peak_rss());
         }
         let t3 = t.elapsed();
-        drop((tr, snap));
+        drop((tr, before));
+        previous = Some(snap);
         let t4 = t.elapsed();
         eprintln!(
             "translate {t1:?}, snapshot {:?}, json {:?}, drop {:?}",
@@ -62,4 +84,16 @@ fn peak_rss() -> String {
                 .map(|l| l["VmHWM:".len()..].trim().to_string())
         })
         .unwrap_or_else(|| "?".into())
+}
+
+/// Gives the first Mapping a new prefix (a new value, as a source publishes a changed object).
+fn change_one(objects: &mut [RawObject], run: usize) {
+    let Some(o) = objects.iter_mut().find(|o| o.kind() == "Mapping") else {
+        return;
+    };
+    let mut value = o.value.as_ref().clone();
+    if let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut()) {
+        spec.insert("prefix".into(), format!("/changed-{run}/").into());
+    }
+    *o = RawObject::new(o.origin.clone(), value);
 }

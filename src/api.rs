@@ -69,6 +69,13 @@ impl RawObject {
         }
     }
 
+    /// Whether `other` holds the same content as this object (the same parsed value, or an
+    /// equal one): what the translation cache (`translate::Cache`) keys reuse on. Cheap when
+    /// the source kept the unchanged object's value (the same `Arc`).
+    pub fn same_content(&self, other: &RawObject) -> bool {
+        std::sync::Arc::ptr_eq(&self.value, &other.value) || self.value == other.value
+    }
+
     pub fn api_version(&self) -> &str {
         self.value
             .get("apiVersion")

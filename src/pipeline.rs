@@ -83,6 +83,9 @@ pub struct Pipeline {
     first: Guard,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     current: watch::Sender<Arc<Current>>,
+    /// Kept between source states: unchanged objects are not planned again
+    /// (`translate::translate_with`). Used by one step at a time.
+    cache: Arc<std::sync::Mutex<translate::Cache>>,
 }
 
 impl Pipeline {
@@ -103,6 +106,7 @@ impl Pipeline {
             first,
             snapshots,
             current,
+            cache: Arc::default(),
         };
         (
             p,
@@ -146,9 +150,21 @@ impl Pipeline {
     async fn step(&self, step: Step, generation: u64) {
         let options = self.options.clone();
         let boot_id = self.boot_id.clone();
+        let cache = self.cache.clone();
+        // Resources whose version is unchanged are taken from the snapshot in force.
+        let previous = self.snapshots.borrow().clone();
         let started = Instant::now();
-        let built =
-            tokio::task::spawn_blocking(move || build(step, &options, generation, &boot_id)).await;
+        let built = tokio::task::spawn_blocking(move || {
+            // A step that panicked left the cache in an unknown state: start it afresh.
+            let mut cache = cache.lock().unwrap_or_else(|poisoned| {
+                let mut guard = poisoned.into_inner();
+                *guard = translate::Cache::new();
+                guard
+            });
+            let previous = previous.as_deref();
+            build(step, &options, generation, &boot_id, &mut cache, previous)
+        })
+        .await;
         let (ir, errors, snapshot) = match built {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -178,16 +194,19 @@ impl Pipeline {
             .as_ref()
             .is_some_and(|s| s.versions() == snapshot.versions());
         let versions = snapshot.versions();
-        self.current.send_replace(Arc::new(Current {
+        // The previous state is dropped after the new one is published, off the async
+        // threads: freeing a large IR and snapshot takes a while (issue 10).
+        let old_current = self.current.send_replace(Arc::new(Current {
             generation,
             ir: Arc::new(ir),
             errors: Arc::new(errors),
             published_at: Some(Instant::now()),
         }));
+        let mut old_snapshot = None;
         if unchanged {
             tracing::debug!(generation, "configuration unchanged");
         } else {
-            self.snapshots.send_replace(Some(Arc::new(snapshot)));
+            old_snapshot = self.snapshots.send_replace(Some(Arc::new(snapshot)));
             self.metrics.reconfigurations.inc();
             tracing::info!(
                 generation,
@@ -198,8 +217,13 @@ impl Pipeline {
             );
         }
         self.first.release();
-        // The previous IR and snapshot were dropped above: give their memory back.
-        let trimmed = tokio::task::spawn_blocking(crate::memory::release).await;
+        // Drop the previous IR and snapshot (unless an ADS stream still holds it) and give
+        // their memory back.
+        let trimmed = tokio::task::spawn_blocking(move || {
+            drop((old_current, old_snapshot));
+            crate::memory::release();
+        })
+        .await;
         if let Err(e) = trimmed {
             tracing::debug!(error = %e, "memory release task did not run");
         }
@@ -216,10 +240,13 @@ fn build(
     options: &Options,
     generation: u64,
     boot_id: &str,
+    cache: &mut translate::Cache,
+    previous: Option<&Snapshot>,
 ) -> Result<(Ir, Vec<ResourceError>, Snapshot), xds::resources::Error> {
+    let started = Instant::now();
     let (ir, errors) = match step {
         Step::Source(state) => {
-            let t = translate::translate(&state.objects, options);
+            let t = translate::translate_with(&state.objects, options, cache);
             let mut errors = state.errors.clone();
             errors.extend(t.errors);
             (t.ir, errors)
@@ -228,7 +255,15 @@ fn build(
     };
     let mut ir = ir;
     ir.shrink_to_fit();
-    let snapshot = xds::resources::snapshot(&ir, generation, boot_id)?;
+    let translated = started.elapsed();
+    let snapshot = xds::resources::snapshot_reusing(&ir, generation, boot_id, previous)?;
+    tracing::debug!(
+        generation,
+        translate_ms = translated.as_millis() as u64,
+        snapshot_ms = (started.elapsed() - translated).as_millis() as u64,
+        plans_reused = cache.reused(),
+        "configuration built"
+    );
     Ok((ir, errors, snapshot))
 }
 

@@ -23,6 +23,7 @@
 //! and EndpointSlices), `service` (the `service` field), `policy` (per-resource policies).
 
 mod assemble;
+mod cache;
 mod endpoint;
 mod group;
 mod host;
@@ -41,12 +42,16 @@ mod upstream;
 mod validate;
 
 #[cfg(test)]
+mod cache_tests;
+#[cfg(test)]
 mod tests;
 
 use serde::Serialize;
 
 use crate::api::{Origin, RawObject, ResourceError};
 use crate::ir::Ir;
+
+pub use cache::Cache;
 
 /// What the translation needs to know about the instance it translates for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -97,6 +102,18 @@ impl Translation {
 
 /// Translates every object into one IR. Pure and deterministic.
 pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
+    run(objects, options, None)
+}
+
+/// [`translate`], reusing what `cache` kept from earlier translations where the objects and
+/// inputs are unchanged (see `translate::cache`), and updating it. The result is exactly
+/// [`translate`]'s.
+pub fn translate_with(objects: &[RawObject], options: &Options, cache: &mut Cache) -> Translation {
+    cache.prepare(objects, options);
+    run(objects, options, Some(cache))
+}
+
+fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> Translation {
     let mut errs = Errors::default();
     // 1. load
     let mut loaded = load::load(objects, options, &mut errs);
@@ -121,7 +138,8 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
     };
     // AuthService and RateLimitService are planned before the Mappings that refer to them.
     let service_plan = services::plan(&loaded, &settings, &tls, options, &mut errs);
-    let mut mappings = mapping::plan_all(&loaded.mappings, &mut cx, &mut errs);
+    let plans = cache.map(|c| &mut c.mappings);
+    let mut mappings = mapping::plan_all(&loaded.mappings, &mut cx, plans, &mut errs);
     let service_routes = services::collect(
         mappings
             .iter_mut()

@@ -76,6 +76,20 @@ pub(crate) struct Index<'a> {
     services: std::sync::Arc<BTreeMap<(&'a str, &'a str), Svc<'a>>>,
     endpoint_routing: bool,
     resolved: BTreeMap<String, Vec<Endpoint>>,
+    /// When set, the lookups that read a Service, recorded for the translation cache
+    /// (`translate::cache`): a cached plan is reused only if they still give these results.
+    log: Option<Vec<Lookup>>,
+}
+
+/// One [`Index::resolve`] call that read the Services, and its result.
+#[derive(Debug, Clone)]
+pub(crate) struct Lookup {
+    explicit: Option<Resolver>,
+    host: String,
+    port: u16,
+    family: DnsFamily,
+    default_namespace: String,
+    result: Resolved,
 }
 
 impl<'a> Index<'a> {
@@ -107,6 +121,7 @@ impl<'a> Index<'a> {
             services: std::sync::Arc::new(map),
             endpoint_routing,
             resolved: BTreeMap::new(),
+            log: None,
         }
     }
 
@@ -117,6 +132,7 @@ impl<'a> Index<'a> {
             services: self.services.clone(),
             endpoint_routing: self.endpoint_routing,
             resolved: BTreeMap::new(),
+            log: None,
         }
     }
 
@@ -126,6 +142,25 @@ impl<'a> Index<'a> {
         for (name, endpoints) in fork.resolved {
             self.resolved.entry(name).or_insert(endpoints);
         }
+    }
+
+    /// Starts recording the lookups that read a Service (see [`Index::take_log`]).
+    pub fn start_log(&mut self) {
+        self.log = Some(Vec::new());
+    }
+
+    /// The lookups recorded since [`Index::start_log`]; recording stops.
+    pub fn take_log(&mut self) -> Vec<Lookup> {
+        self.log.take().unwrap_or_default()
+    }
+
+    /// Repeats recorded lookups against this index (recording their endpoints, as the first
+    /// time did); false if any now gives another result.
+    pub fn replay(&mut self, lookups: &[Lookup]) -> bool {
+        lookups.iter().all(|l| {
+            let now = self.resolve(l.explicit, &l.host, l.port, l.family, &l.default_namespace);
+            now == l.result
+        })
     }
 
     /// Resolves `host:port` (already namespace-qualified). `default_namespace` is where a
@@ -138,32 +173,56 @@ impl<'a> Index<'a> {
         family: DnsFamily,
         default_namespace: &str,
     ) -> Resolved {
+        let result = self.lookup(explicit, host, port, family, default_namespace);
+        if let (Some(log), Some(result)) = (self.log.as_mut(), result.as_ref().err()) {
+            log.push(Lookup {
+                explicit,
+                host: host.to_string(),
+                port,
+                family,
+                default_namespace: default_namespace.to_string(),
+                result: result.clone(),
+            });
+        }
+        result.unwrap_or_else(|r| r)
+    }
+
+    /// [`Index::resolve`]: `Ok` when the answer did not read the Services (it follows from
+    /// the arguments and the options alone), `Err` when it did.
+    fn lookup(
+        &mut self,
+        explicit: Option<Resolver>,
+        host: &str,
+        port: u16,
+        family: DnsFamily,
+        default_namespace: &str,
+    ) -> Result<Resolved, Resolved> {
         let forced = match explicit {
-            Some(Resolver::Service) => return (Resolution::Dns, None),
+            Some(Resolver::Service) => return Ok((Resolution::Dns, None)),
             Some(Resolver::Endpoint) => true,
             None if self.endpoint_routing => false,
-            None => return (Resolution::Dns, None),
+            None => return Ok((Resolution::Dns, None)),
         };
         let dns = |why: String| (Resolution::Dns, forced.then_some(why));
         let Some((namespace, name)) = service_ref(host, default_namespace) else {
-            return dns(format!(
+            return Ok(dns(format!(
                 "{host} is not a Kubernetes Service name; resolved by DNS"
-            ));
+            )));
         };
         let eds_name = eds_name(namespace, name, port, family);
         let Some(svc) = self.services.get(&(namespace, name)) else {
             if !forced {
-                return (Resolution::Dns, None);
+                return Err((Resolution::Dns, None));
             }
             self.resolved.entry(eds_name.clone()).or_default();
             let why = format!("Service {namespace}/{name} not found: no endpoints until it exists");
-            return (Resolution::Eds(eds_name), Some(why));
+            return Err((Resolution::Eds(eds_name), Some(why)));
         };
         let spec = svc.service.spec.clone().unwrap_or_default();
         if spec.type_.as_deref() == Some("ExternalName") {
-            return dns(format!(
+            return Err(dns(format!(
                 "Service {namespace}/{name} is an ExternalName Service; resolved by DNS"
-            ));
+            )));
         }
         let ports = spec.ports.unwrap_or_default();
         let Some(sp) = ports
@@ -183,17 +242,17 @@ impl<'a> Index<'a> {
                 }
             );
             if !forced {
-                return (Resolution::Dns, Some(format!("{why}; resolved by DNS")));
+                return Err((Resolution::Dns, Some(format!("{why}; resolved by DNS"))));
             }
             self.resolved.entry(eds_name.clone()).or_default();
-            return (
+            return Err((
                 Resolution::Eds(eds_name),
                 Some(format!("{why}: no endpoints")),
-            );
+            ));
         };
         let endpoints = ready_endpoints(&svc.slices, sp, family);
         self.resolved.insert(eds_name.clone(), endpoints);
-        (Resolution::Eds(eds_name), None)
+        Err((Resolution::Eds(eds_name), None))
     }
 
     /// The endpoints of every EDS cluster in `clusters`, sorted by service name. Names

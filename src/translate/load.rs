@@ -91,6 +91,8 @@ pub(crate) struct Obj<T> {
 pub(crate) struct Untyped<'a> {
     pub meta: Meta,
     pub spec: &'a Value,
+    /// The object it came from (the translation cache's key).
+    pub raw: &'a RawObject,
 }
 
 /// Everything that survived loading, each list in processing order.
@@ -134,7 +136,7 @@ pub(crate) fn load<'a>(
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
     // Keys and origins borrow from the objects: no copies for the duplicate check.
     let mut seen: BTreeMap<(&'static str, &str, &str), &Origin> = BTreeMap::new();
-    let mut accepted: Vec<(Meta, &'a Value)> = Vec::with_capacity(order.len());
+    let mut accepted: Vec<(Meta, &'a Value, &'a RawObject)> = Vec::with_capacity(order.len());
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
             continue;
@@ -161,17 +163,20 @@ pub(crate) fn load<'a>(
                 ),
             ));
         }
-        accepted.push((meta, spec));
+        accepted.push((meta, spec, raw));
     }
     // Each list is in processing order (name, namespace, then origin). Sorting the accepted
     // objects before typing them (stable, so equal keys keep origin order) puts every list in
     // that order without moving typed specs around.
     accepted.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
     let mut loaded = Loaded::default();
-    let mappings = accepted.iter().filter(|(m, _)| m.kind == "Mapping").count();
+    let mappings = accepted
+        .iter()
+        .filter(|(m, _, _)| m.kind == "Mapping")
+        .count();
     loaded.mappings.reserve_exact(mappings);
-    for (meta, spec) in accepted {
-        push(&mut loaded, meta, spec, errs);
+    for (meta, spec, raw) in accepted {
+        push(&mut loaded, meta, spec, raw, errs);
     }
     loaded
 }
@@ -299,7 +304,13 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
     ids.iter().any(|i| *i == id || *i == "_automatic_")
 }
 
-fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Errors) {
+fn push<'a>(
+    loaded: &mut Loaded<'a>,
+    meta: Meta,
+    spec: &'a Value,
+    raw: &'a RawObject,
+    errs: &mut Errors,
+) {
     match meta.kind {
         "Secret" => {
             // serde's messages quote the offending value: never let key material through.
@@ -333,7 +344,7 @@ fn push<'a>(loaded: &mut Loaded<'a>, meta: Meta, spec: &'a Value, errs: &mut Err
         return;
     }
     match meta.kind {
-        "Mapping" => loaded.mappings.push(Untyped { meta, spec }),
+        "Mapping" => loaded.mappings.push(Untyped { meta, spec, raw }),
         "Host" => {
             if let Some(s) = typed::<HostSpec>(&meta, spec, "spec", errs) {
                 unknown(&meta, "spec", &s.extra, errs);

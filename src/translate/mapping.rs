@@ -13,6 +13,7 @@ use crate::ir::{
     RouteMatch, StringMatch, UpstreamTls,
 };
 
+use super::cache::{self, Entry, Plans};
 use super::host::{authority_matcher, check_glob};
 use super::load::{Meta, Untyped, mapping_spec};
 use super::module::Settings;
@@ -82,40 +83,50 @@ const PARALLEL_MIN: usize = 512;
 /// Types and plans every Mapping, after the built-ins, in input order (each typed spec is
 /// dropped once planned). A large input is planned in two halves on two threads (each
 /// Mapping's plan depends only on the Mapping and the shared, read-only context); the halves
-/// and their errors are joined in order.
+/// and their errors are joined in order. With a cache (`translate::cache`), a Mapping planned
+/// before from the same content and inputs gets its cached plan and errors instead.
 pub(crate) fn plan_all(
     mappings: &[Untyped<'_>],
     cx: &mut Context<'_, '_>,
+    mut cache: Option<&mut Plans>,
     errs: &mut Errors,
 ) -> Vec<MappingPlan> {
     let mut out = builtins(cx.settings, cx.options);
     out.reserve(mappings.len());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut fresh = Vec::new();
     if mappings.len() < PARALLEL_MIN || threads < 2 {
-        plan_some(mappings, cx, errs, &mut out);
-        return out;
+        plan_some(mappings, cx, errs, &mut out, cache.as_deref(), &mut fresh);
+    } else {
+        let (first, second) = mappings.split_at(mappings.len() / 2);
+        let mut index = cx.index.fork();
+        let mut cx2 = Context {
+            settings: cx.settings,
+            store: cx.store,
+            options: cx.options,
+            index: &mut index,
+        };
+        let mut errs2 = Errors::default();
+        let mut out2 = Vec::with_capacity(second.len());
+        let mut fresh2 = Vec::new();
+        let shared = cache.as_deref();
+        std::thread::scope(|scope| {
+            let worker = scope
+                .spawn(|| plan_some(second, &mut cx2, &mut errs2, &mut out2, shared, &mut fresh2));
+            plan_some(first, cx, errs, &mut out, shared, &mut fresh);
+            // A panic while planning is a bug; it propagates as it would on one thread.
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        });
+        cx.index.absorb(index);
+        errs.0.extend(errs2.0);
+        out.extend(out2);
+        fresh.extend(fresh2);
     }
-    let (first, second) = mappings.split_at(mappings.len() / 2);
-    let mut index = cx.index.fork();
-    let mut cx2 = Context {
-        settings: cx.settings,
-        store: cx.store,
-        options: cx.options,
-        index: &mut index,
-    };
-    let mut errs2 = Errors::default();
-    let mut out2 = Vec::with_capacity(second.len());
-    std::thread::scope(|scope| {
-        let worker = scope.spawn(|| plan_some(second, &mut cx2, &mut errs2, &mut out2));
-        plan_some(first, cx, errs, &mut out);
-        // A panic while planning is a bug; it propagates as it would on one thread.
-        if let Err(panic) = worker.join() {
-            std::panic::resume_unwind(panic);
-        }
-    });
-    cx.index.absorb(index);
-    errs.0.extend(errs2.0);
-    out.extend(out2);
+    if let Some(cache) = cache.as_mut() {
+        cache.update(fresh);
+    }
     out
 }
 
@@ -124,17 +135,50 @@ fn plan_some(
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
     out: &mut Vec<MappingPlan>,
+    cache: Option<&Plans>,
+    fresh: &mut Vec<(u64, Entry)>,
 ) {
     for m in mappings {
-        let Some(spec) = mapping_spec(&m.meta, m.spec, errs) else {
+        let Some(cache) = cache else {
+            plan_one(m, cx, errs, out);
             continue;
         };
-        // `labels` as written: typing only noted that it is there (`api::mapping::Present`).
-        let labels = m.spec.get("labels").filter(|v| !v.is_null());
-        match plan(&m.meta, &spec, labels, cx, errs) {
-            Ok(p) => out.push(p),
-            Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
+        let key = cache::key(&m.meta);
+        if let Some(entry) = cache.get(key, m.raw)
+            && cx.index.replay(&entry.lookups)
+        {
+            cache.reuse(entry);
+            for e in &entry.errors {
+                errs.push(e.clone());
+            }
+            out.extend(entry.plan.as_deref().cloned());
+            continue;
         }
+        let (errors_before, planned_before) = (errs.0.len(), out.len());
+        cx.index.start_log();
+        plan_one(m, cx, errs, out);
+        let lookups = cx.index.take_log();
+        let plan = out[planned_before..].first().cloned();
+        let errors = errs.0[errors_before..].to_vec();
+        fresh.push((key, Entry::new(m.raw, plan, errors, lookups)));
+    }
+}
+
+/// Types and plans one Mapping: its plan into `out`, or its errors into `errs`.
+fn plan_one(
+    m: &Untyped<'_>,
+    cx: &mut Context<'_, '_>,
+    errs: &mut Errors,
+    out: &mut Vec<MappingPlan>,
+) {
+    let Some(spec) = mapping_spec(&m.meta, m.spec, errs) else {
+        return;
+    };
+    // `labels` as written: typing only noted that it is there (`api::mapping::Present`).
+    let labels = m.spec.get("labels").filter(|v| !v.is_null());
+    match plan(&m.meta, &spec, labels, cx, errs) {
+        Ok(p) => out.push(p),
+        Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
     }
 }
 

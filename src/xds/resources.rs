@@ -83,39 +83,65 @@ fn join_errors(errors: &[Dangling]) -> String {
 /// A large IR is built on two threads: the route tables (usually one big resource) on one,
 /// the check and every other type on the other. The result does not depend on the split.
 pub fn snapshot(ir: &Ir, generation: u64, boot_id: &str) -> Result<Snapshot, Error> {
+    snapshot_reusing(ir, generation, boot_id, None)
+}
+
+/// [`snapshot`], taking from `previous` (a snapshot built by this process, with the same
+/// `boot_id`) every resource whose name and version are unchanged instead of encoding it
+/// again: a version is the hash of the IR fragment the resource is encoded from. Versions are
+/// exactly [`snapshot`]'s; so are the resources, up to the order protobuf map entries are
+/// encoded in (see the module docs).
+pub fn snapshot_reusing(
+    ir: &Ir,
+    generation: u64,
+    boot_id: &str,
+    previous: Option<&Snapshot>,
+) -> Result<Snapshot, Error> {
     let v = Versioner { boot_id };
+    let before = |kind| previous.and_then(|p| p.get(kind));
     let routes = || {
         v.collect(
-            ir.route_tables
-                .iter()
-                .map(|t| (&t.name, Ir::hash_of(t), route::route_configuration_any(t))),
+            before(TypeKind::Route),
+            ir.route_tables.iter().map(|t| {
+                (&t.name, Ir::hash_of(t), move || {
+                    route::route_configuration_any(t)
+                })
+            }),
         )
     };
     let rest = || -> Result<_, Error> {
         ir.validate().map_err(Error::Dangling)?;
         let listeners = v.collect(
+            before(TypeKind::Listener),
             ir.listeners
                 .iter()
-                .map(|l| (&l.name, Ir::hash_of(l), pack(listener(l)))),
+                .map(|l| (&l.name, Ir::hash_of(l), move || pack(listener(l)))),
         );
         let mut clusters = v.collect(
+            before(TypeKind::Cluster),
             ir.clusters
                 .iter()
-                .map(|c| (&c.name, Ir::hash_of(c), pack(cluster(c)))),
+                .map(|c| (&c.name, Ir::hash_of(c), move || pack(cluster(c)))),
         );
         for (name, linger) in services::lingering_clusters(ir) {
             if let Some(r) = clusters.resources.get_mut(name) {
                 r.linger = linger;
             }
         }
-        let endpoints = v.collect(endpoint::all(ir));
+        let endpoints = v.collect(before(TypeKind::Endpoint), endpoint::all(ir));
         let secrets = v.collect(
+            before(TypeKind::Secret),
             ir.secrets
                 .iter()
-                .map(|s| (&s.name, Ir::hash_of(s), pack(secret(s)))),
+                .map(|s| (&s.name, Ir::hash_of(s), move || pack(secret(s)))),
         );
         // AuthService/RateLimitService filter configs (ECDS).
-        let extension_configs = v.collect(services::extension_configs(ir));
+        let extension_configs = v.collect(
+            before(TypeKind::ExtensionConfig),
+            services::extension_configs(ir)
+                .into_iter()
+                .map(|(name, hash, body)| (name, hash, move || body)),
+        );
         Ok([
             (TypeKind::ExtensionConfig, extension_configs),
             (TypeKind::Listener, listeners),
@@ -165,14 +191,25 @@ impl Versioner<'_> {
     }
 
     /// One type's resources; the type version hashes the sorted (name, version) pairs, so it
-    /// changes exactly when some resource of the type is added, removed or changed.
-    fn collect<'n>(&self, items: impl IntoIterator<Item = (&'n String, u64, Any)>) -> TypeSnapshot {
+    /// changes exactly when some resource of the type is added, removed or changed. A
+    /// resource `before` holds under the same name and version is taken from there; the
+    /// others are encoded (`encode`).
+    fn collect<'n, F: FnOnce() -> Any>(
+        &self,
+        before: Option<&TypeSnapshot>,
+        items: impl IntoIterator<Item = (&'n String, u64, F)>,
+    ) -> TypeSnapshot {
         let resources: BTreeMap<String, Resource> = items
             .into_iter()
-            .map(|(name, hash, body)| {
+            .map(|(name, hash, encode)| {
+                let version = self.version(hash);
+                let body = match before.and_then(|b| b.resources.get(name)) {
+                    Some(old) if old.version == version => old.body.clone(),
+                    _ => encode(),
+                };
                 let resource = Resource {
                     name: name.clone(),
-                    version: self.version(hash),
+                    version,
                     body,
                     linger: std::time::Duration::ZERO,
                 };

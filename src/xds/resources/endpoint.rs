@@ -43,7 +43,7 @@ pub fn load_assignment(cluster_name: &str, endpoints: &[ir::Endpoint]) -> Cluste
 /// cluster warming until it gets an answer (docs/design.md#push-order-and-warming),
 /// so the EDS version must move
 /// with the cluster.
-pub(super) fn all(ir: &Ir) -> Vec<(&String, u64, Any)> {
+pub(super) fn all(ir: &Ir) -> Vec<(&String, u64, impl FnOnce() -> Any + '_)> {
     let mut users: BTreeMap<&String, Vec<&ir::Cluster>> = BTreeMap::new();
     for c in &ir.clusters {
         if let ir::Discovery::Eds { service_name } = &c.discovery {
@@ -64,7 +64,7 @@ pub(super) fn all(ir: &Ir) -> Vec<(&String, u64, Any)> {
             let endpoints = given.get(name).copied().unwrap_or_default();
             let clusters = users.get(name).map(Vec::as_slice).unwrap_or_default();
             let hash = Ir::hash_of(&(endpoints, clusters));
-            (name, hash, pack(load_assignment(name, endpoints)))
+            (name, hash, move || pack(load_assignment(name, endpoints)))
         })
         .collect()
 }
