@@ -164,6 +164,7 @@ impl App {
             metrics.clone(),
             ready.guard("snapshot published"),
         );
+        let pipeline = pipeline.with_translation_cache(config.source.translation_cache);
         let pipeline_task = tokio::spawn(pipeline.run().instrument(info_span!("pipeline")));
 
         // 6. the ADS server

@@ -153,6 +153,11 @@ pub struct SourceSettings {
     /// DNS. Emissary's default is DNS (`kubernetes-service` resolver); a Mapping or Module
     /// `resolver: kubernetes-endpoint` selects EDS regardless of this setting.
     pub endpoint_routing: bool,
+    /// Keep each Mapping's plan between source states and reuse it while the Mapping and what
+    /// it depends on are unchanged (`translate::translate_with`): a change is translated with
+    /// fewer instructions, at the cost of memory (about 2 KB per Mapping). Off by default
+    /// (BENCHMARKS.md, issue 10: the memory targets come first).
+    pub translation_cache: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,6 +250,7 @@ impl Default for SourceSettings {
             single_namespace: false,
             label_selector: None,
             endpoint_routing: false,
+            translation_cache: false,
         }
     }
 }

@@ -83,9 +83,9 @@ pub struct Pipeline {
     first: Guard,
     snapshots: watch::Sender<Option<Arc<Snapshot>>>,
     current: watch::Sender<Arc<Current>>,
-    /// Kept between source states: unchanged objects are not planned again
-    /// (`translate::translate_with`). Used by one step at a time.
-    cache: Arc<std::sync::Mutex<translate::Cache>>,
+    /// With `source.translation_cache`, kept between source states: unchanged objects are not
+    /// planned again (`translate::translate_with`). Used by one step at a time.
+    cache: Option<Arc<std::sync::Mutex<translate::Cache>>>,
 }
 
 impl Pipeline {
@@ -106,7 +106,7 @@ impl Pipeline {
             first,
             snapshots,
             current,
-            cache: Arc::default(),
+            cache: None,
         };
         (
             p,
@@ -115,6 +115,12 @@ impl Pipeline {
                 current: current_rx,
             },
         )
+    }
+
+    /// Keeps a translation cache between source states (`source.translation_cache`).
+    pub fn with_translation_cache(mut self, enabled: bool) -> Self {
+        self.cache = enabled.then(Arc::default);
+        self
     }
 
     /// Runs until the input closes (its source stopped).
@@ -156,13 +162,22 @@ impl Pipeline {
         let started = Instant::now();
         let built = tokio::task::spawn_blocking(move || {
             // A step that panicked left the cache in an unknown state: start it afresh.
-            let mut cache = cache.lock().unwrap_or_else(|poisoned| {
-                let mut guard = poisoned.into_inner();
-                *guard = translate::Cache::new();
-                guard
+            let mut cache = cache.as_ref().map(|c| {
+                c.lock().unwrap_or_else(|poisoned| {
+                    let mut guard = poisoned.into_inner();
+                    *guard = translate::Cache::new();
+                    guard
+                })
             });
             let previous = previous.as_deref();
-            build(step, &options, generation, &boot_id, &mut cache, previous)
+            build(
+                step,
+                &options,
+                generation,
+                &boot_id,
+                cache.as_deref_mut(),
+                previous,
+            )
         })
         .await;
         let (ir, errors, snapshot) = match built {
@@ -240,13 +255,16 @@ fn build(
     options: &Options,
     generation: u64,
     boot_id: &str,
-    cache: &mut translate::Cache,
+    cache: Option<&mut translate::Cache>,
     previous: Option<&Snapshot>,
 ) -> Result<(Ir, Vec<ResourceError>, Snapshot), xds::resources::Error> {
     let started = Instant::now();
     let (ir, errors) = match step {
         Step::Source(state) => {
-            let t = translate::translate_with(&state.objects, options, cache);
+            let t = match cache {
+                Some(cache) => translate::translate_with(&state.objects, options, cache),
+                None => translate::translate(&state.objects, options),
+            };
             let mut errors = state.errors.clone();
             errors.extend(t.errors);
             (t.ir, errors)
@@ -261,7 +279,6 @@ fn build(
         generation,
         translate_ms = translated.as_millis() as u64,
         snapshot_ms = (started.elapsed() - translated).as_millis() as u64,
-        plans_reused = cache.reused(),
         "configuration built"
     );
     Ok((ir, errors, snapshot))

@@ -56,6 +56,17 @@ fn backend_is(r: &Reply, name: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_are_served_quickly_without_failing_steady_traffic() {
+    changes_without_failures(false).await;
+}
+
+/// The same changes with `source.translation_cache`: each change reuses the plans of the
+/// Mappings it did not touch, and must serve exactly what a full translation would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_with_the_translation_cache_are_served_without_failures() {
+    changes_without_failures(true).await;
+}
+
+async fn changes_without_failures(translation_cache: bool) {
     let steady = Backend::start("steady").await;
     let steady2 = Backend::start("steady2").await;
     let a = Backend::start("a").await;
@@ -68,10 +79,13 @@ async fn changes_are_served_quickly_without_failing_steady_traffic() {
             &format!("hostname: '*', prefix: /steady/, service: {service}{extra}"),
         )
     };
-    let Some(lg) = Legate::start(&[
-        ("base.yaml", &yaml::base(port)),
-        ("steady.yaml", &steady_mapping(&svc(&steady), "")),
-    ])
+    let Some(lg) = Legate::start_with(
+        &[
+            ("base.yaml", &yaml::base(port)),
+            ("steady.yaml", &steady_mapping(&svc(&steady), "")),
+        ],
+        |c| c.source.translation_cache = translation_cache,
+    )
     .await
     else {
         return;

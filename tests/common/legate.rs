@@ -58,6 +58,14 @@ impl Legate {
     /// Writes `files` (name, YAML) into a fresh config directory, starts legate on it and waits
     /// until it is ready. `None` only when `LEGATE_SKIP_ENVOY_TESTS=1`.
     pub async fn start(files: &[(&str, &str)]) -> Option<Legate> {
+        Self::start_with(files, |_| {}).await
+    }
+
+    /// [`Legate::start`], with settings changed by `configure` after the test defaults.
+    pub async fn start_with(
+        files: &[(&str, &str)],
+        configure: impl FnOnce(&mut Config),
+    ) -> Option<Legate> {
         init_tracing();
         let binary = legate::envoy::locate::for_tests()?;
         let dir = tempfile::tempdir().expect("config dir");
@@ -82,6 +90,7 @@ impl Legate {
         config.drain.deadline_ms = 2_000;
         config.drain.poll_ms = 50;
         config.drain.stop_timeout_ms = 1_000;
+        configure(&mut config);
         let (trigger, _watch) = legate::drain::channel();
         let signals = Signals {
             trigger: trigger.clone(),
