@@ -47,7 +47,8 @@ impl fmt::Display for TooLarge {
 /// An immutable JSON document. Two documents built from equal values are equal.
 #[derive(Clone, PartialEq)]
 pub struct Document {
-    /// The root is the last node (the tree is laid out children first).
+    /// The root is the first node; a container's children follow it as one block, laid out
+    /// before its descendants'.
     nodes: Box<[Node]>,
     text: Box<str>,
 }
@@ -55,9 +56,18 @@ pub struct Document {
 impl Document {
     /// The document of `value`.
     pub fn from_value(value: &Value) -> Result<Document, TooLarge> {
-        let mut builder = Builder::default();
-        let root = builder.node(value)?;
-        builder.nodes.push(root);
+        // Sized in a first pass, so the build allocates each buffer once.
+        let (mut nodes, mut text) = (1, 0);
+        count(value, &mut nodes, &mut text);
+        if u32::try_from(nodes).is_err() || u32::try_from(text).is_err() {
+            return Err(TooLarge);
+        }
+        let mut builder = Builder {
+            nodes: Vec::with_capacity(nodes),
+            text: String::with_capacity(text),
+        };
+        builder.nodes.push(Node::Null);
+        builder.fill(0, value);
         Ok(Document {
             nodes: builder.nodes.into_boxed_slice(),
             text: builder.text.into_boxed_str(),
@@ -76,8 +86,7 @@ impl Document {
     pub fn root(&self) -> Doc<'_> {
         Doc {
             doc: self,
-            // `from_value` and `null` always push the root.
-            index: self.nodes.len().saturating_sub(1) as u32,
+            index: 0,
         }
     }
 
@@ -104,56 +113,75 @@ impl Serialize for Document {
     }
 }
 
-#[derive(Default)]
+/// Adds the nodes below `value` (object keys included) and the bytes of its strings.
+fn count(value: &Value, nodes: &mut usize, text: &mut usize) {
+    match value {
+        Value::String(s) => *text += s.len(),
+        Value::Array(items) => {
+            *nodes += items.len();
+            for item in items {
+                count(item, nodes, text);
+            }
+        }
+        Value::Object(map) => {
+            *nodes += 2 * map.len();
+            for (key, value) in map {
+                *text += key.len();
+                count(value, nodes, text);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fills a document sized by [`count`]: every index and offset fits in a `u32`.
 struct Builder {
     nodes: Vec<Node>,
     text: String,
 }
 
 impl Builder {
-    /// `value`'s node; its descendants are appended first.
-    fn node(&mut self, value: &Value) -> Result<Node, TooLarge> {
-        Ok(match value {
+    /// Sets node `at` to `value`, appending its children's block and then theirs.
+    fn fill(&mut self, at: usize, value: &Value) {
+        let node = match value {
             Value::Null => Node::Null,
             Value::Bool(b) => Node::Bool(*b),
             Value::Number(n) => number(n),
-            Value::String(s) => self.string(s)?,
+            Value::String(s) => self.string(s),
             Value::Array(items) => {
-                let mut children = Vec::with_capacity(items.len());
-                for item in items {
-                    children.push(self.node(item)?);
+                let first = self.nodes.len();
+                self.nodes.resize(first + items.len(), Node::Null);
+                for (i, item) in items.iter().enumerate() {
+                    self.fill(first + i, item);
                 }
-                let (first, len) = self.place(children, items.len())?;
-                Node::Array { first, len }
+                Node::Array {
+                    first: first as u32,
+                    len: items.len() as u32,
+                }
             }
             Value::Object(map) => {
-                let mut children = Vec::with_capacity(2 * map.len());
-                for (key, value) in map {
-                    children.push(self.string(key)?);
-                    children.push(self.node(value)?);
+                let first = self.nodes.len();
+                self.nodes.resize(first + 2 * map.len(), Node::Null);
+                for (i, (key, value)) in map.iter().enumerate() {
+                    self.nodes[first + 2 * i] = self.string(key);
+                    self.fill(first + 2 * i + 1, value);
                 }
-                let (first, len) = self.place(children, map.len())?;
-                Node::Object { first, len }
+                Node::Object {
+                    first: first as u32,
+                    len: map.len() as u32,
+                }
             }
-        })
+        };
+        self.nodes[at] = node;
     }
 
-    fn string(&mut self, s: &str) -> Result<Node, TooLarge> {
-        let start = u32::try_from(self.text.len()).map_err(|_| TooLarge)?;
-        let len = u32::try_from(s.len()).map_err(|_| TooLarge)?;
-        start.checked_add(len).ok_or(TooLarge)?;
+    fn string(&mut self, s: &str) -> Node {
+        let start = self.text.len() as u32;
         self.text.push_str(s);
-        Ok(Node::Str { start, len })
-    }
-
-    /// Appends a container's children; their first index and the container's length.
-    fn place(&mut self, children: Vec<Node>, len: usize) -> Result<(u32, u32), TooLarge> {
-        let first = u32::try_from(self.nodes.len()).map_err(|_| TooLarge)?;
-        let len = u32::try_from(len).map_err(|_| TooLarge)?;
-        // The root is pushed after everything: keep its index representable too.
-        u32::try_from(self.nodes.len() + children.len() + 1).map_err(|_| TooLarge)?;
-        self.nodes.extend(children);
-        Ok((first, len))
+        Node::Str {
+            start,
+            len: s.len() as u32,
+        }
     }
 }
 
