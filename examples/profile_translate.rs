@@ -91,7 +91,7 @@ fn change_one(objects: &mut [RawObject], run: usize) {
     let Some(o) = objects.iter_mut().find(|o| o.kind() == "Mapping") else {
         return;
     };
-    let mut value = o.value.as_ref().clone();
+    let mut value = o.value.to_value();
     if let Some(spec) = value.get_mut("spec").and_then(|s| s.as_object_mut()) {
         spec.insert("prefix".into(), format!("/changed-{run}/").into());
     }

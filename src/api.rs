@@ -9,6 +9,7 @@
 pub mod auth_service;
 pub mod common;
 pub mod crd;
+pub mod doc;
 pub mod host;
 pub mod listener;
 pub mod log_service;
@@ -50,7 +51,9 @@ impl fmt::Display for Origin {
 }
 
 /// One Kubernetes-style object as read, before typing. `value` is the whole object
-/// (`apiVersion`, `kind`, `metadata`, `spec` or `data`/`type` for Secrets).
+/// (`apiVersion`, `kind`, `metadata`, `spec` or `data`/`type` for Secrets), held as a compact
+/// [`doc::Document`] (a quarter of a `serde_json::Value`'s memory, see BENCHMARKS.md,
+/// "legate's own memory").
 ///
 /// The value is shared, not copied, when the object is cloned: a source keeps what it read
 /// and publishes the same objects in every state, so at 50,000 objects a state rebuild costs
@@ -58,14 +61,18 @@ impl fmt::Display for Origin {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RawObject {
     pub origin: Origin,
-    pub value: std::sync::Arc<serde_json::Value>,
+    pub value: std::sync::Arc<doc::Document>,
 }
 
 impl RawObject {
+    /// The object of `value`. A value too large for a [`doc::Document`] (over 4 GiB) becomes
+    /// `null`, which the translation reports as not a Kubernetes object; sources that can meet
+    /// such input use [`RawObject::try_new`].
     pub fn new(origin: Origin, value: serde_json::Value) -> Self {
+        let document = doc::Document::from_value(&value).unwrap_or_else(|_| doc::Document::null());
         RawObject {
             origin,
-            value: std::sync::Arc::new(value),
+            value: std::sync::Arc::new(document),
         }
     }
 
@@ -74,6 +81,19 @@ impl RawObject {
     /// the source kept the unchanged object's value (the same `Arc`).
     pub fn same_content(&self, other: &RawObject) -> bool {
         std::sync::Arc::ptr_eq(&self.value, &other.value) || self.value == other.value
+    }
+
+    /// The object of `value`, or why it cannot be held.
+    pub fn try_new(origin: Origin, value: &serde_json::Value) -> Result<Self, doc::TooLarge> {
+        Ok(RawObject {
+            origin,
+            value: std::sync::Arc::new(doc::Document::from_value(value)?),
+        })
+    }
+
+    /// The whole object.
+    pub fn doc(&self) -> doc::Doc<'_> {
+        self.value.root()
     }
 
     pub fn api_version(&self) -> &str {
@@ -101,18 +121,16 @@ impl RawObject {
         self.metadata("namespace").and_then(|v| v.as_str())
     }
 
-    /// `metadata.<key>`. (Not `Value::pointer`, which allocates per path segment: these are
-    /// called for every object of every translation.)
-    fn metadata(&self, key: &str) -> Option<&serde_json::Value> {
+    /// `metadata.<key>`.
+    fn metadata(&self, key: &str) -> Option<doc::Doc<'_>> {
         self.value.get("metadata")?.get(key)
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
         self.metadata("labels")
-            .and_then(|v| v.as_object())
+            .and_then(|v| v.entries())
             .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                m.filter_map(|(k, v)| v.as_str().map(|v| (k.to_string(), v.to_string())))
                     .collect()
             })
             .unwrap_or_default()

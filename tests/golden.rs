@@ -7,6 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use legate::api::doc::Document;
 use legate::api::{Origin, RawObject};
 use legate::translate::{Options, translate};
 
@@ -33,7 +34,9 @@ fn load_dir(dir: &Path) -> Vec<RawObject> {
                     file: rel.clone(),
                     doc: i + 1,
                 },
-                value: std::sync::Arc::new(serde_json::to_value(value).unwrap()),
+                value: std::sync::Arc::new(
+                    Document::from_value(&serde_json::to_value(value).unwrap()).unwrap(),
+                ),
             });
         }
     }

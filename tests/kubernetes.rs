@@ -110,12 +110,12 @@ fn has(state: &SourceState, kind: &str, ns: &str, name: &str) -> bool {
     keys(state).contains(&key(kind, ns, name))
 }
 
-fn find<'a>(state: &'a SourceState, kind: &str, ns: &str, name: &str) -> Option<&'a Value> {
+fn find(state: &SourceState, kind: &str, ns: &str, name: &str) -> Option<Value> {
     state
         .objects
         .iter()
         .find(|o| o.kind() == kind && o.namespace() == Some(ns) && o.name() == name)
-        .map(|o| &*o.value)
+        .map(|o| o.value.to_value())
 }
 
 fn amb(kind: &str, ns: &str, name: &str, spec: Value) -> Value {

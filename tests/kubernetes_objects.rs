@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use legate::api::doc::Document;
 use legate::api::{Origin, RawObject};
 use legate::translate::{Options, translate};
 use legate::xds::resources::{snapshot, static_bootstrap};
@@ -21,7 +22,7 @@ fn raw(value: Value) -> RawObject {
             namespace: value["metadata"]["namespace"].as_str().unwrap().into(),
             name: value["metadata"]["name"].as_str().unwrap().into(),
         },
-        value: std::sync::Arc::new(value),
+        value: std::sync::Arc::new(Document::from_value(&value).unwrap()),
     }
 }
 
@@ -173,10 +174,13 @@ fn golden(case: &str) -> Vec<RawObject> {
                 doc: i + 1,
             },
             value: std::sync::Arc::new(
-                serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap(),
+                Document::from_value(
+                    &serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap(),
+                )
+                .unwrap(),
             ),
         })
-        .filter(|o| !o.value.is_null())
+        .filter(|o| !o.doc().is_null())
         .collect()
 }
 

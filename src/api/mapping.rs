@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::doc::Doc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -116,27 +117,27 @@ impl MappingSpec {
     /// Types a spec as written. The value of `labels` is not visited, only its presence is
     /// noted ([`Present`]): serde's `flatten` (for [`Extra`]) buffers every field's value
     /// before typing it, which for `labels` would be a deep copy of the label tree for every
-    /// Mapping. Errors are those of typing `value` itself.
-    pub fn from_value(value: &serde_json::Value) -> Result<Self, serde_json::Error> {
-        match value {
-            serde_json::Value::Object(fields) => Self::deserialize(Fields(fields)),
-            other => Self::deserialize(other),
+    /// Mapping. Errors are those of typing `doc` itself.
+    pub fn from_doc(doc: Doc<'_>) -> Result<Self, serde_json::Error> {
+        match doc.entries() {
+            Some(fields) => Self::deserialize(Fields(fields)),
+            None => Self::deserialize(doc),
         }
     }
 }
 
-/// A spec's fields, `labels` replaced by a placeholder (see [`MappingSpec::from_value`]).
-struct Fields<'a>(&'a serde_json::Map<String, serde_json::Value>);
+/// A spec's fields, `labels` replaced by a placeholder (see [`MappingSpec::from_doc`]).
+struct Fields<I>(I);
 
-/// What a non-null `labels` is typed from: any value types as [`Present`].
-static PLACEHOLDER: serde_json::Value = serde_json::Value::Bool(true);
-
-impl<'de> serde::Deserializer<'de> for Fields<'de> {
+impl<'de, I> serde::Deserializer<'de> for Fields<I>
+where
+    I: ExactSizeIterator<Item = (&'de str, Doc<'de>)>,
+{
     type Error = serde_json::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(self, v: V) -> Result<V::Value, Self::Error> {
         v.visit_map(FieldAccess {
-            fields: self.0.iter(),
+            fields: self.0,
             value: None,
         })
     }
@@ -148,12 +149,16 @@ impl<'de> serde::Deserializer<'de> for Fields<'de> {
     }
 }
 
-struct FieldAccess<'de> {
-    fields: serde_json::map::Iter<'de>,
-    value: Option<&'de serde_json::Value>,
+struct FieldAccess<'de, I> {
+    fields: I,
+    /// The next value: the field's, or `None` for the placeholder of a non-null `labels`.
+    value: Option<Option<Doc<'de>>>,
 }
 
-impl<'de> serde::de::MapAccess<'de> for FieldAccess<'de> {
+impl<'de, I> serde::de::MapAccess<'de> for FieldAccess<'de, I>
+where
+    I: ExactSizeIterator<Item = (&'de str, Doc<'de>)>,
+{
     type Error = serde_json::Error;
 
     fn next_key_seed<K: serde::de::DeserializeSeed<'de>>(
@@ -163,11 +168,7 @@ impl<'de> serde::de::MapAccess<'de> for FieldAccess<'de> {
         let Some((k, v)) = self.fields.next() else {
             return Ok(None);
         };
-        self.value = Some(if k == "labels" && !v.is_null() {
-            &PLACEHOLDER
-        } else {
-            v
-        });
+        self.value = Some((k != "labels" || v.is_null()).then_some(v));
         seed.deserialize(serde::de::value::BorrowedStrDeserializer::new(k))
             .map(Some)
     }
@@ -177,7 +178,9 @@ impl<'de> serde::de::MapAccess<'de> for FieldAccess<'de> {
         seed: V,
     ) -> Result<V::Value, Self::Error> {
         match self.value.take() {
-            Some(v) => seed.deserialize(v),
+            Some(Some(v)) => seed.deserialize(v),
+            // What a non-null `labels` is typed from: any value types as [`Present`].
+            Some(None) => seed.deserialize(serde::de::value::BoolDeserializer::new(true)),
             None => Err(serde::de::Error::custom("a value without its field")),
         }
     }

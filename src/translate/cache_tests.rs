@@ -248,7 +248,7 @@ impl World {
             // Every object re-read: equal values in new `Arc`s (as a re-list would give).
             _ => {
                 for (_, o) in &mut self.objects {
-                    *o = RawObject::new(o.origin.clone(), o.value.as_ref().clone());
+                    *o = RawObject::new(o.origin.clone(), o.value.to_value());
                 }
             }
         }

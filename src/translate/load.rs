@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{Errors, Options};
 use crate::api::auth_service::AuthServiceSpec;
 use crate::api::common::Extra;
+use crate::api::doc::Doc;
 use crate::api::host::HostSpec;
 use crate::api::listener::ListenerSpec;
 use crate::api::log_service::LogServiceSpec;
@@ -90,7 +91,7 @@ pub(crate) struct Obj<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct Untyped<'a> {
     pub meta: Meta,
-    pub spec: &'a Value,
+    pub spec: Doc<'a>,
     /// The object it came from (the translation cache's key).
     pub raw: &'a RawObject,
 }
@@ -124,6 +125,10 @@ const UNSUPPORTED_KINDS: &[&str] = &[
     "ConsulResolver",
 ];
 
+/// The spec of an object without one.
+static NULL: std::sync::LazyLock<crate::api::doc::Document> =
+    std::sync::LazyLock::new(crate::api::doc::Document::null);
+
 /// Kubernetes core kinds: typed whole, never filtered by `ambassador_id`.
 const CORE_KINDS: &[&str] = &["Secret", "Service", "EndpointSlice"];
 
@@ -136,7 +141,7 @@ pub(crate) fn load<'a>(
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
     // Keys and origins borrow from the objects: no copies for the duplicate check.
     let mut seen: BTreeMap<(&'static str, &str, &str), &Origin> = BTreeMap::new();
-    let mut accepted: Vec<(Meta, &'a Value, &'a RawObject)> = Vec::with_capacity(order.len());
+    let mut accepted: Vec<(Meta, Doc<'a>, &'a RawObject)> = Vec::with_capacity(order.len());
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
             continue;
@@ -183,10 +188,7 @@ pub(crate) fn load<'a>(
 
 /// Kind, version and the part to type (`spec`, or the whole object for a core kind); `None`
 /// for objects legate ignores.
-fn classify<'a>(
-    raw: &'a RawObject,
-    errs: &mut Errors,
-) -> Option<(&'static str, Version, &'a Value)> {
+fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, Version, Doc<'a>)> {
     let bad = |errs: &mut Errors, msg: &str| {
         errs.push(ResourceError {
             origin: raw.origin.clone(),
@@ -197,7 +199,7 @@ fn classify<'a>(
             warning: false,
         })
     };
-    if !raw.value.is_object() {
+    if !raw.doc().is_object() {
         bad(errs, "not a Kubernetes object (expected a mapping)");
         return None;
     }
@@ -210,10 +212,10 @@ fn classify<'a>(
         return None;
     }
     match (api_version, kind) {
-        ("v1", "Secret") => return Some(("Secret", Version::V2, &raw.value)),
-        ("v1", "Service") => return Some(("Service", Version::V2, &raw.value)),
+        ("v1", "Secret") => return Some(("Secret", Version::V2, raw.doc())),
+        ("v1", "Service") => return Some(("Service", Version::V2, raw.doc())),
         ("discovery.k8s.io/v1", "EndpointSlice") => {
-            return Some(("EndpointSlice", Version::V2, &raw.value));
+            return Some(("EndpointSlice", Version::V2, raw.doc()));
         }
         ("v1", _) => return None,
         _ => {}
@@ -248,7 +250,7 @@ fn classify<'a>(
         }
         _ => return None,
     };
-    Some((kind, version, raw.value.get("spec").unwrap_or(&Value::Null)))
+    Some((kind, version, raw.value.get("spec").unwrap_or(NULL.root())))
 }
 
 fn meta(
@@ -283,16 +285,20 @@ fn namespace_of<'a>(raw: &'a RawObject, options: &'a Options) -> &'a str {
 
 /// `ambassador_id` (or `ambassadorId`), a string or a list; missing means `default`;
 /// `_automatic_` always matches; an empty list never does.
-fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
+fn id_matches(meta: &Meta, spec: Doc<'_>, id: &str, errs: &mut Errors) -> bool {
     let value = spec
         .get("ambassador_id")
         .or_else(|| spec.get("ambassadorId"));
     let ids: Vec<&str> = match value {
-        None | Some(Value::Null) => vec!["default"],
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-            a.iter().filter_map(Value::as_str).collect()
-        }
+        None => vec!["default"],
+        Some(v) if v.is_null() => vec!["default"],
+        Some(v) if v.is_string() => v.as_str().into_iter().collect(),
+        Some(v) if v.as_array().is_some_and(|mut a| a.all(Doc::is_string)) => v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Doc::as_str)
+            .collect(),
         Some(_) => {
             errs.push(meta.error(
                 "spec.ambassador_id",
@@ -307,7 +313,7 @@ fn id_matches(meta: &Meta, spec: &Value, id: &str, errs: &mut Errors) -> bool {
 fn push<'a>(
     loaded: &mut Loaded<'a>,
     meta: Meta,
-    spec: &'a Value,
+    spec: Doc<'a>,
     raw: &'a RawObject,
     errs: &mut Errors,
 ) {
@@ -407,8 +413,8 @@ fn push<'a>(
 }
 
 /// Types a Mapping's spec (errors and unknown-field warnings reported as for every kind).
-pub(crate) fn mapping_spec(meta: &Meta, spec: &Value, errs: &mut Errors) -> Option<MappingSpec> {
-    let mut s = typed_by(meta, spec, "spec", errs, MappingSpec::from_value)?;
+pub(crate) fn mapping_spec(meta: &Meta, spec: Doc<'_>, errs: &mut Errors) -> Option<MappingSpec> {
+    let mut s = typed_by(meta, spec, "spec", errs, MappingSpec::from_doc)?;
     // A v2 Mapping without a host binds to every Host (docs/design.md#v2-and-v3alpha1).
     if meta.version == Version::V2 && s.hostname.is_none() && s.host.is_none() {
         s.hostname = Some("*".into());
@@ -444,32 +450,33 @@ fn redact_quoted(message: &str) -> String {
 
 pub(crate) fn typed<T: DeserializeOwned>(
     meta: &Meta,
-    value: &Value,
+    value: Doc<'_>,
     prefix: &str,
     errs: &mut Errors,
 ) -> Option<T> {
-    // `&Value` is a deserializer: typing borrows the value instead of deep-copying it.
+    // A `Doc` is a deserializer: typing borrows the document instead of copying it.
     typed_by(meta, value, prefix, errs, |v| T::deserialize(v))
 }
 
 /// [`typed`], with `value` typed by `de` (the culprit search still types one-key objects
 /// the ordinary way).
-fn typed_by<T: DeserializeOwned>(
+fn typed_by<'a, T: DeserializeOwned>(
     meta: &Meta,
-    value: &Value,
+    value: Doc<'a>,
     prefix: &str,
     errs: &mut Errors,
-    de: impl FnOnce(&Value) -> Result<T, serde_json::Error>,
+    de: impl FnOnce(Doc<'a>) -> Result<T, serde_json::Error>,
 ) -> Option<T> {
     match de(value) {
         Ok(t) => Some(t),
         Err(whole) => {
-            let culprit = value.as_object().and_then(|m| {
-                m.iter().find_map(|(k, v)| {
-                    let one = Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            // Only on failure: the culprit is typed alone, as a `serde_json::Value`.
+            let culprit = value.entries().and_then(|mut m| {
+                m.find_map(|(k, v)| {
+                    let one = Value::Object([(k.to_string(), v.to_value())].into_iter().collect());
                     serde_json::from_value::<T>(one)
                         .err()
-                        .map(|e| (k.clone(), e))
+                        .map(|e| (k.to_string(), e))
                 })
             });
             let (field, message) = match culprit {

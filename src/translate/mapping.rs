@@ -176,7 +176,8 @@ fn plan_one(
     };
     // `labels` as written: typing only noted that it is there (`api::mapping::Present`).
     let labels = m.spec.get("labels").filter(|v| !v.is_null());
-    match plan(&m.meta, &spec, labels, cx, errs) {
+    let labels = labels.map(|v| v.to_value());
+    match plan(&m.meta, &spec, labels.as_ref(), cx, errs) {
         Ok(p) => out.push(p),
         Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
     }

@@ -276,20 +276,25 @@ fn canary_members_agree_on_labels_as_read() {
 /// nothing else: unknown fields and wrongly typed fields are reported as before.
 #[test]
 fn mapping_typing_notes_labels_and_keeps_the_rest() {
+    use crate::api::doc::Document;
     use crate::api::mapping::{MappingSpec, Present};
     use serde::Deserialize;
+    let from_value = |v: &serde_json::Value| {
+        let doc = Document::from_value(v).expect("a small document");
+        MappingSpec::from_doc(doc.root())
+    };
     let spec = json!({"prefix": "/x/", "service": "x", "labels": {"ambassador": "not a list"},
                       "colour": "blue"});
-    let typed = MappingSpec::from_value(&spec).expect("types");
+    let typed = from_value(&spec).expect("types");
     assert_eq!(typed.labels, Some(Present));
     assert_eq!(typed.prefix.as_deref(), Some("/x/"));
     assert_eq!(typed.extra.keys().collect::<Vec<_>>(), ["colour"]);
     assert_eq!(typed, MappingSpec::deserialize(&spec).expect("types"));
     let null = json!({"prefix": "/x/", "labels": null});
-    assert_eq!(MappingSpec::from_value(&null).expect("types").labels, None);
+    assert_eq!(from_value(&null).expect("types").labels, None);
     let wrong = json!({"prefix": "/x/", "timeout_ms": "soon", "labels": {}});
     let (a, b) = (
-        MappingSpec::from_value(&wrong).expect_err("timeout_ms is a number"),
+        from_value(&wrong).expect_err("timeout_ms is a number"),
         MappingSpec::deserialize(&wrong).expect_err("timeout_ms is a number"),
     );
     assert_eq!(a.to_string(), b.to_string());

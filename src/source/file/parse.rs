@@ -338,7 +338,9 @@ fn object(
         Some(Value::String(_)) => {}
         Some(_) => return fail("metadata.namespace", "namespace is not a string"),
     }
-    Ok(RawObject::new(origin, Value::Object(map)))
+    let value = Value::Object(map);
+    RawObject::try_new(origin.clone(), &value)
+        .map_err(|e| Box::new(error(origin, &kind, &full_name, None, e.to_string())))
 }
 
 fn non_empty_str(value: Option<&Value>) -> bool {
@@ -505,7 +507,7 @@ mod tests {
             merged.replace('\n', "\n  ")
         ));
         assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        let spec = &parsed.objects[0].value["spec"];
+        let spec = &parsed.objects[0].value.to_value()["spec"];
         assert_eq!(
             (spec["b"]["prefix"].as_str(), spec["b"]["service"].as_str()),
             (Some("/a/"), Some("b"))

@@ -83,7 +83,7 @@ fn reads_multi_document_yaml_json_and_lists_with_origins() {
     ];
     assert_eq!(origins(&state), expected);
     assert_eq!(state.objects[5].kind(), "Host");
-    assert_eq!(state.objects[1].value["spec"]["prefix"], "/a/");
+    assert_eq!(state.objects[1].value.to_value()["spec"]["prefix"], "/a/");
 }
 
 #[test]
@@ -198,11 +198,13 @@ fn environment_variables_are_substituted_when_enabled() {
         env: Some(env),
         ..LoadOptions::default()
     };
-    let spec = &load_dir(dir.path(), &options).unwrap().objects[0].value["spec"];
+    let spec = &load_dir(dir.path(), &options).unwrap().objects[0]
+        .value
+        .to_value()["spec"];
     assert_eq!(spec["service"], "backend:9000");
     assert_eq!(spec["regex"], "^/a$");
     assert_eq!(spec["other"], "$UNSET");
-    let plain = &load(dir.path()).objects[0].value["spec"];
+    let plain = &load(dir.path()).objects[0].value.to_value()["spec"];
     assert_eq!(plain["service"], "${UPSTREAM}:$PORT");
 }
 
@@ -396,7 +398,7 @@ async fn creating_modifying_and_deleting_files_is_published() {
     write(dir.path(), "a.yaml", &mapping("a", "/changed/"));
     let state = w
         .until("a modified", |s| {
-            s.objects[0].value["spec"]["prefix"] == "/changed/"
+            s.objects[0].value.to_value()["spec"]["prefix"] == "/changed/"
         })
         .await;
     assert_eq!(names(&state), ["a", "b"]);
@@ -532,7 +534,7 @@ async fn a_file_truncated_then_rewritten_never_loses_its_objects() {
 
     let state = w
         .until("the new a", |s| {
-            s.objects[0].value["spec"]["prefix"] == "/new/"
+            s.objects[0].value.to_value()["spec"]["prefix"] == "/new/"
         })
         .await;
     assert_eq!(names(&state), ["a", "b"]);
@@ -575,7 +577,7 @@ async fn an_unchanged_rewrite_is_not_republished() {
     write(dir.path(), "a.yaml", &mapping("a", "/x/"));
     let state = w
         .until("the change", |s| {
-            s.objects[0].value["spec"]["prefix"] == "/x/"
+            s.objects[0].value.to_value()["spec"]["prefix"] == "/x/"
         })
         .await;
     assert_eq!(state.generation, before + 1);
@@ -604,7 +606,7 @@ async fn a_configmap_swap_is_picked_up() {
         .until("the swap", |s| {
             s.objects
                 .first()
-                .is_some_and(|o| o.value["spec"]["prefix"] == "/two/")
+                .is_some_and(|o| o.value.to_value()["spec"]["prefix"] == "/two/")
         })
         .await;
     assert_eq!(origins(&state), ["m.yaml#1"]);

@@ -388,14 +388,20 @@ mod tests {
     fn names(objects: &[RawObject]) -> Vec<String> {
         objects
             .iter()
-            .map(|o| format!("{}/{}={}", key_of(o).0, key_of(o).1, o.value["spec"]))
+            .map(|o| {
+                format!(
+                    "{}/{}={}",
+                    key_of(o).0,
+                    key_of(o).1,
+                    o.value.to_value()["spec"]
+                )
+            })
             .collect()
     }
 
     /// Where the object's map lives: the same after a move, new after a clone.
     fn address(object: &RawObject) -> *const u8 {
-        let map = object.value.as_object().expect("an object");
-        map.keys().next().expect("a key").as_ptr()
+        Arc::as_ptr(&object.value).cast()
     }
 
     fn publisher() -> (Publisher, watch::Receiver<Arc<SourceState>>, Ready) {

@@ -122,7 +122,10 @@ pub(super) fn golden_ir(case: &str) -> crate::ir::Ir {
                 file: path.clone(),
                 doc: i + 1,
             },
-            value: std::sync::Arc::new(serde_json::to_value(value).unwrap()),
+            value: std::sync::Arc::new(
+                crate::api::doc::Document::from_value(&serde_json::to_value(value).unwrap())
+                    .unwrap(),
+            ),
         });
     }
     crate::translate::translate(&objects, &crate::translate::Options::default()).ir
