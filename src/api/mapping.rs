@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::doc::Doc;
+use super::doc::{Doc, Document};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -126,6 +126,14 @@ impl MappingSpec {
     }
 }
 
+/// A one-node document (`true`), typed in place of a non-null `labels`.
+fn placeholder() -> &'static Document {
+    static PLACEHOLDER: std::sync::OnceLock<Document> = std::sync::OnceLock::new();
+    PLACEHOLDER.get_or_init(|| {
+        Document::from_value(&serde_json::Value::Bool(true)).unwrap_or_else(|_| Document::null())
+    })
+}
+
 /// A spec's fields, `labels` replaced by a placeholder (see [`MappingSpec::from_doc`]).
 struct Fields<I>(I);
 
@@ -180,7 +188,7 @@ where
         match self.value.take() {
             Some(Some(v)) => seed.deserialize(v),
             // What a non-null `labels` is typed from: any value types as [`Present`].
-            Some(None) => seed.deserialize(serde::de::value::BoolDeserializer::new(true)),
+            Some(None) => seed.deserialize(placeholder().root()),
             None => Err(serde::de::Error::custom("a value without its field")),
         }
     }
