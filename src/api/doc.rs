@@ -232,6 +232,13 @@ impl<'a> Doc<'a> {
         matches!(self.node(), Node::Str { .. })
     }
 
+    pub fn as_bool(self) -> Option<bool> {
+        match self.node() {
+            Node::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> Option<&'a str> {
         match self.node() {
             Node::Str { start, len } => Some(self.text(start, len)),

@@ -176,8 +176,7 @@ fn plan_one(
     };
     // `labels` as written: typing only noted that it is there (`api::mapping::Present`).
     let labels = m.spec.get("labels").filter(|v| !v.is_null());
-    let labels = labels.map(|v| v.to_value());
-    match plan(&m.meta, &spec, labels.as_ref(), cx, errs) {
+    match plan(&m.meta, &spec, labels, cx, errs) {
         Ok(p) => out.push(p),
         Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
     }
@@ -233,7 +232,7 @@ impl PathSpec {
 fn plan(
     meta: &Meta,
     s: &MappingSpec,
-    labels: Option<&Value>,
+    labels: Option<crate::api::doc::Doc<'_>>,
     cx: &mut Context<'_, '_>,
     errs: &mut Errors,
 ) -> Result<MappingPlan, Fail> {

@@ -107,7 +107,7 @@ pub(crate) struct MappingFields {
 pub(crate) fn mapping_fields(
     meta: &Meta,
     s: &MappingSpec,
-    labels: Option<&serde_json::Value>,
+    labels: Option<crate::api::doc::Doc<'_>>,
     errs: &mut Errors,
 ) -> Option<Box<MappingFields>> {
     if s.bypass_auth.is_none() && s.auth_context_extensions.is_none() && labels.is_none() {

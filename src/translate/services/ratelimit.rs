@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::api::doc::{Doc, Document};
 use crate::api::rate_limit_service::RateLimitServiceSpec;
 use crate::ir::{Cluster, RateLimit, RateLimitAction, RateLimitFilter};
 
@@ -75,7 +76,14 @@ pub(super) fn defaults(settings: &Settings, errs: &mut Errors) -> Defaults {
             );
             continue;
         };
-        let actions: Result<Vec<_>, String> = list.iter().map(specifier).collect();
+        // The Module's defaults are few: each is held as a document to share the Mappings' rules.
+        let actions: Result<Vec<_>, String> = list
+            .iter()
+            .map(|v| {
+                let doc = Document::from_value(v).map_err(|e| e.to_string())?;
+                specifier(doc.root())
+            })
+            .collect();
         match actions {
             Ok(a) if !a.is_empty() => {
                 d.by_domain.insert(domain.clone(), a);
@@ -161,9 +169,9 @@ fn filter(
 /// Parses `labels`: `{domain: [{group: [specifier, ...]}, ...]}`. A group with an invalid
 /// specifier is reported and dropped whole, so no descriptor changes shape
 /// (docs/compatibility.md). Field paths are only formatted for a report.
-pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels {
+pub(super) fn parse_labels(meta: &Meta, v: Doc<'_>, errs: &mut Errors) -> Labels {
     let mut out = Labels::default();
-    let Some(domains) = v.as_object() else {
+    let Some(domains) = v.entries() else {
         errs.push(meta.warning(
             "spec.labels",
             "must be a map of domain to a list of label groups; ignored",
@@ -180,9 +188,9 @@ pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels 
         };
         let index = out.domains.len();
         out.groups.reserve(groups.len());
-        for (i, g) in groups.iter().enumerate() {
-            let one = g.as_object().filter(|m| m.len() == 1);
-            let Some((name, specs)) = one.and_then(|m| m.iter().next()) else {
+        for (i, g) in groups.enumerate() {
+            let one = g.entries().filter(|m| m.len() == 1);
+            let Some((name, specs)) = one.and_then(|mut m| m.next()) else {
                 errs.push(meta.warning(
                     &format!("spec.labels.{domain}[{i}]"),
                     "a label group must be a map with exactly one key (its name); group ignored",
@@ -197,7 +205,7 @@ pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels 
                 continue;
             };
             let mut actions = Vec::with_capacity(specs.len());
-            for (j, sp) in specs.iter().enumerate() {
+            for (j, sp) in specs.enumerate() {
                 match specifier(sp) {
                     Ok(a) => actions.push(a),
                     Err(e) => {
@@ -218,26 +226,26 @@ pub(super) fn parse_labels(meta: &Meta, v: &Value, errs: &mut Errors) -> Labels 
                 });
             }
         }
-        out.domains.push(domain.clone());
+        out.domains.push(domain.to_string());
     }
     out
 }
 
 /// One label specifier, in the v3alpha1 object form or a v2 shorthand.
-fn specifier(v: &Value) -> Result<RateLimitAction, String> {
-    let string = |v: &Value, what: &str| -> Result<String, String> {
-        match v.as_str() {
+fn specifier(v: Doc<'_>) -> Result<RateLimitAction, String> {
+    let string = |v: Option<Doc<'_>>, what: &str| -> Result<String, String> {
+        match v.and_then(Doc::as_str) {
             Some(s) if !s.is_empty() => Ok(s.to_string()),
             _ => Err(format!("{what} must be a non-empty string")),
         }
     };
-    let fixed = |body: &Value, name: &str, a: RateLimitAction| match body.get("key") {
+    let fixed = |body: Doc<'_>, name: &str, a: RateLimitAction| match body.get("key") {
         None => Ok(a),
         Some(k) if k.as_str() == Some(name) => Ok(a),
         Some(_) => Err(format!("{name}.key must be {name:?}")),
     };
-    match v {
-        Value::String(s) => Ok(match s.as_str() {
+    if let Some(s) = v.as_str() {
+        return Ok(match s {
             "source_cluster" => RateLimitAction::SourceCluster,
             "destination_cluster" => RateLimitAction::DestinationCluster,
             "remote_address" => RateLimitAction::RemoteAddress,
@@ -246,61 +254,52 @@ fn specifier(v: &Value) -> Result<RateLimitAction, String> {
                 key: "generic_key".into(),
                 value: other.to_string(),
             },
+        });
+    }
+    let Some(mut m) = v.entries().filter(|m| m.len() == 1) else {
+        return Err("a label specifier must be a string or a map with exactly one key".into());
+    };
+    let (k, body) = m.next().ok_or("an empty specifier")?;
+    match k {
+        "source_cluster" => fixed(body, k, RateLimitAction::SourceCluster),
+        "destination_cluster" => fixed(body, k, RateLimitAction::DestinationCluster),
+        "remote_address" => fixed(body, k, RateLimitAction::RemoteAddress),
+        "generic_key" if body.is_string() => Ok(RateLimitAction::GenericKey {
+            key: "generic_key".into(),
+            value: string(Some(body), "generic_key")?,
         }),
-        Value::Object(m) if m.len() == 1 => {
-            let (k, body) = m.iter().next().ok_or("an empty specifier")?;
-            match k.as_str() {
-                "source_cluster" => fixed(body, k, RateLimitAction::SourceCluster),
-                "destination_cluster" => fixed(body, k, RateLimitAction::DestinationCluster),
-                "remote_address" => fixed(body, k, RateLimitAction::RemoteAddress),
-                "generic_key" => match body {
-                    Value::String(_) => Ok(RateLimitAction::GenericKey {
-                        key: "generic_key".into(),
-                        value: string(body, "generic_key")?,
-                    }),
-                    Value::Object(_) => Ok(RateLimitAction::GenericKey {
-                        key: match body.get("key") {
-                            None => "generic_key".into(),
-                            Some(k) => string(k, "generic_key.key")?,
-                        },
-                        value: string(
-                            body.get("value").unwrap_or(&Value::Null),
-                            "generic_key.value",
-                        )?,
-                    }),
-                    _ => Err("generic_key must be {value, key}".into()),
-                },
-                "request_headers" => Ok(RateLimitAction::RequestHeader {
-                    key: string(
-                        body.get("key").unwrap_or(&Value::Null),
-                        "request_headers.key",
-                    )?,
-                    header: string(
-                        body.get("header_name").unwrap_or(&Value::Null),
-                        "request_headers.header_name",
-                    )?,
-                    skip_if_absent: omit(body)?,
-                }),
-                // v2: {<key>: {header: <name>, omit_if_not_present: <bool>}}
-                key if body.get("header").is_some() => Ok(RateLimitAction::RequestHeader {
-                    key: key.to_string(),
-                    header: string(body.get("header").unwrap_or(&Value::Null), "header")?,
-                    skip_if_absent: omit(body)?,
-                }),
-                other => Err(format!(
-                    "{other:?} is not a label specifier (source_cluster, destination_cluster, remote_address, generic_key, request_headers)"
-                )),
-            }
-        }
-        _ => Err("a label specifier must be a string or a map with exactly one key".into()),
+        "generic_key" if body.is_object() => Ok(RateLimitAction::GenericKey {
+            key: match body.get("key") {
+                None => "generic_key".into(),
+                Some(k) => string(Some(k), "generic_key.key")?,
+            },
+            value: string(body.get("value"), "generic_key.value")?,
+        }),
+        "generic_key" => Err("generic_key must be {value, key}".into()),
+        "request_headers" => Ok(RateLimitAction::RequestHeader {
+            key: string(body.get("key"), "request_headers.key")?,
+            header: string(body.get("header_name"), "request_headers.header_name")?,
+            skip_if_absent: omit(body)?,
+        }),
+        // v2: {<key>: {header: <name>, omit_if_not_present: <bool>}}
+        key if body.get("header").is_some() => Ok(RateLimitAction::RequestHeader {
+            key: key.to_string(),
+            header: string(body.get("header"), "header")?,
+            skip_if_absent: omit(body)?,
+        }),
+        other => Err(format!(
+            "{other:?} is not a label specifier (source_cluster, destination_cluster, remote_address, generic_key, request_headers)"
+        )),
     }
 }
 
-fn omit(body: &Value) -> Result<bool, String> {
+fn omit(body: Doc<'_>) -> Result<bool, String> {
     match body.get("omit_if_not_present") {
-        None | Some(Value::Null) => Ok(false),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err("omit_if_not_present must be true or false".into()),
+        None => Ok(false),
+        Some(v) if v.is_null() => Ok(false),
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| "omit_if_not_present must be true or false".to_string()),
     }
 }
 
