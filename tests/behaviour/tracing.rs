@@ -30,21 +30,26 @@ fn spans_for(z: &ZipkinReceiver, marker: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A listener on `port` and one Mapping `prefix` → `backend`.
+fn traced_config(port: u16, prefix: &str, backend: &Backend) -> String {
+    yaml::docs(&[
+        yaml::base(port),
+        yaml::mapping(
+            "traced",
+            &format!(
+                "hostname: '*', prefix: {prefix}, service: '127.0.0.1:{}'",
+                backend.port()
+            ),
+        ),
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_zipkin_with_tags_and_sampling() {
     let a = Backend::start("a").await;
     let zipkin = ZipkinReceiver::start().await;
     let port = free_port();
-    let base = yaml::docs(&[
-        yaml::base(port),
-        yaml::mapping(
-            "traced",
-            &format!(
-                "hostname: '*', prefix: /traced/, service: '127.0.0.1:{}'",
-                a.port()
-            ),
-        ),
-    ]);
+    let base = traced_config(port, "/traced/", &a);
     let service = |sampling: u32, team: &str| {
         tracing_service(
             "zipkin",
@@ -123,16 +128,7 @@ async fn spans_reach_an_opentelemetry_collector() {
     let a = Backend::start("a").await;
     let otlp = OtlpReceiver::start().await;
     let port = free_port();
-    let base = yaml::docs(&[
-        yaml::base(port),
-        yaml::mapping(
-            "traced",
-            &format!(
-                "hostname: '*', prefix: /otel/, service: '127.0.0.1:{}'",
-                a.port()
-            ),
-        ),
-    ]);
+    let base = traced_config(port, "/otel/", &a);
     let service = tracing_service(
         "otel",
         &format!(
