@@ -196,6 +196,419 @@ fn number(n: &Number) -> Node {
     }
 }
 
+/// A document under construction: parsed from any serde `Deserializer` (the file source's YAML)
+/// straight into nodes, without a `serde_json::Value` in between; inspected and patched (the
+/// file source defaults `metadata.namespace`); then [`finish`](Draft::finish)ed into a
+/// [`Document`] laid out exactly as [`Document::from_value`] lays out the same value, so the two
+/// compare equal.
+///
+/// Parsing accepts, rejects and numbers exactly as deserializing a `serde_json::Value` does
+/// (same visits, same error texts: the deserializer's locations are kept): a map's entries are
+/// sorted by key and a repeated key keeps its last value, as `serde_json::Map` does. Several
+/// documents may be parsed into one draft (one file's); [`clear`](Draft::clear) starts afresh.
+#[derive(Debug, Default)]
+pub struct Draft {
+    /// Nodes in the order they were finished (a container's children block is appended when the
+    /// container ends, after its descendants'); blocks replaced by `set` stay as garbage.
+    nodes: Vec<Node>,
+    /// Every string in the order it was read, keys of replaced entries included.
+    text: String,
+    /// Children of the open sequences, innermost last.
+    items: Vec<Node>,
+    /// Entries of the open maps, innermost last.
+    entries: Vec<(Node, Node)>,
+}
+
+/// A node of a [`Draft`]; meaningful only for the draft that made it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DraftNode(Node);
+
+/// What a node holds, without its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+impl Draft {
+    pub fn new() -> Draft {
+        Draft::default()
+    }
+
+    /// Forgets every node (keeps the buffers).
+    pub fn clear(&mut self) {
+        self.nodes.clear();
+        self.text.clear();
+        self.items.clear();
+        self.entries.clear();
+    }
+
+    /// Parses one value from `deserializer`, as `serde_json::Value::deserialize` would.
+    pub fn parse<'de, D: de::Deserializer<'de>>(
+        &mut self,
+        deserializer: D,
+    ) -> Result<DraftNode, D::Error> {
+        DeserializeSeed::deserialize(Parse(self), deserializer).map(DraftNode)
+    }
+
+    pub fn kind(&self, node: DraftNode) -> Kind {
+        match node.0 {
+            Node::Null => Kind::Null,
+            Node::Bool(_) => Kind::Bool,
+            Node::U64(_) | Node::I64(_) | Node::F64(_) => Kind::Number,
+            Node::Str { .. } => Kind::String,
+            Node::Array { .. } => Kind::Array,
+            Node::Object { .. } => Kind::Object,
+        }
+    }
+
+    pub fn as_str(&self, node: DraftNode) -> Option<&str> {
+        match node.0 {
+            Node::Str { start, len } => Some(self.str_at(start, len)),
+            _ => None,
+        }
+    }
+
+    /// An array's items.
+    pub fn items(&self, node: DraftNode) -> Option<impl ExactSizeIterator<Item = DraftNode>> {
+        match node.0 {
+            Node::Array { first, len } => {
+                let block = &self.nodes[first as usize..(first + len) as usize];
+                Some(block.iter().map(|n| DraftNode(*n)))
+            }
+            _ => None,
+        }
+    }
+
+    /// An object's value for `key`.
+    pub fn get(&self, object: DraftNode, key: &str) -> Option<DraftNode> {
+        let Node::Object { first, len } = object.0 else {
+            return None;
+        };
+        self.find(first, len, key)
+            .ok()
+            .map(|i| DraftNode(self.nodes[first as usize + 2 * i + 1]))
+    }
+
+    /// A new string node.
+    pub fn string(&mut self, s: &str) -> DraftNode {
+        DraftNode(self.push_str(s))
+    }
+
+    /// An empty object.
+    pub fn object(&self) -> DraftNode {
+        DraftNode(Node::Object { first: 0, len: 0 })
+    }
+
+    /// `object` with `key` set to `value`: the same node, changed in place, if the key is
+    /// there; else a new node (its entries copied, the new one in key order). Not an object:
+    /// returned unchanged.
+    pub fn set(&mut self, object: DraftNode, key: &str, value: DraftNode) -> DraftNode {
+        let Node::Object { first, len } = object.0 else {
+            return object;
+        };
+        match self.find(first, len, key) {
+            Ok(i) => {
+                self.nodes[first as usize + 2 * i + 1] = value.0;
+                object
+            }
+            Err(i) => {
+                let key = self.push_str(key);
+                let (old, at) = (first as usize, self.nodes.len());
+                self.nodes.extend_from_within(old..old + 2 * i);
+                self.nodes.extend([key, value.0]);
+                self.nodes
+                    .extend_from_within(old + 2 * i..old + 2 * len as usize);
+                DraftNode(Node::Object {
+                    first: at as u32,
+                    len: len + 1,
+                })
+            }
+        }
+    }
+
+    /// The document whose root is `root`, laid out as [`Document::from_value`] would.
+    pub fn finish(&self, root: DraftNode) -> Result<Document, TooLarge> {
+        if u32::try_from(self.nodes.len()).is_err() || u32::try_from(self.text.len()).is_err() {
+            return Err(TooLarge);
+        }
+        let (mut nodes, mut text) = (1, 0);
+        self.count(root.0, &mut nodes, &mut text);
+        if u32::try_from(nodes).is_err() || u32::try_from(text).is_err() {
+            return Err(TooLarge);
+        }
+        let mut builder = Builder {
+            nodes: Vec::with_capacity(nodes),
+            text: String::with_capacity(text),
+        };
+        builder.nodes.push(Node::Null);
+        self.copy(&mut builder, 0, root.0);
+        Ok(Document {
+            nodes: builder.nodes.into_boxed_slice(),
+            text: builder.text.into_boxed_str(),
+        })
+    }
+
+    fn str_at(&self, start: u32, len: u32) -> &str {
+        &self.text[start as usize..(start + len) as usize]
+    }
+
+    /// Where `key` is among the sorted entries at `first`: `Ok(entry)` or `Err(insert at)`.
+    fn find(&self, first: u32, len: u32, key: &str) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, len as usize);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let k = match self.nodes[first as usize + 2 * mid] {
+                Node::Str { start, len } => self.str_at(start, len),
+                _ => "",
+            };
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// Appends `s` to the text. Offsets past `u32` are caught by `finish` (it refuses a draft
+    /// whose text does not fit); until then they only wrap.
+    fn push_str(&mut self, s: &str) -> Node {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        Node::Str {
+            start,
+            len: s.len() as u32,
+        }
+    }
+
+    /// As [`count`], over draft nodes.
+    fn count(&self, node: Node, nodes: &mut usize, text: &mut usize) {
+        match node {
+            Node::Str { len, .. } => *text += len as usize,
+            Node::Array { first, len } => {
+                *nodes += len as usize;
+                for i in first..first + len {
+                    self.count(self.nodes[i as usize], nodes, text);
+                }
+            }
+            Node::Object { first, len } => {
+                *nodes += 2 * len as usize;
+                for i in first..first + 2 * len {
+                    self.count(self.nodes[i as usize], nodes, text);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// As [`Builder::fill`], from draft nodes: the same layout for the same tree.
+    fn copy(&self, out: &mut Builder, at: usize, node: Node) {
+        let node = match node {
+            Node::Str { start, len } => out.string(self.str_at(start, len)),
+            Node::Array { first, len } => {
+                let block = out.nodes.len();
+                out.nodes.resize(block + len as usize, Node::Null);
+                for i in 0..len {
+                    self.copy(out, block + i as usize, self.nodes[(first + i) as usize]);
+                }
+                Node::Array {
+                    first: block as u32,
+                    len,
+                }
+            }
+            Node::Object { first, len } => {
+                let block = out.nodes.len();
+                out.nodes.resize(block + 2 * len as usize, Node::Null);
+                for i in 0..2 * len {
+                    self.copy(out, block + i as usize, self.nodes[(first + i) as usize]);
+                }
+                Node::Object {
+                    first: block as u32,
+                    len,
+                }
+            }
+            scalar => scalar,
+        };
+        out.nodes[at] = node;
+    }
+
+    /// Appends the open sequence's items (from `mark` on) as one block.
+    fn close_array(&mut self, mark: usize) -> Node {
+        let first = self.nodes.len();
+        let len = self.items.len() - mark;
+        self.nodes.extend(self.items.drain(mark..));
+        Node::Array {
+            first: first as u32,
+            len: len as u32,
+        }
+    }
+
+    /// Appends the open map's entries (from `mark` on) as one block, sorted by key; of equal
+    /// keys the last one read is kept (as `serde_json::Map::insert` keeps it).
+    fn close_object(&mut self, mark: usize) -> Node {
+        let text = &self.text;
+        let key = |n: &Node| match *n {
+            Node::Str { start, len } => &text[start as usize..(start + len) as usize],
+            _ => "",
+        };
+        let open = &mut self.entries[mark..];
+        // Stable: equal keys stay in reading order.
+        open.sort_by(|a, b| key(&a.0).cmp(key(&b.0)));
+        let first = self.nodes.len();
+        for i in 0..open.len() {
+            let last_of_key = open
+                .get(i + 1)
+                .is_none_or(|next| key(&next.0) != key(&open[i].0));
+            if last_of_key {
+                self.nodes.extend([open[i].0, open[i].1]);
+            }
+        }
+        self.entries.truncate(mark);
+        Node::Object {
+            first: first as u32,
+            len: ((self.nodes.len() - first) / 2) as u32,
+        }
+    }
+}
+
+/// The seed that parses one value into a draft: mirrors `serde_json::Value`'s visitor.
+struct Parse<'d>(&'d mut Draft);
+
+impl<'de> DeserializeSeed<'de> for Parse<'_> {
+    type Value = Node;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Parse<'_> {
+    type Value = Node;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Node, E> {
+        Ok(Node::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Node, E> {
+        Ok(number(&value.into()))
+    }
+
+    fn visit_i128<E: de::Error>(self, value: i128) -> Result<Node, E> {
+        match Number::from_i128(value) {
+            Some(n) => Ok(number(&n)),
+            None => Err(E::custom("JSON number out of range")),
+        }
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Node, E> {
+        Ok(Node::U64(value))
+    }
+
+    fn visit_u128<E: de::Error>(self, value: u128) -> Result<Node, E> {
+        match Number::from_u128(value) {
+            Some(n) => Ok(number(&n)),
+            None => Err(E::custom("JSON number out of range")),
+        }
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Node, E> {
+        Ok(Number::from_f64(value).map_or(Node::Null, |n| number(&n)))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Node, E> {
+        Ok(self.0.push_str(value))
+    }
+
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        Parse(self.0).deserialize(deserializer)
+    }
+
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let draft = self.0;
+        let mark = draft.items.len();
+        while let Some(item) = seq.next_element_seed(Parse(draft))? {
+            draft.items.push(item);
+        }
+        Ok(draft.close_array(mark))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let draft = self.0;
+        let mark = draft.entries.len();
+        // The first key is read as `serde_json::Value` reads it (expecting "a string key"), the
+        // others as a `String` ("a string").
+        let mut expecting = "a string key";
+        while let Some(key) = map.next_key_seed(KeySeed {
+            draft: &mut *draft,
+            expecting,
+        })? {
+            expecting = "a string";
+            let value = map.next_value_seed(Parse(&mut *draft))?;
+            draft.entries.push((key, value));
+        }
+        Ok(draft.close_object(mark))
+    }
+}
+
+/// A map key: a string, read with `deserialize_str` / `deserialize_string` as `serde_json`'s
+/// value visitor reads it.
+struct KeySeed<'d> {
+    draft: &'d mut Draft,
+    expecting: &'static str,
+}
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Node;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
+        if self.expecting == "a string key" {
+            deserializer.deserialize_str(self)
+        } else {
+            deserializer.deserialize_string(self)
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Node;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str(self.expecting)
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Node, E> {
+        Ok(self.draft.push_str(value))
+    }
+
+    fn visit_bytes<E: de::Error>(self, value: &[u8]) -> Result<Node, E> {
+        // `String` accepts UTF-8 bytes; the first key (`serde_json`'s key classifier) does not.
+        if self.expecting == "a string key" {
+            return Err(E::invalid_type(Unexpected::Bytes(value), &self));
+        }
+        match std::str::from_utf8(value) {
+            Ok(s) => Ok(self.draft.push_str(s)),
+            Err(_) => Err(E::invalid_value(Unexpected::Bytes(value), &self)),
+        }
+    }
+}
+
 /// One node of a [`Document`].
 #[derive(Clone, Copy)]
 pub struct Doc<'a> {

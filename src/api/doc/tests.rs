@@ -172,3 +172,106 @@ fn enums_tuples_and_options_behave_as_with_the_value() {
     same::<f32>(&json!(-1));
     same::<String>(&json!(1));
 }
+
+/// The document a `serde_json::Value` read from `yaml` gives, and the one a draft parsed from
+/// the same text gives: equal (same layout, so equal as documents), or the same error text.
+fn yaml_both_ways(yaml: &str) -> (Result<Document, String>, Result<Document, String>) {
+    let from_value = Value::deserialize(serde_yaml::Deserializer::from_str(yaml))
+        .map_err(|e| e.to_string())
+        .map(|v| doc(&v));
+    let mut draft = Draft::new();
+    // Something already in the draft (another document of the file) changes nothing.
+    draft
+        .parse(serde_yaml::Deserializer::from_str("{z: [1, {y: 2}], a: b}"))
+        .expect("parses");
+    let from_draft = draft
+        .parse(serde_yaml::Deserializer::from_str(yaml))
+        .map_err(|e| e.to_string())
+        .map(|root| draft.finish(root).expect("small document"));
+    (from_value, from_draft)
+}
+
+#[test]
+fn a_draft_parsed_from_yaml_is_the_document_of_the_value() {
+    let texts = [
+        "apiVersion: getambassador.io/v3alpha1\nkind: Mapping\nmetadata: {name: a, namespace: n}\nspec:\n  prefix: /a/\n  service: a:80\n  headers: {x-b: '1', x-a: \"2\"}\n",
+        // keys out of order, a repeated key (the last one counts), nesting, empty containers
+        "z: 1\na: {c: [], b: {}, a: [x, [y, {q: r}]]}\nm: first\nm: {second: true}\n",
+        // every scalar: integers of every size, floats (NaN and infinities become null), null
+        "- 0\n- -1\n- 18446744073709551615\n- -9223372036854775808\n- 2.5\n- .nan\n- .inf\n- -.inf\n- ~\n- null\n- true\n- 'é \\u00e9'\n- \"\\u00e9\"\n- 1e3\n- 0x1F\n",
+        // anchors and aliases
+        "a: &x {k: [1, 2]}\nb: *x\nc: [*x, *x]\n",
+        // a scalar key that is not a string in YAML is a string key
+        "1: one\ntrue: yes\n~: n\n",
+        "",
+        "plain",
+        "[]",
+        "{}",
+    ];
+    for text in texts {
+        let (from_value, from_draft) = yaml_both_ways(text);
+        let from_value = from_value.expect("the value parses");
+        assert_eq!(from_draft, Ok(from_value.clone()), "{text:?}");
+        assert_eq!(
+            from_draft.map(|d| d.to_value()),
+            Ok(from_value.to_value()),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn a_draft_fails_with_the_error_text_of_the_value() {
+    let texts = [
+        "a: [1, 2\n",
+        "a: b: c\n",
+        "[a]: 1\n",
+        "a: 1\n[b]: 2\n",
+        "a: 1\n{b: 1}: 2\n",
+        "a: !tagged x\n",
+        "- 1180591620717411303424\n",
+        "- -1180591620717411303424\n",
+        "a:\n  b:\n    - c\n   d: e\n",
+        "a: *missing\n",
+    ];
+    for text in texts {
+        let (from_value, from_draft) = yaml_both_ways(text);
+        let expected = from_value.expect_err(text);
+        assert_eq!(from_draft, Err(expected), "{text:?}");
+    }
+}
+
+#[test]
+fn a_patched_draft_is_the_document_of_the_patched_value() {
+    let yaml = "kind: K\nmetadata: {name: a, labels: {x: y}}\nspec: {p: 1}\n";
+    let mut draft = Draft::new();
+    let root = draft
+        .parse(serde_yaml::Deserializer::from_str(yaml))
+        .expect("parses");
+    let metadata = draft.get(root, "metadata").expect("has metadata");
+    assert_eq!(draft.kind(metadata), Kind::Object);
+    assert_eq!(
+        draft.get(metadata, "name").and_then(|n| draft.as_str(n)),
+        Some("a")
+    );
+    assert_eq!(draft.get(metadata, "namespace"), None);
+    assert_eq!(
+        draft.get(root, "kind").map(|k| draft.kind(k)),
+        Some(Kind::String)
+    );
+    // a new key, then an existing one changed in place
+    let ns = draft.string("ns");
+    let patched = draft.set(metadata, "namespace", ns);
+    let root2 = draft.set(root, "metadata", patched);
+    assert_eq!(root2, root, "an existing key is set in place");
+    let name = draft.string("b");
+    assert_eq!(draft.set(patched, "name", name), patched);
+    let extra = draft.object();
+    let root3 = draft.set(root, "a-first", extra);
+    let expected = json!({"kind": "K", "a-first": {},
+        "metadata": {"name": "b", "namespace": "ns", "labels": {"x": "y"}}, "spec": {"p": 1}});
+    assert_eq!(draft.finish(root3), Ok(doc(&expected)));
+    let items = draft.parse(&json!([1, "x"])).expect("parses");
+    assert_eq!(draft.items(items).map(|i| i.len()), Some(2));
+    assert!(draft.items(root).is_none());
+}

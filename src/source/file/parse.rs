@@ -9,12 +9,15 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde::de::Error;
+use serde_json::Value;
 
 use super::LoadOptions;
 use super::{depth, expansion};
+use crate::api::doc::{Draft, DraftNode, Kind};
 use crate::api::{Origin, RawObject, ResourceError};
 
 /// A file's documents as read.
@@ -47,6 +50,27 @@ pub(super) fn parse_file(rel: &Path, bytes: &[u8], options: &LoadOptions) -> Par
 }
 
 impl Parsed {
+    /// Replaces this reading with `new`, keeping every object that is unchanged (same origin,
+    /// equal document) as it was: still shared with the states already published. Returns
+    /// whether any object or error differs.
+    pub(super) fn update(&mut self, new: Parsed) -> bool {
+        let mut changed = self.errors != new.errors || self.objects.len() != new.objects.len();
+        let mut old = std::mem::take(&mut self.objects).into_iter();
+        for object in new.objects {
+            match old.next() {
+                Some(kept) if kept.origin == object.origin && kept.value == object.value => {
+                    self.objects.push(kept);
+                }
+                _ => {
+                    changed = true;
+                    self.objects.push(object);
+                }
+            }
+        }
+        self.errors = new.errors;
+        changed
+    }
+
     /// An error about the file as a whole (document 0).
     pub(super) fn file_error(&mut self, rel: &Path, message: String) {
         self.errors
@@ -62,10 +86,12 @@ fn is_json(rel: &Path) -> bool {
 
 fn parse_json(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut draft = Draft::new();
     for (index, value) in stream.enumerate() {
         let origin = origin(rel, index + 1);
-        match value {
-            Ok(value) => accept(value, origin, options, out),
+        draft.clear();
+        match value.and_then(|value| draft.parse(&value)) {
+            Ok(root) => accept(&mut draft, root, origin, options, out),
             Err(e) => {
                 out.errors.push(error(origin, "", "", None, e.to_string()));
                 // A JSON stream cannot be resynchronised after a syntax error.
@@ -86,11 +112,14 @@ fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
         && (!aliases || expansion::check(yaml_parser(text), expansion::budget(text.len())).is_ok());
     if bounded {
         let merges = text.contains("<<");
-        let whole: Result<Vec<Value>, _> =
-            yaml_parser(text).map(|d| yaml_to_json(d, merges)).collect();
-        if let Ok(values) = whole {
-            for (i, value) in values.into_iter().enumerate() {
-                accept(value, origin(rel, i + 1), options, out);
+        // Every document into one draft: kept only if all of them parse.
+        let mut draft = Draft::new();
+        let whole: Result<Vec<DraftNode>, _> = yaml_parser(text)
+            .map(|d| yaml_document(&mut draft, d, merges))
+            .collect();
+        if let Ok(roots) = whole {
+            for (i, root) in roots.into_iter().enumerate() {
+                accept(&mut draft, root, origin(rel, i + 1), options, out);
             }
             return;
         }
@@ -101,6 +130,7 @@ fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
 /// Parses each document on its own, so one syntax error does not hide the others.
 fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     let mut doc = 0;
+    let mut draft = Draft::new();
     for chunk in split_documents(text) {
         if let Err(too_deep) = depth::check(chunk.text, chunk.first_line) {
             doc += 1;
@@ -122,8 +152,9 @@ fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Par
         for value in yaml_parser(chunk.text) {
             doc += 1;
             let origin = origin(rel, doc);
-            match yaml_to_json(value, merges) {
-                Ok(value) => accept(value, origin, options, out),
+            draft.clear();
+            match yaml_document(&mut draft, value, merges) {
+                Ok(root) => accept(&mut draft, root, origin, options, out),
                 Err(e) => {
                     // The error's line numbers are the chunk's: shift them to the file's.
                     let message = shift_lines(&e.to_string(), chunk.first_line);
@@ -143,18 +174,23 @@ fn yaml_parser(text: &str) -> serde_yaml::Deserializer<'_> {
     serde_yaml::Deserializer::from_str(text)
 }
 
-/// One document as JSON. `merges`: its text may hold merge keys (`<<`).
-fn yaml_to_json(
+/// One document into `draft`, as it would be read into a `serde_json::Value` (same values, same
+/// errors). `merges`: its text may hold merge keys (`<<`).
+fn yaml_document(
+    draft: &mut Draft,
     document: serde_yaml::Deserializer<'_>,
     merges: bool,
-) -> Result<Value, serde_yaml::Error> {
+) -> Result<DraftNode, serde_yaml::Error> {
     if merges {
         // Merge keys only apply through serde_yaml's own Value; the direct path is faster.
         let mut value = serde_yaml::Value::deserialize(document)?;
         value.apply_merge()?;
-        serde_json::to_value(value).map_err(serde::de::Error::custom)
+        let value = serde_json::to_value(value).map_err(<serde_yaml::Error as Error>::custom)?;
+        draft
+            .parse(&value)
+            .map_err(<serde_yaml::Error as Error>::custom)
     } else {
-        Value::deserialize(document)
+        draft.parse(document)
     }
 }
 
@@ -231,35 +267,44 @@ fn has_content(text: &str) -> bool {
 }
 
 /// Checks one document and turns it into objects or errors.
-fn accept(value: Value, origin: Origin, options: &LoadOptions, out: &mut Parsed) {
-    match value {
-        Value::Null => {} // an empty document
-        Value::Object(map) if map.get("kind").and_then(Value::as_str) == Some("List") => {
-            let Some(items) = map.get("items").and_then(Value::as_array) else {
-                let e = error(
-                    origin,
-                    "List",
-                    "",
-                    Some("items"),
-                    "a List needs an items list",
-                );
-                out.errors.push(e);
-                return;
-            };
-            for (i, item) in items.iter().enumerate() {
-                match object(item.clone(), origin.clone(), options) {
-                    Ok(raw) => out.objects.push(raw),
-                    Err(mut e) => {
-                        e.message = format!("items[{i}]: {}", e.message);
-                        out.errors.push(*e);
-                    }
+fn accept(
+    draft: &mut Draft,
+    root: DraftNode,
+    origin: Origin,
+    options: &LoadOptions,
+    out: &mut Parsed,
+) {
+    let is_list = draft.kind(root) == Kind::Object
+        && draft.get(root, "kind").and_then(|k| draft.as_str(k)) == Some("List");
+    if draft.kind(root) == Kind::Null {
+        // an empty document
+    } else if is_list {
+        let items = draft.get(root, "items").and_then(|i| draft.items(i));
+        let Some(items) = items.map(Iterator::collect::<Vec<_>>) else {
+            let e = error(
+                origin,
+                "List",
+                "",
+                Some("items"),
+                "a List needs an items list",
+            );
+            out.errors.push(e);
+            return;
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            match object(draft, item, origin.clone(), options) {
+                Ok(raw) => out.objects.push(raw),
+                Err(mut e) => {
+                    e.message = format!("items[{i}]: {}", e.message);
+                    out.errors.push(*e);
                 }
             }
         }
-        value => match object(value, origin, options) {
+    } else {
+        match object(draft, root, origin, options) {
             Ok(raw) => out.objects.push(raw),
             Err(e) => out.errors.push(*e),
-        },
+        }
     }
 }
 
@@ -270,12 +315,13 @@ fn accept(value: Value, origin: Origin, options: &LoadOptions, out: &mut Parsed)
 /// legate instead gives it the configured `AMBASSADOR_NAMESPACE`, as `kubectl apply` would give
 /// the current namespace, so plain example files work unchanged.
 fn object(
-    value: Value,
+    draft: &mut Draft,
+    root: DraftNode,
     origin: Origin,
     options: &LoadOptions,
 ) -> Result<RawObject, Box<ResourceError>> {
-    let Value::Object(mut map) = value else {
-        let found = type_name(&value);
+    if draft.kind(root) != Kind::Object {
+        let found = type_name(draft.kind(root));
         return Err(Box::new(error(
             origin,
             "",
@@ -283,23 +329,16 @@ fn object(
             None,
             format!("document is {found}, not a mapping"),
         )));
-    };
-    let kind = map
-        .get("kind")
-        .and_then(Value::as_str)
+    }
+    let text = |node: Option<DraftNode>| node.and_then(|n| draft.as_str(n));
+    let kind = text(draft.get(root, "kind"))
         .unwrap_or_default()
         .to_string();
-    let name = map
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let metadata = draft.get(root, "metadata");
+    let field = |key| metadata.and_then(|m| draft.get(m, key));
+    let name = text(field("name")).unwrap_or_default();
     let default_ns = options.default_namespace.as_str();
-    let ns = map
-        .get("metadata")
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str)
+    let ns = text(field("namespace"))
         .filter(|ns| !ns.is_empty())
         .unwrap_or(default_ns);
     let full_name = if name.is_empty() {
@@ -316,45 +355,52 @@ fn object(
             message,
         )))
     };
-    if !non_empty_str(map.get("apiVersion")) {
+    if text(draft.get(root, "apiVersion")).is_none_or(str::is_empty) {
         return fail("apiVersion", "apiVersion is missing or not a string");
     }
     if kind.is_empty() {
         return fail("kind", "kind is missing or not a string");
     }
-    let metadata = map
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    let Value::Object(metadata) = metadata else {
-        return fail("metadata", "metadata is not a mapping");
+    let metadata = match metadata {
+        None => draft.object(),
+        Some(m) if draft.kind(m) == Kind::Object => m,
+        Some(_) => return fail("metadata", "metadata is not a mapping"),
     };
-    match metadata.get("namespace") {
-        None | Some(Value::Null) => {
-            metadata.insert("namespace".into(), Value::String(default_ns.into()));
-        }
-        Some(Value::String(ns)) if ns.is_empty() => {
-            metadata.insert("namespace".into(), Value::String(default_ns.into()));
-        }
-        Some(Value::String(_)) => {}
+    let namespace = draft.get(metadata, "namespace");
+    let defaulted = match namespace.map(|n| (draft.kind(n), draft.as_str(n))) {
+        None | Some((Kind::Null, _)) | Some((_, Some(""))) => true,
+        Some((Kind::String, _)) => false,
         Some(_) => return fail("metadata.namespace", "namespace is not a string"),
+    };
+    let mut root = root;
+    if defaulted {
+        let ns = draft.string(default_ns);
+        let metadata = draft.set(metadata, "namespace", ns);
+        root = draft.set(root, "metadata", metadata);
     }
-    let value = Value::Object(map);
-    RawObject::try_new(origin.clone(), &value)
-        .map_err(|e| Box::new(error(origin, &kind, &full_name, None, e.to_string())))
+    match draft.finish(root) {
+        Ok(document) => Ok(RawObject {
+            origin,
+            value: Arc::new(document),
+        }),
+        Err(e) => Err(Box::new(error(
+            origin,
+            &kind,
+            &full_name,
+            None,
+            e.to_string(),
+        ))),
+    }
 }
 
-fn non_empty_str(value: Option<&Value>) -> bool {
-    value.and_then(Value::as_str).is_some_and(|s| !s.is_empty())
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "empty",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a mapping",
+fn type_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Null => "empty",
+        Kind::Bool => "a boolean",
+        Kind::Number => "a number",
+        Kind::String => "a string",
+        Kind::Array => "a list",
+        Kind::Object => "a mapping",
     }
 }
 

@@ -6,6 +6,12 @@
 //! within the filesystem's timestamp granularity would leave the stamp unchanged, as in git's
 //! racy-clean rule). A re-read whose content hash is unchanged is not parsed again.
 //!
+//! A re-read file keeps the objects it held before where they are unchanged (the same `Arc`'d
+//! document, so the next state shares them and comparing it with the last one is a pointer
+//! comparison per object), and a file whose objects and errors are all unchanged (a comment
+//! edited, a file touched) is no change at all: the work of a change is proportional to the
+//! files it touched, not to the directory (issue 10).
+//!
 //! Hidden entries (names starting with `.`) are skipped: editors' lock and swap files, `.git`,
 //! and the `..data` / `..2024_…` entries of a Kubernetes ConfigMap volume, whose visible
 //! symlinks (`file.yaml -> ..data/file.yaml`) are followed instead, so each file is read once.
@@ -121,14 +127,18 @@ impl Cache {
                 outcome.changed |= self.entries.remove(&rel).is_some();
                 continue;
             };
-            let cached = self.entries.get(&rel);
-            let same = cached.is_some_and(|c| c.hash.is_some() && c.hash == entry.hash);
             if unsettled {
                 outcome.unsettled.push(rel.clone());
             }
             match self.entries.get_mut(&rel) {
-                Some(c) if same => (c.stamp, c.racy) = (entry.stamp, entry.racy),
-                _ => {
+                Some(c) if c.hash.is_some() && c.hash == entry.hash => {
+                    (c.stamp, c.racy) = (entry.stamp, entry.racy);
+                }
+                Some(c) => {
+                    outcome.changed |= c.parsed.update(entry.parsed);
+                    (c.stamp, c.racy, c.hash) = (entry.stamp, entry.racy, entry.hash);
+                }
+                None => {
                     outcome.changed = true;
                     self.entries.insert(rel, entry);
                 }

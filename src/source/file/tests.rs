@@ -278,6 +278,64 @@ fn an_unusable_directory_is_a_clear_error() {
     assert!(matches!(source.spawn(), Err(SourceError::Missing { .. })));
 }
 
+/// Issue 10: a change costs what it touched. The objects of a re-read file that did not
+/// change are the ones already held (the same `Arc`'d documents, so the next state shares them
+/// with the last), and a rewrite whose objects are all unchanged (a comment added) is no change.
+#[test]
+fn a_re_read_file_keeps_its_unchanged_objects_and_a_comment_is_no_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let three = |second: &str| {
+        [
+            mapping("a", "/a/"),
+            mapping("b", second),
+            mapping("c", "/c/"),
+        ]
+        .join("---\n")
+    };
+    write(dir.path(), "a.yaml", &three("/b/"));
+    write(dir.path(), "z.yaml", &mapping("z", "/z/"));
+    let options = LoadOptions::default();
+    let mut cache = scan::Cache::default();
+    let refresh = |cache: &mut scan::Cache| {
+        let forced = BTreeSet::from([PathBuf::from("a.yaml")]);
+        cache.refresh(dir.path(), &forced, false, &options, Duration::ZERO)
+    };
+    assert!(refresh(&mut cache).changed);
+    let before = cache.objects();
+    assert_eq!(before.len(), 4);
+    let shared = |now: &[crate::api::RawObject]| -> Vec<bool> {
+        before
+            .iter()
+            .zip(now)
+            .map(|(b, n)| Arc::ptr_eq(&b.value, &n.value))
+            .collect()
+    };
+
+    write(
+        dir.path(),
+        "a.yaml",
+        &format!("# a comment\n{}", three("/b/")),
+    );
+    assert!(!refresh(&mut cache).changed, "a comment is no change");
+    assert_eq!(shared(&cache.objects()), [true; 4]);
+
+    write(dir.path(), "a.yaml", &three("/b2/"));
+    assert!(refresh(&mut cache).changed);
+    let after = cache.objects();
+    assert_eq!(shared(&after), [true, false, true, true]);
+    assert_eq!(after[1].value.to_value()["spec"]["prefix"], "/b2/");
+
+    // A document inserted before the others moves their origins: every one of them changed.
+    write(
+        dir.path(),
+        "a.yaml",
+        &format!("{}---\n{}", mapping("n", "/n/"), three("/b2/")),
+    );
+    assert!(refresh(&mut cache).changed);
+    assert_eq!(cache.objects().len(), 5);
+    assert_eq!(cache.objects()[4].origin, origin("z.yaml", 1));
+}
+
 // ---- watching -------------------------------------------------------------------------------
 
 struct Watched {
