@@ -65,8 +65,9 @@ pub(super) fn table_hash(t: &ir::RouteTable, hashes: &[u64]) -> u64 {
     Ir::hash_of(&(&t.name, shells, hashes))
 }
 
-/// [`route_configuration_any`] (the same bytes, up to the order protobuf map entries are
-/// encoded in), taking the encoding of every route whose hash is among `old`'s pieces from
+/// [`route_configuration`], packed and encoded one route at a time (the same bytes, up to the
+/// order protobuf map entries are encoded in: a `Route` is several kilobytes as an envoy-types
+/// message, mostly empty options, so a large table is only ever held encoded), taking the encoding of every route whose hash is among `old`'s pieces from
 /// `old`'s body instead of encoding it again, and the pieces of the result: one per route, its
 /// hash (`hashes`, from [`route_hashes`]) and where it sits in the body. A route whose hash
 /// `old` lacks, or whose recorded bytes are out of `old`'s body, is encoded.
@@ -138,6 +139,7 @@ pub(super) fn route_configuration_reusing(
     };
     (any, Some(pieces))
 }
+
 /// Field numbers of `RouteConfiguration.virtual_hosts` and `VirtualHost.routes`.
 const CONFIG_VIRTUAL_HOSTS: u32 = 2;
 const VHOST_ROUTES: u32 = 3;
