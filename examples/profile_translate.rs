@@ -2,12 +2,14 @@
 //! (optionally `to_json`) a given number of times, printing each stage's time. Meant for
 //! `perf record` / `valgrind --tool=callgrind`, whose numbers a criterion loop would blur.
 //!
-//! `cargo run --release --example profile_translate -- DIR [RUNS] [json|change|cache|reuse]`
+//! `cargo run --release --example profile_translate -- DIR [RUNS] [json|change|cache|reuse|served]`
 //!
 //! `change`: one Mapping's prefix changed before each run after the first (the change path
 //! of `legate run`), translated afresh; `cache`: the same, translated with a
 //! `translate::Cache` kept between runs; `reuse`: the same, and each snapshot built reusing
-//! the previous one's unchanged resources (`snapshot_reusing`), as `legate run` does.
+//! the previous one's unchanged resources (`snapshot_reusing`), as `legate run` does with
+//! `source.translation_cache`; `served`: what `legate run` does by default, the snapshot
+//! reusing the previous one's resources, the translation without a cache.
 
 use std::time::Instant;
 
@@ -26,9 +28,12 @@ fn main() {
         .map_or(1, |r| r.parse().expect("RUNS is a number"));
     let mode = args.next();
     let json = mode.as_deref() == Some("json");
-    let change = matches!(mode.as_deref(), Some("change" | "cache" | "reuse"));
+    let change = matches!(
+        mode.as_deref(),
+        Some("change" | "cache" | "reuse" | "served")
+    );
     let cached = matches!(mode.as_deref(), Some("cache" | "reuse"));
-    let reuse = mode.as_deref() == Some("reuse");
+    let reuse = matches!(mode.as_deref(), Some("reuse" | "served"));
     let mut previous = None;
     let mut cache = Cache::new();
     let t = Instant::now();

@@ -5,4 +5,4 @@ pub mod resources;
 pub mod server;
 pub mod snapshot;
 
-pub use snapshot::{Resource, Snapshot, TypeKind, TypeSnapshot};
+pub use snapshot::{Piece, Resource, Snapshot, TypeKind, TypeSnapshot};

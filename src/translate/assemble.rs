@@ -164,11 +164,14 @@ fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Clu
             Target::Redirect(_) | Target::Failed { .. } => None,
         })
         .chain(tcp.into_iter().map(|t| t.cluster));
-    let mut out: Vec<Cluster> = all.filter(|c| used.contains(c.name.as_str())).collect();
-    // Stable: of several clusters with one name, the first stays.
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out.dedup_by(|later, first| later.name == first.name);
-    out
+    let unsorted: Vec<Cluster> = all.filter(|c| used.contains(c.name.as_str())).collect();
+    // Stable: of several clusters with one name, the first stays. The positions are sorted,
+    // not the clusters: a cluster is large, and a sort moves each element many times.
+    let mut order: Vec<usize> = (0..unsorted.len()).collect();
+    order.sort_by(|&a, &b| unsorted[a].name.cmp(&unsorted[b].name));
+    order.dedup_by(|later, first| unsorted[*later].name == unsorted[*first].name);
+    let mut slots: Vec<Option<Cluster>> = unsorted.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 /// Registers the SDS secrets the listeners and clusters reference.

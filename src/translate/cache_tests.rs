@@ -274,6 +274,10 @@ fn same_snapshot(ir: &Ir, previous: Option<&Snapshot>, context: &str) -> Option<
                 .collect::<Vec<_>>()
         };
         assert_eq!(names(r), names(t), "{context}: {kind:?}");
+        for (name, fresh) in &t.resources {
+            // A route table's pieces (its routes' hashes and places) match the fresh ones.
+            assert_eq!(r.resources[name].pieces, fresh.pieces, "{context}: {name}");
+        }
     }
     assert_eq!(
         to_json(&reused).expect("renders"),

@@ -38,7 +38,7 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Duration, UInt32Value};
 use prost::{Message, Name};
 
-use super::{Resource, Snapshot, TypeKind, TypeSnapshot};
+use super::{Piece, Resource, Snapshot, TypeKind, TypeSnapshot};
 use crate::ir::{self, Dangling, Ir};
 
 /// Why a snapshot (or a static bootstrap built from one) could not be produced.
@@ -99,12 +99,16 @@ pub fn snapshot_reusing(
 ) -> Result<Snapshot, Error> {
     let v = Versioner { boot_id };
     let before = |kind| previous.and_then(|p| p.get(kind));
+    // A route table's version hashes its routes' hashes: a changed table re-encodes only
+    // the routes whose hash the previous encoding lacks (`route::route_configuration_reusing`).
     let routes = || {
-        v.collect(
+        v.collect_pieces(
             before(TypeKind::Route),
             ir.route_tables.iter().map(|t| {
-                (&t.name, Ir::hash_of(t), move || {
-                    route::route_configuration_any(t)
+                let hashes = route::route_hashes(t);
+                let hash = route::table_hash(t, &hashes);
+                (&t.name, hash, move |old: Option<&Resource>| {
+                    route::route_configuration_reusing(t, &hashes, old)
                 })
             }),
         )
@@ -199,19 +203,40 @@ impl Versioner<'_> {
         before: Option<&TypeSnapshot>,
         items: impl IntoIterator<Item = (&'n String, u64, F)>,
     ) -> TypeSnapshot {
+        self.collect_pieces(
+            before,
+            items
+                .into_iter()
+                .map(|(name, hash, encode)| (name, hash, |_: Option<&Resource>| (encode(), None))),
+        )
+    }
+
+    /// [`Self::collect`] for resources encoded from pieces (`Resource::pieces`): `encode` is
+    /// given the resource of the same name in `before` (any version) to take unchanged pieces
+    /// from, and returns the body and its pieces.
+    fn collect_pieces<'n, F: FnOnce(Option<&Resource>) -> (Any, Option<Vec<Piece>>)>(
+        &self,
+        before: Option<&TypeSnapshot>,
+        items: impl IntoIterator<Item = (&'n String, u64, F)>,
+    ) -> TypeSnapshot {
         let resources: BTreeMap<String, Resource> = items
             .into_iter()
             .map(|(name, hash, encode)| {
                 let version = self.version(hash);
-                let body = match before.and_then(|b| b.resources.get(name)) {
-                    Some(old) if old.version == version => old.body.clone(),
-                    _ => encode(),
+                let old = before.and_then(|b| b.resources.get(name));
+                let (body, pieces) = match old {
+                    Some(old) if old.version == version => (old.body.clone(), old.pieces.clone()),
+                    _ => {
+                        let (body, pieces) = encode(old);
+                        (body, pieces.map_or_else(Default::default, Into::into))
+                    }
                 };
                 let resource = Resource {
                     name: name.clone(),
                     version,
                     body,
                     linger: std::time::Duration::ZERO,
+                    pieces,
                 };
                 (name.clone(), resource)
             })

@@ -6,6 +6,7 @@
 //! an Envoy already holds with other content.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use envoy_types::pb::google::protobuf::Any;
@@ -86,6 +87,21 @@ pub struct Resource {
     /// running: Envoy resets them when it removes the cluster
     /// (docs/design.md#push-order-and-warming).
     pub linger: Duration,
+    /// For a resource encoded from separately hashed pieces (a route configuration's routes),
+    /// each piece's content hash and where its encoding sits in `body.value`, in order, so the
+    /// next snapshot re-encodes only the pieces that changed (`xds::resources`); empty for
+    /// every other resource.
+    pub pieces: Arc<[Piece]>,
+}
+
+/// One separately encoded part of a resource's body (see [`Resource::pieces`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    /// `Ir::hash_of` the IR fragment the bytes were encoded from.
+    pub hash: u64,
+    /// The encoded message (without its field key and length) is `body.value[start..end]`.
+    pub start: usize,
+    pub end: usize,
 }
 
 /// Every resource of one type, plus the type's version (derived from all of them).

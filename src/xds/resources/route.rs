@@ -3,6 +3,8 @@
 //! `string_match` header matchers, `append_action`, CORS as the CORS
 //! filter's per-route config, regexes without `max_program_size`.
 
+use std::collections::HashMap;
+
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent, data_source,
     header_value_option::HeaderAppendAction,
@@ -23,8 +25,8 @@ use prost::encoding::WireType;
 use prost::{Message, Name};
 
 use super::listener::CORS;
-use super::{boolv, duration_ms, pack, services, u32v};
-use crate::ir;
+use super::{Piece, Resource, boolv, duration_ms, pack, services, u32v};
+use crate::ir::{self, Ir};
 
 /// The RDS resource for one IR route table; its name is the table's stable name.
 pub fn route_configuration(t: &ir::RouteTable) -> RouteConfiguration {
@@ -38,44 +40,109 @@ pub fn route_configuration(t: &ir::RouteTable) -> RouteConfiguration {
 /// [`route_configuration`], packed, with the same bytes, but encoded one route at a time: a
 /// table of thousands of routes is never all in memory as envoy-types messages (a `Route` is
 /// several kilobytes, mostly empty options), only as its encoding.
+#[cfg(test)]
 pub fn route_configuration_any(t: &ir::RouteTable) -> Any {
+    route_configuration_reusing(t, &route_hashes(t), None).0
+}
+
+/// `Ir::hash_of` every route of `t`, in order (virtual host after virtual host).
+pub(super) fn route_hashes(t: &ir::RouteTable) -> Vec<u64> {
+    t.virtual_hosts
+        .iter()
+        .flat_map(|vh| &vh.routes)
+        .map(Ir::hash_of)
+        .collect()
+}
+
+/// The content hash of `t` given its [`route_hashes`]: it covers every field of the table and
+/// its virtual hosts, and each route through its hash, so it changes whenever `t` does.
+pub(super) fn table_hash(t: &ir::RouteTable, hashes: &[u64]) -> u64 {
+    let shells: Vec<(&str, &[String], usize)> = t
+        .virtual_hosts
+        .iter()
+        .map(|vh| (vh.name.as_str(), vh.domains.as_slice(), vh.routes.len()))
+        .collect();
+    Ir::hash_of(&(&t.name, shells, hashes))
+}
+
+/// [`route_configuration`], packed and encoded one route at a time (the same bytes, up to the
+/// order protobuf map entries are encoded in: a `Route` is several kilobytes as an envoy-types
+/// message, mostly empty options, so a large table is only ever held encoded), taking the encoding of every route whose hash is among `old`'s pieces from
+/// `old`'s body instead of encoding it again, and the pieces of the result: one per route, its
+/// hash (`hashes`, from [`route_hashes`]) and where it sits in the body. A route whose hash
+/// `old` lacks, or whose recorded bytes are out of `old`'s body, is encoded.
+pub(super) fn route_configuration_reusing(
+    t: &ir::RouteTable,
+    hashes: &[u64],
+    old: Option<&Resource>,
+) -> (Any, Option<Vec<Piece>>) {
+    let mut reuse = Reuse::new(old);
     let config = RouteConfiguration {
         name: t.name.clone(),
         ..Default::default()
-    };
-    let vhosts = t.virtual_hosts.iter().map(|vh| {
+    }
+    .encode_to_vec();
+    let config_at = first_field_after(&config, CONFIG_VIRTUAL_HOSTS);
+    let mut out = Vec::with_capacity(old.map_or(0, |o| o.body.value.len()) + 64);
+    out.extend_from_slice(&config[..config_at]);
+    let mut pieces = Vec::with_capacity(hashes.len());
+    let mut hashes = hashes.iter().copied();
+    // Each virtual host is built on its own (its length precedes it), then appended.
+    let mut body = Vec::new();
+    let mut local = Vec::new();
+    for vh in &t.virtual_hosts {
         let shell = VirtualHost {
             name: vh.name.clone(),
             domains: vh.domains.clone(),
             ..Default::default()
-        };
-        let routes = vh.routes.iter().map(|r| route(r).encode_to_vec());
-        with_repeated(&shell.encode_to_vec(), VHOST_ROUTES, routes)
-    });
-    Any {
-        type_url: RouteConfiguration::type_url(),
-        value: with_repeated(&config.encode_to_vec(), CONFIG_VIRTUAL_HOSTS, vhosts),
+        }
+        .encode_to_vec();
+        let shell_at = first_field_after(&shell, VHOST_ROUTES);
+        body.clear();
+        local.clear();
+        body.extend_from_slice(&shell[..shell_at]);
+        for r in &vh.routes {
+            let hash = hashes.next().unwrap_or_else(|| Ir::hash_of(r));
+            prost::encoding::encode_key(VHOST_ROUTES, WireType::LengthDelimited, &mut body);
+            let start = match reuse.find(hash) {
+                Some(bytes) => {
+                    prost::encoding::encode_varint(bytes.len() as u64, &mut body);
+                    let start = body.len();
+                    body.extend_from_slice(bytes);
+                    start
+                }
+                None => {
+                    let message = route(r);
+                    prost::encoding::encode_varint(message.encoded_len() as u64, &mut body);
+                    let start = body.len();
+                    message.encode_raw(&mut body);
+                    start
+                }
+            };
+            local.push((hash, start, body.len()));
+        }
+        body.extend_from_slice(&shell[shell_at..]);
+        prost::encoding::encode_key(CONFIG_VIRTUAL_HOSTS, WireType::LengthDelimited, &mut out);
+        prost::encoding::encode_varint(body.len() as u64, &mut out);
+        let base = out.len();
+        out.extend_from_slice(&body);
+        pieces.extend(local.iter().map(|&(hash, start, end)| Piece {
+            hash,
+            start: base + start,
+            end: base + end,
+        }));
     }
+    out.extend_from_slice(&config[config_at..]);
+    let any = Any {
+        type_url: RouteConfiguration::type_url(),
+        value: out,
+    };
+    (any, Some(pieces))
 }
 
 /// Field numbers of `RouteConfiguration.virtual_hosts` and `VirtualHost.routes`.
 const CONFIG_VIRTUAL_HOSTS: u32 = 2;
 const VHOST_ROUTES: u32 = 3;
-
-/// `base` (an encoded message without field `number`) with the encoded `items` as that
-/// repeated message field, placed where prost places it: fields are written in number order.
-fn with_repeated(base: &[u8], number: u32, items: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
-    let at = first_field_after(base, number);
-    let mut out = Vec::with_capacity(base.len() + 64);
-    out.extend_from_slice(&base[..at]);
-    for item in items {
-        prost::encoding::encode_key(number, WireType::LengthDelimited, &mut out);
-        prost::encoding::encode_varint(item.len() as u64, &mut out);
-        out.extend_from_slice(&item);
-    }
-    out.extend_from_slice(&base[at..]);
-    out
-}
 
 /// The offset of the first field numbered above `number` in an encoding prost wrote (fields
 /// in number order), or the end.
@@ -102,6 +169,49 @@ fn first_field_after(bytes: &[u8], number: u32) -> usize {
         }
     }
     bytes.len()
+}
+
+/// Finds a route's encoding among a previous route configuration's pieces by hash. Routes
+/// mostly keep their order from one snapshot to the next, so the next piece or the one after
+/// it is tried first; any other is found through a map built on the first miss.
+struct Reuse<'a> {
+    body: &'a [u8],
+    pieces: &'a [Piece],
+    next: usize,
+    by_hash: Option<HashMap<u64, usize>>,
+}
+
+impl<'a> Reuse<'a> {
+    fn new(old: Option<&'a Resource>) -> Self {
+        Reuse {
+            body: old.map_or(&[], |o| o.body.value.as_slice()),
+            pieces: old.map_or(&[], |o| &o.pieces),
+            next: 0,
+            by_hash: None,
+        }
+    }
+
+    fn find(&mut self, hash: u64) -> Option<&'a [u8]> {
+        if self.pieces.is_empty() {
+            return None;
+        }
+        let at = (self.next..self.pieces.len().min(self.next + 2))
+            .find(|&i| self.pieces[i].hash == hash)
+            .or_else(|| {
+                let pieces = self.pieces;
+                let map = self.by_hash.get_or_insert_with(|| {
+                    pieces
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| (p.hash, i))
+                        .collect()
+                });
+                map.get(&hash).copied()
+            })?;
+        self.next = at + 1;
+        let piece = self.pieces[at];
+        self.body.get(piece.start..piece.end)
+    }
 }
 
 fn virtual_host(vh: &ir::VirtualHost) -> VirtualHost {

@@ -436,6 +436,58 @@ fn route_tables_encode_route_by_route_to_the_same_bytes() {
     }
 }
 
+/// A changed route table takes its unchanged routes' encodings from the previous snapshot by
+/// route hash and encodes only the changed ones: from the true previous snapshot the result is
+/// the fresh one; from a previous snapshot whose pieces 1 and 3 had their hashes swapped, those
+/// two routes come out swapped (their bytes were taken, not encoded), the changed route as fresh.
+#[test]
+fn a_changed_route_table_encodes_only_its_changed_routes() {
+    let mut ir = rich_ir();
+    let before = build(&ir);
+    let at = ir
+        .route_tables
+        .iter()
+        .position(|t| t.name == "edge/plain")
+        .expect("the fixture has edge/plain");
+    let table = ir.route_tables[at].name.clone();
+    assert!(ir.route_tables[at].virtual_hosts.len() > 1);
+    ir.route_tables[at].virtual_hosts[0].routes[2].matcher = RouteMatch::prefix("/changed/");
+    let fresh = build(&ir);
+    let reused = snapshot_reusing(&ir, 1, "boot", Some(&before)).expect("builds");
+    let resource = |s: &Snapshot| s.get(TypeKind::Route).unwrap().resources[&table].clone();
+    let config = |s: &Snapshot| decode::<RouteConfiguration>(s, TypeKind::Route, &table);
+    assert_ne!(resource(&before).version, resource(&fresh).version);
+    assert_eq!(resource(&reused).version, resource(&fresh).version);
+    assert_eq!(resource(&reused).pieces, resource(&fresh).pieces);
+    assert_eq!(resource(&fresh).pieces.len(), 7, "one piece per route");
+    assert_eq!(config(&reused), config(&fresh));
+
+    let mut swapped = before.clone();
+    let old = swapped
+        .types
+        .get_mut(&TypeKind::Route)
+        .unwrap()
+        .resources
+        .get_mut(&table)
+        .unwrap();
+    let mut pieces = old.pieces.to_vec();
+    let hash_1 = pieces[1].hash;
+    pieces[1].hash = pieces[3].hash;
+    pieces[3].hash = hash_1;
+    old.pieces = pieces.into();
+    let from_swapped = snapshot_reusing(&ir, 1, "boot", Some(&swapped)).expect("builds");
+    let (got, want) = (config(&from_swapped), config(&fresh));
+    let routes = |c: &RouteConfiguration| c.virtual_hosts[0].routes.clone();
+    let (got_routes, want_routes) = (routes(&got), routes(&want));
+    assert_ne!(want_routes[1], want_routes[3]);
+    assert_eq!(got_routes[1], want_routes[3]);
+    assert_eq!(got_routes[3], want_routes[1]);
+    for i in [0, 2, 4, 5] {
+        assert_eq!(got_routes[i], want_routes[i], "route {i}");
+    }
+    assert_eq!(got.virtual_hosts[1], want.virtual_hosts[1]);
+}
+
 #[test]
 fn dns_clusters_of_ip_addresses_are_static_and_hostnames_stay_dns() {
     let ip = crate::ir::Cluster::new(

@@ -181,6 +181,7 @@ fn res(name: &str, version: &str, body: envoy_types::pb::google::protobuf::Any) 
         version: version.into(),
         body,
         linger: std::time::Duration::ZERO,
+        pieces: Default::default(),
     }
 }
 
