@@ -154,7 +154,7 @@ fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> T
     drop(std::mem::take(&mut loaded.mappings));
     let mut tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
     // 4. group
-    let groups = group::group(&mut mappings, &mut tcp, &mut errs);
+    let groups = group::group(&mut mappings, &service_routes, &mut tcp, &mut errs);
     // 5. assemble
     let inputs = assemble::Inputs {
         listeners,

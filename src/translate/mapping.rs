@@ -54,7 +54,8 @@ pub(crate) struct MappingPlan {
     pub group_key: GroupKey,
     pub sort: SortKey,
     /// Fields that must agree within a group, serialized
-    /// (docs/design.md#groups-canaries-and-weights).
+    /// (docs/design.md#groups-canaries-and-weights); `labels`, which must agree too, are
+    /// compared as parsed (`services::Routes::labels`).
     pub consistency: String,
     pub action: Action,
     pub weight: Option<u32>,
@@ -249,8 +250,7 @@ fn plan(
     warn_unsupported(meta, s, errs);
     // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
     let services = super::services::mapping_fields(meta, s, labels, errs);
-    let labels = services.as_ref().and_then(|f| f.labels.as_ref());
-    let consistency = consistency(s, &headers_spec, labels, &path.prefix);
+    let consistency = consistency(s, &headers_spec, &path.prefix);
     let (group_key, sort) = identity(s, &headers_spec, host.as_ref(), &path.prefix);
     Ok(MappingPlan {
         meta: meta.clone(),
@@ -430,22 +430,17 @@ fn warn_set(meta: &Meta, fields: &[(&str, bool)], message: &str, errs: &mut Erro
 }
 
 /// The fields that must agree within a group, serialized
-/// (docs/design.md#groups-canaries-and-weights).
-fn consistency(
-    s: &MappingSpec,
-    headers_spec: &BTreeMap<String, Value>,
-    // Parsed (`services::mapping_fields`): serializing the parsed groups is cheaper than
-    // walking the label tree as written a second time.
-    labels: Option<&super::services::Labels>,
-    prefix: &str,
-) -> String {
+/// (docs/design.md#groups-canaries-and-weights), `labels` apart: the group step compares the
+/// parsed labels (`services::Routes::labels`) only of Mappings that share a group, which
+/// serializing them for every Mapping cost more than parsing them.
+fn consistency(s: &MappingSpec, headers_spec: &BTreeMap<String, Value>, prefix: &str) -> String {
     serde_json::to_string(&(
         (&s.bypass_auth, &s.circuit_breakers, s.connect_timeout_ms),
         (
             s.cluster_idle_timeout_ms,
             s.cluster_max_connection_lifetime_ms,
         ),
-        (headers_spec, &s.keepalive, labels, &s.load_balancer),
+        (headers_spec, &s.keepalive, &s.load_balancer),
         (&s.method, prefix, s.prefix_regex, s.prefix_exact),
     ))
     .unwrap_or_default()

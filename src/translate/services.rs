@@ -155,6 +155,17 @@ pub(crate) struct Routes {
     builtin_lookalikes: BTreeSet<String>,
 }
 
+impl Routes {
+    /// The parsed `labels` of a user Mapping, which the members of a group must agree on
+    /// (docs/design.md#groups-canaries-and-weights); `None` without labels.
+    pub fn labels(&self, meta: &Meta) -> Option<&Labels> {
+        if self.fields.is_empty() {
+            return None;
+        }
+        self.fields.get(&meta.id())?.labels.as_ref()
+    }
+}
+
 /// One planned user Mapping as [`collect`] sees it: its identity and the fields
 /// [`mapping_fields`] read (taken out of the plan).
 pub(crate) struct MappingEntry<'m> {

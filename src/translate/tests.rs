@@ -244,7 +244,8 @@ fn tls_route_table_names_stay_when_hosts_change() {
 }
 
 /// Members of a canary group must agree on `labels` as read (docs/design.md#groups-canaries-
-/// and-weights): a different group name is the same labels, a different descriptor is not.
+/// and-weights): a different group name is the same labels, a different descriptor is not, and
+/// neither are no labels at all.
 #[test]
 fn canary_members_agree_on_labels_as_read() {
     let labels = |group: &str, value: &str| json!({"ambassador": [{group: [{"generic_key": {"value": value}}, "remote_address"]}]});
@@ -261,13 +262,18 @@ fn canary_members_agree_on_labels_as_read() {
                    "labels": labels(group, value)}),
         ));
     }
+    objs.push(mapping(
+        6,
+        "d",
+        json!({"hostname": "*", "prefix": "/c/", "service": "d", "weight": 30}),
+    ));
     let t = translate(&objs, &Options::default());
     let conflicts: Vec<&str> = t
         .failures()
         .filter(|e| e.message.contains("conflicts with Mapping"))
         .map(|e| e.name.as_str())
         .collect();
-    assert_eq!(conflicts, ["default/c"], "{:#?}", t.errors);
+    assert_eq!(conflicts, ["default/c", "default/d"], "{:#?}", t.errors);
     let clusters: Vec<String> = user_routes(&t).into_iter().map(|(c, _)| c).collect();
     assert_eq!(clusters, ["cluster_a_default", "cluster_b_default"]);
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::api::doc::{Doc, Document};
@@ -17,16 +16,16 @@ use super::auth::check_protocol_version;
 use super::cluster::{self, Cx, Fail, fail};
 
 /// A Mapping's `labels`: the domains as written, and every valid label group with the index of
-/// its domain, in order. Serialized, it is what Mappings of one group must agree on
+/// its domain, in order. It is what Mappings of one group must agree on
 /// (docs/design.md#groups-canaries-and-weights): the labels as read, not as spelled.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Labels {
     domains: Vec<String>,
     groups: Vec<Group>,
 }
 
 /// One label group: its descriptor entries.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 struct Group {
     /// Index into [`Labels::domains`].
     domain: usize,
