@@ -112,13 +112,20 @@ impl Cache {
         let before = self.entries.len();
         self.entries.retain(|rel, _| walk.files.contains_key(rel));
         outcome.changed |= self.entries.len() != before;
-        let due: Vec<(PathBuf, Found)> = walk
+        let due: Vec<Due> = walk
             .files
             .into_iter()
-            .filter(|(rel, found)| {
-                let cached = self.entries.get(rel);
+            .filter_map(|(rel, found)| {
+                let cached = self.entries.get(&rel);
                 let stale = cached.is_none_or(|c| c.racy || c.stamp != found.stamp);
-                stale || reread_all || forced.contains(rel)
+                if !(stale || reread_all || forced.contains(&rel)) {
+                    return None;
+                }
+                let known = cached.and_then(|c| {
+                    let errors = !c.parsed.errors.is_empty();
+                    c.hash.map(|hash| Known { hash, errors })
+                });
+                Some(Due { rel, found, known })
             })
             .collect();
         for (rel, read) in read_all(due, options, settle) {
@@ -180,14 +187,28 @@ impl Cache {
 /// A file's path and its reading: the entry and whether it is unsettled, `None` if it is gone.
 type FileRead = (PathBuf, Option<(Entry, bool)>);
 
+/// A file to read, with what the cache knows of its last content.
+struct Due {
+    rel: PathBuf,
+    found: Found,
+    known: Option<Known>,
+}
+
+/// The content hash of a file's last reading, and whether that reading had errors.
+#[derive(Clone, Copy)]
+struct Known {
+    hash: [u8; 20],
+    errors: bool,
+}
+
+/// How many files have been parsed (tests check that an unchanged re-read parses nothing).
+#[cfg(test)]
+pub(super) static PARSES: AtomicUsize = AtomicUsize::new(0);
+
 /// Reads and parses `files`, on every core when there are several (the first load of a large
 /// directory). Results are in the order given.
-fn read_all(
-    files: Vec<(PathBuf, Found)>,
-    options: &LoadOptions,
-    settle: Duration,
-) -> Vec<FileRead> {
-    let one = |(rel, found): &(PathBuf, Found)| (rel.clone(), read(rel, found, options, settle));
+fn read_all(files: Vec<Due>, options: &LoadOptions, settle: Duration) -> Vec<FileRead> {
+    let one = |due: &Due| (due.rel.clone(), read(due, options, settle));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = cores.min(files.len() / 2);
     if threads < 2 {
@@ -217,13 +238,10 @@ fn read_all(
 }
 
 /// Reads and parses one file. Returns the entry and whether it is unsettled, or `None` if the
-/// file is gone.
-fn read(
-    rel: &Path,
-    found: &Found,
-    options: &LoadOptions,
-    settle: Duration,
-) -> Option<(Entry, bool)> {
+/// file is gone. Content whose hash is the cached one is not parsed again: the entry comes back
+/// without objects, and the caller keeps the cached ones.
+fn read(due: &Due, options: &LoadOptions, settle: Duration) -> Option<(Entry, bool)> {
+    let (rel, found) = (due.rel.as_path(), &due.found);
     let read_at = SystemTime::now();
     let age = found
         .stamp
@@ -251,10 +269,19 @@ fn read(
         }
     };
     let after = fs::metadata(&found.path).map(|m| Stamp::of(&m)).ok();
-    entry.hash = Some(sha1_smol::Sha1::from(&bytes).digest().bytes());
-    entry.parsed = parse_file(rel, &bytes, options);
+    let hash = sha1_smol::Sha1::from(&bytes).digest().bytes();
+    entry.hash = Some(hash);
+    let errors = match due.known {
+        Some(known) if known.hash == hash => known.errors,
+        _ => {
+            #[cfg(test)]
+            PARSES.fetch_add(1, Ordering::Relaxed);
+            entry.parsed = parse_file(rel, &bytes, options);
+            !entry.parsed.errors.is_empty()
+        }
+    };
     // An empty file may be one just truncated or created by a writer that is not done yet.
-    let suspect = !entry.parsed.errors.is_empty() || bytes.is_empty();
+    let suspect = errors || bytes.is_empty();
     let moving = after != Some(found.stamp) || age < settle;
     let unsettled = suspect && moving;
     Some((entry, unsettled))
