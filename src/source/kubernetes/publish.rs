@@ -405,11 +405,15 @@ mod tests {
     }
 
     fn publisher() -> (Publisher, watch::Receiver<Arc<SourceState>>, Ready) {
+        publisher_with(Duration::from_millis(1))
+    }
+
+    fn publisher_with(debounce: Duration) -> (Publisher, watch::Receiver<Arc<SourceState>>, Ready) {
         let ready = Ready::new();
         let (state, rx) = watch::channel(Arc::new(SourceState::default()));
         let publisher = Publisher::new(
             Scope::All,
-            Duration::from_millis(1),
+            debounce,
             ready.guard("test"),
             watch::Sender::new(Statuses::new()),
             state,
@@ -510,16 +514,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_lone_change_is_published_at_once_and_a_burst_once_quiet() {
         let debounce = Duration::from_secs(60);
-        let ready = Ready::new();
-        let (state, mut rx) = watch::channel(Arc::new(SourceState::default()));
-        let publisher = Publisher::new(
-            Scope::All,
-            debounce,
-            ready.guard("test"),
-            watch::Sender::new(Statuses::new()),
-            state,
-            Vec::new(),
-        );
+        let (publisher, mut rx, ready) = publisher_with(debounce);
         let (tx, msgs) = mpsc::channel(1024);
         tokio::spawn(publisher.run(msgs));
         let send = |m: Msg| {
@@ -597,16 +592,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_steady_stream_is_published_every_ten_windows() {
         let debounce = Duration::from_millis(75);
-        let ready = Ready::new();
-        let (state, mut rx) = watch::channel(Arc::new(SourceState::default()));
-        let publisher = Publisher::new(
-            Scope::All,
-            debounce,
-            ready.guard("test"),
-            watch::Sender::new(Statuses::new()),
-            state,
-            Vec::new(),
-        );
+        let (publisher, mut rx, _ready) = publisher_with(debounce);
         let (tx, msgs) = mpsc::channel(1024);
         tokio::spawn(publisher.run(msgs));
         for slot in 0..WATCHED.len() {
