@@ -657,8 +657,12 @@ fn admin_views(
 ) -> admin::Views {
     let mut views = admin::Views::new(serde_json::to_value(config).unwrap_or_default());
     let current = outputs.current.clone();
-    views.ir =
-        Arc::new(move || serde_json::to_value(current.borrow().ir.as_ref()).unwrap_or_default());
+    // The IR is rebuilt per request (`Current::ir`): clone the state in force out of the
+    // channel first, so the translation does not hold the channel's lock.
+    views.ir = Arc::new(move || {
+        let now = current.borrow().clone();
+        serde_json::to_value(now.ir()).unwrap_or_default()
+    });
     let current = outputs.current.clone();
     views.errors = Arc::new(move || {
         serde_json::to_value(current.borrow().errors.as_ref()).unwrap_or_default()

@@ -52,26 +52,6 @@ pub struct Ir {
     pub secrets: Vec<Secret>,
 }
 
-impl Ir {
-    /// Gives back the spare capacity of the IR's lists. The translation grows them by doubling,
-    /// so at 50,000 routes up to half of a list's memory is unused; the pipeline keeps the IR for
-    /// as long as it is served (BENCHMARKS.md, "legate's own memory").
-    pub fn shrink_to_fit(&mut self) {
-        self.listeners.shrink_to_fit();
-        self.route_tables.shrink_to_fit();
-        for vhost in self
-            .route_tables
-            .iter_mut()
-            .flat_map(|t| t.virtual_hosts.iter_mut())
-        {
-            vhost.routes.shrink_to_fit();
-        }
-        self.clusters.shrink_to_fit();
-        self.endpoints.shrink_to_fit();
-        self.secrets.shrink_to_fit();
-    }
-}
-
 /// A reference in the IR that points at nothing: publishing such an IR would black-hole traffic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Dangling {

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::api::{Origin, ResourceError};
@@ -56,15 +55,33 @@ pub enum Input {
 }
 
 /// What is in force now, for the admin endpoints.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Current {
     pub generation: u64,
-    pub ir: Arc<Ir>,
+    /// What the published configuration was built from, and with which options. The IR itself
+    /// is not kept once the snapshot is built: only `/ir` reads it, and at 5,000 services it is
+    /// a tenth of legate's memory (BENCHMARKS.md, "legate's own memory"). [`Current::ir`] builds it again.
+    built_from: Option<(Step, Options)>,
     /// Errors and warnings of the source and the translation of the published state.
     pub errors: Arc<Vec<ResourceError>>,
     /// When this state was published (for push-latency measurement).
-    #[serde(skip)]
     pub published_at: Option<Instant>,
+}
+
+impl Current {
+    /// The IR in force: the published source state translated again (the translation is a
+    /// function of the state and the options, so this is the IR the snapshot was built from),
+    /// or the IR that was published as is. Empty before the first publication. Costs a full
+    /// translation: for the admin endpoint, not for the data path.
+    pub fn ir(&self) -> Ir {
+        match &self.built_from {
+            None => Ir::default(),
+            Some((Step::Source(state), options)) => {
+                translate::translate(&state.objects, options).ir
+            }
+            Some((Step::Ir(ir), _)) => ir.as_ref().clone(),
+        }
+    }
 }
 
 /// The outputs of a running pipeline.
@@ -160,6 +177,7 @@ impl Pipeline {
         // Resources whose version is unchanged are taken from the snapshot in force.
         let previous = self.snapshots.borrow().clone();
         let started = Instant::now();
+        let input = step.clone();
         let built = tokio::task::spawn_blocking(move || {
             // A step that panicked left the cache in an unknown state: start it afresh.
             let mut cache = cache.as_ref().map(|c| {
@@ -180,7 +198,7 @@ impl Pipeline {
             )
         })
         .await;
-        let (ir, errors, snapshot) = match built {
+        let (errors, snapshot) = match built {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
                 // Never publish an inconsistent snapshot: the last good one stays in force.
@@ -213,7 +231,7 @@ impl Pipeline {
         // threads: freeing a large IR and snapshot takes a while (issue 10).
         let old_current = self.current.send_replace(Arc::new(Current {
             generation,
-            ir: Arc::new(ir),
+            built_from: Some((input, self.options.clone())),
             errors: Arc::new(errors),
             published_at: Some(Instant::now()),
         }));
@@ -245,6 +263,7 @@ impl Pipeline {
     }
 }
 
+#[derive(Debug, Clone)]
 enum Step {
     Source(Arc<SourceState>),
     Ir(Arc<Ir>),
@@ -257,7 +276,7 @@ fn build(
     boot_id: &str,
     cache: Option<&mut translate::Cache>,
     previous: Option<&Snapshot>,
-) -> Result<(Ir, Vec<ResourceError>, Snapshot), xds::resources::Error> {
+) -> Result<(Vec<ResourceError>, Snapshot), xds::resources::Error> {
     let started = Instant::now();
     let (ir, errors) = match step {
         Step::Source(state) => {
@@ -271,8 +290,6 @@ fn build(
         }
         Step::Ir(ir) => (ir.as_ref().clone(), Vec::new()),
     };
-    let mut ir = ir;
-    ir.shrink_to_fit();
     let translated = started.elapsed();
     let snapshot = xds::resources::snapshot_reusing(&ir, generation, boot_id, previous)?;
     tracing::debug!(
@@ -281,7 +298,9 @@ fn build(
         snapshot_ms = (started.elapsed() - translated).as_millis() as u64,
         "configuration built"
     );
-    Ok((ir, errors, snapshot))
+    // The IR is dropped here, on the blocking pool: `Current::ir` rebuilds it when asked.
+    drop(ir);
+    Ok((errors, snapshot))
 }
 
 fn global_error(message: String) -> ResourceError {

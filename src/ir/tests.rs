@@ -95,21 +95,3 @@ fn secrets_are_redacted_in_debug_and_json() {
     assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
     assert!(!serde_json::to_string(&s).unwrap().contains("TOPSECRETKEY"));
 }
-
-#[test]
-fn shrink_to_fit_leaves_no_spare_capacity_and_the_same_content() {
-    let mut ir = sample();
-    let before = ir.clone();
-    ir.clusters.reserve(100);
-    for t in &mut ir.route_tables {
-        for v in &mut t.virtual_hosts {
-            v.routes.reserve(100);
-        }
-    }
-    ir.shrink_to_fit();
-    assert_eq!(ir, before);
-    assert_eq!(ir.clusters.capacity(), ir.clusters.len());
-    for v in ir.route_tables.iter().flat_map(|t| &t.virtual_hosts) {
-        assert_eq!(v.routes.capacity(), v.routes.len());
-    }
-}
