@@ -312,7 +312,7 @@ fn route_without_rate_limits(r: &ir::Route) -> Route {
         out.typed_per_filter_config
             .insert(CORS.to_string(), pack(cors_policy(cors)));
     }
-    // AuthService/RateLimitService: the route's auth setting and rate limits.
+    // AuthService: the route's auth setting (its rate limits: [`route`], [`RouteEncoder`]).
     if let Some(auth) = services::route_auth(&r.auth) {
         out.typed_per_filter_config
             .insert(services::EXT_AUTHZ.to_string(), auth);
