@@ -46,7 +46,13 @@ pub(crate) struct Meta {
 impl Meta {
     /// `namespace/name`.
     pub fn id(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+        // Built directly (one allocation of the exact size, no formatting machinery): it is
+        // made for every Mapping more than once per translation.
+        let mut id = String::with_capacity(self.namespace.len() + 1 + self.name.len());
+        id.push_str(&self.namespace);
+        id.push('/');
+        id.push_str(&self.name);
+        id
     }
 
     /// The processing key: name, namespace, then where it was read

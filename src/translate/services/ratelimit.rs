@@ -238,10 +238,10 @@ fn specifier(v: Doc<'_>) -> Result<RateLimitAction, String> {
             _ => Err(format!("{what} must be a non-empty string")),
         }
     };
-    let fixed = |body: Doc<'_>, name: &str, a: RateLimitAction| match body.get("key") {
-        None => Ok(a),
-        Some(k) if k.as_str() == Some(name) => Ok(a),
-        Some(_) => Err(format!("{name}.key must be {name:?}")),
+    let fixed = |body: Doc<'_>, name: &str, a: RateLimitAction| match pick(body, ["key"]) {
+        [None] => Ok(a),
+        [Some(k)] if k.as_str() == Some(name) => Ok(a),
+        [Some(_)] => Err(format!("{name}.key must be {name:?}")),
     };
     if let Some(s) = v.as_str() {
         return Ok(match s {
@@ -267,33 +267,56 @@ fn specifier(v: Doc<'_>) -> Result<RateLimitAction, String> {
             key: "generic_key".into(),
             value: string(Some(body), "generic_key")?,
         }),
-        "generic_key" if body.is_object() => Ok(RateLimitAction::GenericKey {
-            key: match body.get("key") {
-                None => "generic_key".into(),
-                Some(k) => string(Some(k), "generic_key.key")?,
-            },
-            value: string(body.get("value"), "generic_key.value")?,
-        }),
+        "generic_key" if body.is_object() => {
+            let [key, value] = pick(body, ["key", "value"]);
+            Ok(RateLimitAction::GenericKey {
+                key: match key {
+                    None => "generic_key".into(),
+                    Some(k) => string(Some(k), "generic_key.key")?,
+                },
+                value: string(value, "generic_key.value")?,
+            })
+        }
         "generic_key" => Err("generic_key must be {value, key}".into()),
-        "request_headers" => Ok(RateLimitAction::RequestHeader {
-            key: string(body.get("key"), "request_headers.key")?,
-            header: string(body.get("header_name"), "request_headers.header_name")?,
-            skip_if_absent: omit(body)?,
-        }),
+        "request_headers" => {
+            let [key, header, omit_field] = pick(body, ["key", "header_name", OMIT]);
+            Ok(RateLimitAction::RequestHeader {
+                key: string(key, "request_headers.key")?,
+                header: string(header, "request_headers.header_name")?,
+                skip_if_absent: omit(omit_field)?,
+            })
+        }
         // v2: {<key>: {header: <name>, omit_if_not_present: <bool>}}
-        key if body.get("header").is_some() => Ok(RateLimitAction::RequestHeader {
-            key: key.to_string(),
-            header: string(body.get("header"), "header")?,
-            skip_if_absent: omit(body)?,
-        }),
-        other => Err(format!(
-            "{other:?} is not a label specifier (source_cluster, destination_cluster, remote_address, generic_key, request_headers)"
-        )),
+        key => match pick(body, ["header", OMIT]) {
+            [Some(header), omit_field] => Ok(RateLimitAction::RequestHeader {
+                key: key.to_string(),
+                header: string(Some(header), "header")?,
+                skip_if_absent: omit(omit_field)?,
+            }),
+            [None, _] => Err(format!(
+                "{key:?} is not a label specifier (source_cluster, destination_cluster, remote_address, generic_key, request_headers)"
+            )),
+        },
     }
 }
 
-fn omit(body: Doc<'_>) -> Result<bool, String> {
-    match body.get("omit_if_not_present") {
+const OMIT: &str = "omit_if_not_present";
+
+/// The values of the fields `names` of the object `body` (`None` where absent, or when `body`
+/// is not an object), found in one pass over its entries (its keys are unique).
+fn pick<'a, const N: usize>(body: Doc<'a>, names: [&str; N]) -> [Option<Doc<'a>>; N] {
+    let mut out = [None; N];
+    for (k, v) in body.entries().into_iter().flatten() {
+        if let Some(i) = names.iter().position(|n| *n == k) {
+            out[i] = Some(v);
+        }
+    }
+    out
+}
+
+/// `omit_if_not_present`, if present.
+fn omit(v: Option<Doc<'_>>) -> Result<bool, String> {
+    match v {
         None => Ok(false),
         Some(v) if v.is_null() => Ok(false),
         Some(v) => v
@@ -344,6 +367,110 @@ pub(super) fn route_limits(labels: Option<Labels>, d: &Defaults, domain: &str) -
                     _ => RateLimit { actions: g.actions },
                 })
                 .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(v: Value) -> Result<RateLimitAction, String> {
+        let doc = Document::from_value(&v).expect("small");
+        specifier(doc.root())
+    }
+
+    fn header(key: &str, header: &str, skip_if_absent: bool) -> RateLimitAction {
+        RateLimitAction::RequestHeader {
+            key: key.into(),
+            header: header.into(),
+            skip_if_absent,
+        }
+    }
+
+    /// Every specifier form and each of its errors, field by field (the fields of a specifier's
+    /// body are read in one pass, `pick`).
+    #[test]
+    fn specifiers_read_each_field() {
+        let generic = |key: &str, value: &str| RateLimitAction::GenericKey {
+            key: key.into(),
+            value: value.into(),
+        };
+        let cases: Vec<(Value, Result<RateLimitAction, String>)> = vec![
+            (json!("remote_address"), Ok(RateLimitAction::RemoteAddress)),
+            (json!("lit"), Ok(generic("generic_key", "lit"))),
+            (json!({"source_cluster": {}}), Ok(RateLimitAction::SourceCluster)),
+            (
+                json!({"destination_cluster": {"key": "destination_cluster", "x": 1}}),
+                Ok(RateLimitAction::DestinationCluster),
+            ),
+            (
+                json!({"remote_address": {"key": "ip"}}),
+                Err("remote_address.key must be \"remote_address\"".into()),
+            ),
+            (json!({"remote_address": 7}), Ok(RateLimitAction::RemoteAddress)),
+            (json!({"generic_key": "v"}), Ok(generic("generic_key", "v"))),
+            (json!({"generic_key": {"value": "v"}}), Ok(generic("generic_key", "v"))),
+            (
+                json!({"generic_key": {"value": "v", "key": "k"}}),
+                Ok(generic("k", "v")),
+            ),
+            (
+                json!({"generic_key": {"key": "k"}}),
+                Err("generic_key.value must be a non-empty string".into()),
+            ),
+            (
+                json!({"generic_key": {"key": "", "value": "v"}}),
+                Err("generic_key.key must be a non-empty string".into()),
+            ),
+            (
+                json!({"generic_key": 3}),
+                Err("generic_key must be {value, key}".into()),
+            ),
+            (
+                json!({"request_headers": {"key": "k", "header_name": "h"}}),
+                Ok(header("k", "h", false)),
+            ),
+            (
+                json!({"request_headers": {"omit_if_not_present": true, "key": "k", "header_name": "h"}}),
+                Ok(header("k", "h", true)),
+            ),
+            (
+                json!({"request_headers": {"key": "k", "header_name": "h", "omit_if_not_present": null}}),
+                Ok(header("k", "h", false)),
+            ),
+            (
+                json!({"request_headers": {"key": "k", "header_name": "h", "omit_if_not_present": "yes"}}),
+                Err("omit_if_not_present must be true or false".into()),
+            ),
+            (
+                json!({"request_headers": {"header_name": "h"}}),
+                Err("request_headers.key must be a non-empty string".into()),
+            ),
+            (
+                json!({"request_headers": {"key": "k"}}),
+                Err("request_headers.header_name must be a non-empty string".into()),
+            ),
+            (
+                json!({"request_headers": "h"}),
+                Err("request_headers.key must be a non-empty string".into()),
+            ),
+            (
+                json!({"x-user": {"header": "x-user", "omit_if_not_present": true}}),
+                Ok(header("x-user", "x-user", true)),
+            ),
+            (
+                json!({"x-user": {"header": 1}}),
+                Err("header must be a non-empty string".into()),
+            ),
+            (
+                json!({"query_parameter": {"key": "q"}}),
+                Err("\"query_parameter\" is not a label specifier (source_cluster, destination_cluster, remote_address, generic_key, request_headers)".into()),
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(read(v.clone()), want, "{v}");
         }
     }
 }

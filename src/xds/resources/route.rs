@@ -4,6 +4,7 @@
 //! filter's per-route config, regexes without `max_program_size`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, HeaderValue, HeaderValueOption, RuntimeFractionalPercent, data_source,
@@ -90,6 +91,7 @@ pub(super) fn route_configuration_reusing(
     // Each virtual host is built on its own (its length precedes it), then appended.
     let mut body = Vec::new();
     let mut local = Vec::new();
+    let mut encoder = RouteEncoder::default();
     for vh in &t.virtual_hosts {
         let shell = VirtualHost {
             name: vh.name.clone(),
@@ -111,13 +113,7 @@ pub(super) fn route_configuration_reusing(
                     body.extend_from_slice(bytes);
                     start
                 }
-                None => {
-                    let message = route(r);
-                    prost::encoding::encode_varint(message.encoded_len() as u64, &mut body);
-                    let start = body.len();
-                    message.encode_raw(&mut body);
-                    start
-                }
+                None => encoder.route(r, &mut body),
             };
             local.push((hash, start, body.len()));
         }
@@ -143,6 +139,73 @@ pub(super) fn route_configuration_reusing(
 /// Field numbers of `RouteConfiguration.virtual_hosts` and `VirtualHost.routes`.
 const CONFIG_VIRTUAL_HOSTS: u32 = 2;
 const VHOST_ROUTES: u32 = 3;
+/// Field numbers of `Route.route` (the action) and `RouteAction.rate_limits`.
+const ROUTE_ROUTE: u32 = 2;
+const ACTION_RATE_LIMITS: u32 = 13;
+
+/// Encodes routes one at a time, the rate limits of a forwarding route written straight as
+/// bytes ([`services::encode_rate_limits`]) and spliced into the encoding of the rest, and
+/// reused for the next route that shares them (the routes of one Mapping share one
+/// `ir::Route.rate_limits`). Its buffers are reused from route to route.
+#[derive(Default)]
+struct RouteEncoder {
+    /// The address of the `rate_limits` whose encoding `limits` holds (0: none); compared only
+    /// while the IR that holds them is borrowed, so an address cannot be reused meanwhile.
+    limits_of: usize,
+    limits: Vec<u8>,
+    head: Vec<u8>,
+    action: Vec<u8>,
+}
+
+impl RouteEncoder {
+    /// Appends the length of `r`'s encoding and the encoding (the bytes prost writes for
+    /// [`route`]) to `out`; returns where the encoding starts.
+    fn route(&mut self, r: &ir::Route, out: &mut Vec<u8>) -> usize {
+        use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len};
+        let mut message = route_without_rate_limits(r);
+        let ra = match message.action.take() {
+            Some(route::Action::Route(ra)) if !r.rate_limits.is_empty() => ra,
+            action => {
+                message.action = action;
+                encode_varint(message.encoded_len() as u64, out);
+                let start = out.len();
+                message.encode_raw(out);
+                return start;
+            }
+        };
+        let at = Arc::as_ptr(&r.rate_limits).cast::<ir::RateLimit>() as usize;
+        if at != self.limits_of {
+            self.limits.clear();
+            services::encode_rate_limits(&r.rate_limits, &mut self.limits);
+            self.limits_of = at;
+        }
+        self.head.clear();
+        message.encode_raw(&mut self.head);
+        self.action.clear();
+        ra.encode_raw(&mut self.action);
+        // prost writes fields in field-number order (a oneof at its lowest number): the action
+        // (2) follows `match` (1), the only lower field of a Route; the rate limits (13) go
+        // before the first field above 13 of the RouteAction (the oneof members `forward`
+        // writes all have numbers on the same side of 13 as their oneof's lowest).
+        let head_at = first_field_after(&self.head, ROUTE_ROUTE);
+        let action_at = first_field_after(&self.action, ACTION_RATE_LIMITS);
+        let action_len = self.action.len() + self.limits.len();
+        let len = self.head.len()
+            + key_len(ROUTE_ROUTE)
+            + encoded_len_varint(action_len as u64)
+            + action_len;
+        encode_varint(len as u64, out);
+        let start = out.len();
+        out.extend_from_slice(&self.head[..head_at]);
+        encode_key(ROUTE_ROUTE, WireType::LengthDelimited, out);
+        encode_varint(action_len as u64, out);
+        out.extend_from_slice(&self.action[..action_at]);
+        out.extend_from_slice(&self.limits);
+        out.extend_from_slice(&self.action[action_at..]);
+        out.extend_from_slice(&self.head[head_at..]);
+        start
+    }
+}
 
 /// The offset of the first field numbered above `number` in an encoding prost wrote (fields
 /// in number order), or the end.
@@ -224,6 +287,17 @@ fn virtual_host(vh: &ir::VirtualHost) -> VirtualHost {
 }
 
 fn route(r: &ir::Route) -> Route {
+    let mut out = route_without_rate_limits(r);
+    if !r.rate_limits.is_empty()
+        && let Some(route::Action::Route(ra)) = &mut out.action
+    {
+        ra.rate_limits = services::rate_limits(&r.rate_limits);
+    }
+    out
+}
+
+/// [`route`] without the rate limits, which [`RouteEncoder`] writes as bytes.
+fn route_without_rate_limits(r: &ir::Route) -> Route {
     let mut out = Route {
         name: r.name.clone().unwrap_or_default(),
         r#match: Some(route_match(&r.matcher)),
@@ -238,15 +312,10 @@ fn route(r: &ir::Route) -> Route {
         out.typed_per_filter_config
             .insert(CORS.to_string(), pack(cors_policy(cors)));
     }
-    // AuthService/RateLimitService: the route's auth setting and rate limits.
+    // AuthService: the route's auth setting (its rate limits: [`route`], [`RouteEncoder`]).
     if let Some(auth) = services::route_auth(&r.auth) {
         out.typed_per_filter_config
             .insert(services::EXT_AUTHZ.to_string(), auth);
-    }
-    if !r.rate_limits.is_empty()
-        && let Some(route::Action::Route(ra)) = &mut out.action
-    {
-        ra.rate_limits = services::rate_limits(&r.rate_limits);
     }
     out
 }

@@ -376,3 +376,113 @@ pub(super) fn rate_limits(limits: &[ir::RateLimit]) -> Vec<RateLimit> {
         })
         .collect()
 }
+
+/// [`rate_limits`] as the protobuf encoding of `RouteAction.rate_limits` (field 13 of each
+/// entry's key), appended to `buf`: the same bytes prost writes for those messages, written
+/// without building them (Envoy's API reference, `config.route.v3.RateLimit` and
+/// `RateLimit.Action`). Fields are written in field-number order and empty strings and `false`
+/// are left out, as proto3 encoding does.
+pub(super) fn encode_rate_limits(limits: &[ir::RateLimit], buf: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    for l in limits {
+        let actions: usize = l.actions.iter().map(|a| nested_len(action_len(a))).sum();
+        // `stage` (1): an explicit 0, an empty UInt32Value.
+        let len = STAGE_ZERO.len() + actions;
+        encode_key(ROUTE_ACTION_RATE_LIMITS, WireType::LengthDelimited, buf);
+        encode_varint(len as u64, buf);
+        buf.extend_from_slice(&STAGE_ZERO);
+        for a in &l.actions {
+            encode_key(RATE_LIMIT_ACTIONS, WireType::LengthDelimited, buf);
+            encode_varint(action_len(a) as u64, buf);
+            encode_action(a, buf);
+        }
+    }
+}
+
+/// `RouteAction.rate_limits`, `RateLimit.actions`.
+const ROUTE_ACTION_RATE_LIMITS: u32 = 13;
+const RATE_LIMIT_ACTIONS: u32 = 3;
+/// `RateLimit.stage` (field 1, length-delimited) holding an empty `UInt32Value` (value 0).
+const STAGE_ZERO: [u8; 2] = [0x0a, 0x00];
+
+/// The `RateLimit.Action` oneof's field numbers.
+const ACTION_SOURCE_CLUSTER: u32 = 1;
+const ACTION_DESTINATION_CLUSTER: u32 = 2;
+const ACTION_REQUEST_HEADERS: u32 = 3;
+const ACTION_REMOTE_ADDRESS: u32 = 4;
+const ACTION_GENERIC_KEY: u32 = 5;
+
+/// The length of a length-delimited field (key of a field number below 16, length, body).
+fn nested_len(body: usize) -> usize {
+    1 + prost::encoding::encoded_len_varint(body as u64) + body
+}
+
+/// A string field (field number below 16): nothing when empty.
+fn string_len(s: &str) -> usize {
+    if s.is_empty() { 0 } else { nested_len(s.len()) }
+}
+
+fn encode_string(tag: u32, s: &str, buf: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    if !s.is_empty() {
+        encode_key(tag, WireType::LengthDelimited, buf);
+        encode_varint(s.len() as u64, buf);
+        buf.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// The body of the `action` oneof's message (`RequestHeaders`: `header_name` 1,
+/// `descriptor_key` 2, `skip_if_absent` 3; `GenericKey`: `descriptor_value` 1,
+/// `descriptor_key` 2; the others are empty).
+fn specifier_len(a: &ir::RateLimitAction) -> usize {
+    match a {
+        ir::RateLimitAction::SourceCluster
+        | ir::RateLimitAction::DestinationCluster
+        | ir::RateLimitAction::RemoteAddress => 0,
+        ir::RateLimitAction::GenericKey { key, value } => string_len(value) + string_len(key),
+        ir::RateLimitAction::RequestHeader {
+            key,
+            header,
+            skip_if_absent,
+        } => string_len(header) + string_len(key) + if *skip_if_absent { 2 } else { 0 },
+    }
+}
+
+/// The length of one encoded `RateLimit.Action`: its one oneof field.
+fn action_len(a: &ir::RateLimitAction) -> usize {
+    nested_len(specifier_len(a))
+}
+
+fn encode_action(a: &ir::RateLimitAction, buf: &mut Vec<u8>) {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let tag = match a {
+        ir::RateLimitAction::SourceCluster => ACTION_SOURCE_CLUSTER,
+        ir::RateLimitAction::DestinationCluster => ACTION_DESTINATION_CLUSTER,
+        ir::RateLimitAction::RemoteAddress => ACTION_REMOTE_ADDRESS,
+        ir::RateLimitAction::GenericKey { .. } => ACTION_GENERIC_KEY,
+        ir::RateLimitAction::RequestHeader { .. } => ACTION_REQUEST_HEADERS,
+    };
+    encode_key(tag, WireType::LengthDelimited, buf);
+    encode_varint(specifier_len(a) as u64, buf);
+    match a {
+        ir::RateLimitAction::SourceCluster
+        | ir::RateLimitAction::DestinationCluster
+        | ir::RateLimitAction::RemoteAddress => {}
+        ir::RateLimitAction::GenericKey { key, value } => {
+            encode_string(1, value, buf);
+            encode_string(2, key, buf);
+        }
+        ir::RateLimitAction::RequestHeader {
+            key,
+            header,
+            skip_if_absent,
+        } => {
+            encode_string(1, header, buf);
+            encode_string(2, key, buf);
+            if *skip_if_absent {
+                // Field 3, varint: true.
+                buf.extend_from_slice(&[0x18, 0x01]);
+            }
+        }
+    }
+}

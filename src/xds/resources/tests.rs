@@ -436,6 +436,98 @@ fn route_tables_encode_route_by_route_to_the_same_bytes() {
     }
 }
 
+/// Rate limits are written straight as bytes and spliced into each forwarding route's
+/// encoding: the result is byte for byte prost's encoding of the envoy-types messages, for
+/// every action kind, empty and long (multi-byte length) strings, `skip_if_absent` either way,
+/// several descriptors per route, routes of every action and shape of the fixture, and routes
+/// sharing one list (encoded once, then reused) next to routes with lists of their own.
+#[test]
+fn rate_limits_written_as_bytes_encode_as_prost_does() {
+    // A small deterministic generator (xorshift), so every run checks the same assortment.
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+        fn text(&mut self) -> String {
+            let len = match self.below(4) {
+                0 => 0,
+                1 => 1 + self.below(8),
+                2 => 120 + self.below(20),
+                _ => 200 + self.below(300),
+            };
+            (0..len)
+                .map(|_| char::from(b'a' + u8::try_from(self.below(26)).unwrap()))
+                .collect()
+        }
+        fn limits(&mut self) -> std::sync::Arc<[RateLimit]> {
+            (0..1 + self.below(3))
+                .map(|_| RateLimit {
+                    actions: (0..1 + self.below(4))
+                        .map(|_| match self.below(5) {
+                            0 => RateLimitAction::SourceCluster,
+                            1 => RateLimitAction::DestinationCluster,
+                            2 => RateLimitAction::RemoteAddress,
+                            3 => RateLimitAction::GenericKey {
+                                key: self.text(),
+                                value: self.text(),
+                            },
+                            _ => RateLimitAction::RequestHeader {
+                                key: self.text(),
+                                header: self.text(),
+                                skip_if_absent: self.below(2) == 1,
+                            },
+                        })
+                        .collect(),
+                })
+                .collect()
+        }
+    }
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let ir = rich_ir();
+    for round in 0..20 {
+        let shared = rng.limits();
+        let mut tables = ir.route_tables.clone();
+        // More forwarding routes: each of the fixture's, four times.
+        for vh in tables.iter_mut().flat_map(|t| &mut t.virtual_hosts) {
+            let forward: Vec<_> = vh
+                .routes
+                .iter()
+                .filter(|r| matches!(r.action, crate::ir::RouteAction::Forward(_)))
+                .cloned()
+                .collect();
+            for _ in 0..3 {
+                vh.routes.extend(forward.iter().cloned());
+            }
+        }
+        let mut forwarding = 0;
+        for r in tables
+            .iter_mut()
+            .flat_map(|t| &mut t.virtual_hosts)
+            .flat_map(|v| &mut v.routes)
+        {
+            forwarding += usize::from(matches!(r.action, crate::ir::RouteAction::Forward(_)));
+            r.rate_limits = match rng.below(3) {
+                0 => shared.clone(),
+                1 => rng.limits(),
+                _ => Default::default(),
+            };
+        }
+        assert!(forwarding >= 12, "{forwarding}");
+        for t in &tables {
+            assert_eq!(
+                super::route::route_configuration_any(t),
+                pack(route_configuration(t)),
+                "round {round}, {}",
+                t.name
+            );
+        }
+    }
+}
+
 /// A changed route table takes its unchanged routes' encodings from the previous snapshot by
 /// route hash and encodes only the changed ones: from the true previous snapshot the result is
 /// the fresh one; from a previous snapshot whose pieces 1 and 3 had their hashes swapped, those
