@@ -389,6 +389,78 @@ mod tests {
         }
     }
 
+    fn parsed(v: Value) -> (Labels, usize) {
+        let meta = Meta {
+            origin: crate::api::Origin::Builtin,
+            kind: "Mapping",
+            name: "m".into(),
+            namespace: "ns".into(),
+            labels: BTreeMap::new(),
+            version: super::super::super::load::Version::V3,
+        };
+        let doc = Document::from_value(&v).expect("small");
+        let mut errs = Errors::default();
+        let labels = parse_labels(&meta, doc.root(), &mut errs);
+        (labels, errs.0.len())
+    }
+
+    /// A route's rate limits: only the groups of the service's
+    /// domain (first, later or absent among several), in order, defaults before every group but
+    /// the `v0_ratelimit_` ones, dropped groups left out; without labels, the default domain's
+    /// defaults only.
+    #[test]
+    fn route_limits_keep_the_service_domain_groups_in_order() {
+        let d = Defaults {
+            domain: "ambassador".into(),
+            by_domain: BTreeMap::from([
+                ("ambassador".into(), vec![RateLimitAction::SourceCluster]),
+                ("other".into(), vec![RateLimitAction::DestinationCluster]),
+            ]),
+        };
+        let limit = |actions: Vec<RateLimitAction>| RateLimit { actions };
+        let generic = |value: &str| RateLimitAction::GenericKey {
+            key: "generic_key".into(),
+            value: value.into(),
+        };
+        let (labels, errors) = parsed(json!({
+            "other": [{"o": ["o1"]}],
+            "ambassador": [
+                {"a": ["a1", "remote_address"]},
+                {"bad": ["a2", {"nope": {}}]},
+                {"v0_ratelimit_b": ["b1"]},
+                {"c": ["c1"]},
+            ],
+            "third": [{"t": ["t1"]}],
+        }));
+        assert_eq!(errors, 1);
+        let src = RateLimitAction::SourceCluster;
+        let want = [
+            limit(vec![
+                src.clone(),
+                generic("a1"),
+                RateLimitAction::RemoteAddress,
+            ]),
+            limit(vec![generic("b1")]),
+            limit(vec![src.clone(), generic("c1")]),
+        ];
+        assert_eq!(*route_limits(Some(labels.clone()), &d, "ambassador"), want);
+        let other = [limit(vec![
+            RateLimitAction::DestinationCluster,
+            generic("o1"),
+        ])];
+        assert_eq!(*route_limits(Some(labels.clone()), &d, "other"), other);
+        assert_eq!(
+            *route_limits(Some(labels.clone()), &d, "third"),
+            [limit(vec![generic("t1")])]
+        );
+        assert!(route_limits(Some(labels), &d, "none").is_empty());
+        assert_eq!(*route_limits(None, &d, "ambassador"), [limit(vec![src])]);
+        assert!(route_limits(None, &d, "other").is_empty());
+        let (empty, errors) = parsed(json!({}));
+        assert!(empty.is_empty() && errors == 0);
+        assert!(route_limits(Some(empty), &d, "ambassador").is_empty());
+    }
+
     /// Every specifier form and each of its errors, field by field (the fields of a specifier's
     /// body are read in one pass, `pick`).
     #[test]
