@@ -14,6 +14,7 @@ mod observability;
 mod route;
 mod secret;
 mod services;
+mod version_hash;
 
 pub use cluster::{
     CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
@@ -214,12 +215,12 @@ impl Ir {
         }
     }
 
-    /// A stable content hash of any IR value, used to derive xDS versions.
+    /// A stable content hash of any IR value, used to derive xDS versions: equal values give
+    /// equal hashes within one build (versions are additionally prefixed by a boot id in
+    /// `xds`). Not keyed, not cryptographic: see `version_hash` (docs/design.md#versions).
     pub fn hash_of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
         use std::hash::Hasher;
-        // DefaultHasher::new() uses fixed keys, so equal values give equal hashes within one
-        // build; versions are additionally prefixed by a boot id in `xds`.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = version_hash::VersionHasher::default();
         value.hash(&mut h);
         h.finish()
     }
