@@ -16,6 +16,8 @@ mod secret;
 mod services;
 mod version_hash;
 
+pub(crate) use version_hash::BuildVersionHasher;
+
 pub use cluster::{
     CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
     Priority, TcpKeepalive, UpstreamTls,
@@ -96,14 +98,15 @@ impl Ir {
     /// Checks that names are unique and that every reference resolves. The translation must
     /// only publish an `Ir` that passes; the runtime checks again before serving one.
     pub fn validate(&self) -> Result<(), Vec<Dangling>> {
-        use std::collections::BTreeSet;
+        // Membership only (errors follow the IR's order): a hash set, not a sorted one.
+        type Names<'a> = std::collections::HashSet<&'a str, BuildVersionHasher>;
         let mut errors = Vec::new();
         fn names<'a>(
             errors: &mut Vec<Dangling>,
             kind: &'static str,
-            it: impl Iterator<Item = &'a str>,
-        ) -> BTreeSet<&'a str> {
-            let mut seen = BTreeSet::new();
+            it: impl ExactSizeIterator<Item = &'a str>,
+        ) -> Names<'a> {
+            let mut seen = Names::with_capacity_and_hasher(it.len(), Default::default());
             for name in it {
                 if !seen.insert(name) {
                     errors.push(Dangling::Duplicate {

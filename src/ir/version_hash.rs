@@ -19,7 +19,12 @@
 //!   64-bit hash;
 //! * `finish` mixes the state once more (SplitMix64's finalizer), itself a bijection.
 
-use std::hash::Hasher;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// [`VersionHasher`] for the hash maps and sets that only check names for membership
+/// (`Ir::validate`, the translation's duplicate check): much cheaper than SipHash on short
+/// keys, and the keys come from the configuration, which is trusted (see the module docs).
+pub(crate) type BuildVersionHasher = BuildHasherDefault<VersionHasher>;
 
 /// An odd constant with well-spread bits (the 64-bit golden ratio), for the multiplications.
 const K: u64 = 0x9e37_79b9_7f4a_7c15;

@@ -120,6 +120,22 @@ pub(crate) fn sanitize(s: &str) -> String {
     out
 }
 
+/// [`sanitize`], reusing `s`'s buffer when it is ASCII (one byte per character, so each byte
+/// is replaced in place); the cluster names of every Mapping go through it.
+pub(crate) fn sanitize_owned(s: String) -> String {
+    if !s.is_ascii() {
+        return sanitize(&s);
+    }
+    let mut bytes = s.into_bytes();
+    for b in &mut bytes {
+        if !(b.is_ascii_alphanumeric() || *b == b'_') {
+            *b = b'_';
+        }
+    }
+    // Still ASCII: every byte is one of the kept ones or `_`.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 /// Parses `0.5s`, `500ms`, `1m30s`, `2h`, `250us` (or a bare number of seconds) into
 /// milliseconds, rounding sub-millisecond parts up.
 pub(crate) fn duration_ms(input: &str) -> Result<u64, String> {
