@@ -138,3 +138,35 @@ impl Hasher for VersionHasher {
         z ^ (z >> 31)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::super::Ir;
+
+    /// Values whose words differ only by a byte slice's length: zero padding of the last
+    /// word, or where one string ends and the next begins.
+    #[test]
+    fn lengths_are_part_of_the_hash() {
+        assert_ne!(Ir::hash_of("a"), Ir::hash_of("a\0"));
+        assert_ne!(Ir::hash_of(&[1u8][..]), Ir::hash_of(&[1u8, 0][..]));
+        assert_ne!(Ir::hash_of("abcdefgh"), Ir::hash_of("abcdefgh\0"));
+        assert_ne!(Ir::hash_of(&("ab", "c")), Ir::hash_of(&("a", "bc")));
+        assert_ne!(Ir::hash_of(&(1u8, 0u8)), Ir::hash_of(&(0u8, 1u8)));
+        assert_ne!(Ir::hash_of(&(Some(0u32), 0u32)), Ir::hash_of(&(0u32, Some(0u32))));
+        assert_eq!(Ir::hash_of("same"), Ir::hash_of(&String::from("same")));
+    }
+
+    /// Cluster-name-like strings and small numbers, as a configuration has thousands of:
+    /// no two hash alike.
+    #[test]
+    fn many_similar_values_hash_apart() {
+        let mut seen = HashSet::new();
+        for i in 0..50_000u32 {
+            let name = format!("cluster_127_1_{}_{}_80_ns{}", i / 256, i % 256, i % 7);
+            assert!(seen.insert(Ir::hash_of(&name)), "{name}");
+            assert!(seen.insert(Ir::hash_of(&(i, 3000u64))), "{i}");
+        }
+    }
+}

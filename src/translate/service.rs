@@ -208,6 +208,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sanitize_owned_is_sanitize() {
+        for s in [
+            "",
+            "cluster_127_1_0_2_80_ns0",
+            "cluster_svc.ns:8080_otls_ctx-name",
+            "héllo wörld/é",
+            "日本:80",
+            "a\u{0}b~c",
+        ] {
+            assert_eq!(sanitize_owned(s.to_string()), sanitize(s), "{s:?}");
+        }
+    }
+
+    #[test]
     fn services_parse() {
         let s = Service::parse("https://legacy.apps:8443").unwrap();
         assert_eq!(
