@@ -154,7 +154,10 @@ mod tests {
         assert_ne!(Ir::hash_of("abcdefgh"), Ir::hash_of("abcdefgh\0"));
         assert_ne!(Ir::hash_of(&("ab", "c")), Ir::hash_of(&("a", "bc")));
         assert_ne!(Ir::hash_of(&(1u8, 0u8)), Ir::hash_of(&(0u8, 1u8)));
-        assert_ne!(Ir::hash_of(&(Some(0u32), 0u32)), Ir::hash_of(&(0u32, Some(0u32))));
+        assert_ne!(
+            Ir::hash_of(&(Some(0u32), 0u32)),
+            Ir::hash_of(&(0u32, Some(0u32)))
+        );
         assert_eq!(Ir::hash_of("same"), Ir::hash_of(&String::from("same")));
     }
 

@@ -15,9 +15,7 @@ mod tcp;
 
 use std::collections::HashSet;
 
-use crate::ir::{
-    BuildVersionHasher, ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction,
-};
+use crate::ir::{BuildVersionHasher, ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction};
 
 use super::Errors;
 use super::endpoint::Index;

@@ -190,11 +190,7 @@ fn in_route_order(groups: Vec<Group>, plans: &[MappingPlan]) -> Vec<Group> {
             )
         })
         .collect();
-    keyed.sort_unstable_by(|a, b| {
-        b.0.cmp(a.0)
-            .then_with(|| b.1.cmp(&a.1))
-            .then(a.2.cmp(&b.2))
-    });
+    keyed.sort_unstable_by(|a, b| b.0.cmp(a.0).then_with(|| b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
     let order: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
     let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
     order.into_iter().filter_map(|i| slots[i].take()).collect()

@@ -10,7 +10,6 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::{Errors, Options};
-use crate::ir::BuildVersionHasher;
 use crate::api::auth_service::AuthServiceSpec;
 use crate::api::common::Extra;
 use crate::api::doc::Doc;
@@ -26,6 +25,7 @@ use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::tracing_service::TracingServiceSpec;
 use crate::api::{Origin, RawObject, ResourceError};
+use crate::ir::BuildVersionHasher;
 
 /// Which getambassador.io version an object was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
