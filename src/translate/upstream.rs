@@ -277,7 +277,10 @@ pub(crate) fn build(
         }
     }
 
-    let mut c = Cluster::new(shorten(sanitize_owned(joined)), discovery);
+    let mut name = shorten(sanitize_owned(joined));
+    // The IR keeps the name for as long as it is in force: not the buffer's spare capacity.
+    name.shrink_to_fit();
+    let mut c = Cluster::new(name, discovery);
     c.alt_stat_name = Some(
         req.stats_name
             .map_or_else(|| sanitize_owned(svc.authority()), String::from),
