@@ -14,6 +14,9 @@ mod observability;
 mod route;
 mod secret;
 mod services;
+mod version_hash;
+
+pub(crate) use version_hash::BuildVersionHasher;
 
 pub use cluster::{
     CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
@@ -75,14 +78,15 @@ impl Ir {
     /// Checks that names are unique and that every reference resolves. The translation must
     /// only publish an `Ir` that passes; the runtime checks again before serving one.
     pub fn validate(&self) -> Result<(), Vec<Dangling>> {
-        use std::collections::BTreeSet;
+        // Membership only (errors follow the IR's order): a hash set, not a sorted one.
+        type Names<'a> = std::collections::HashSet<&'a str, BuildVersionHasher>;
         let mut errors = Vec::new();
         fn names<'a>(
             errors: &mut Vec<Dangling>,
             kind: &'static str,
-            it: impl Iterator<Item = &'a str>,
-        ) -> BTreeSet<&'a str> {
-            let mut seen = BTreeSet::new();
+            it: impl ExactSizeIterator<Item = &'a str>,
+        ) -> Names<'a> {
+            let mut seen = Names::with_capacity_and_hasher(it.len(), Default::default());
             for name in it {
                 if !seen.insert(name) {
                     errors.push(Dangling::Duplicate {
@@ -194,12 +198,12 @@ impl Ir {
         }
     }
 
-    /// A stable content hash of any IR value, used to derive xDS versions.
+    /// A stable content hash of any IR value, used to derive xDS versions: equal values give
+    /// equal hashes within one build (versions are additionally prefixed by a boot id in
+    /// `xds`). Not keyed, not cryptographic: see `version_hash` (docs/design.md#versions).
     pub fn hash_of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
         use std::hash::Hasher;
-        // DefaultHasher::new() uses fixed keys, so equal values give equal hashes within one
-        // build; versions are additionally prefixed by a boot id in `xds`.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut h = version_hash::VersionHasher::default();
         value.hash(&mut h);
         h.finish()
     }

@@ -13,9 +13,9 @@ mod http;
 mod route;
 mod tcp;
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
-use crate::ir::{ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction};
+use crate::ir::{BuildVersionHasher, ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction};
 
 use super::Errors;
 use super::endpoint::Index;
@@ -141,7 +141,8 @@ fn report_unattached(plans: &[MappingPlan], dropped: &[bool], routed: &[bool], e
 /// Only the clusters that routes, mirrors and tcp_proxy chains use, sorted by name (the first
 /// one of a name wins). The plans are consumed: their clusters move into the IR.
 fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Cluster> {
-    let mut used: BTreeSet<&str> = BTreeSet::new();
+    // Membership only: a hash set (the result is sorted below).
+    let mut used: HashSet<&str, BuildVersionHasher> = HashSet::default();
     for t in &ir.route_tables {
         for r in t.virtual_hosts.iter().flat_map(|v| &v.routes) {
             if let RouteAction::Forward(f) = &r.action {

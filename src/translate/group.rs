@@ -170,14 +170,30 @@ fn build(plans: &[MappingPlan], routes: &Routes, errs: &mut Errors) -> (Vec<Grou
     }
     // Descending sort key; full ties (rare: e.g. a presence match against a literal `*` value)
     // go in reverse processing order, as Emissary's stable sort, reversed, leaves them.
-    groups.sort_by(|a, b| {
-        let (pa, pb) = (&plans[a.members[0]], &plans[b.members[0]]);
-        pb.sort.cmp(&pa.sort).then_with(|| {
-            let (fa, fb) = (&plans[a.first], &plans[b.first]);
-            (!fb.builtin, fb.meta.order_key()).cmp(&(!fa.builtin, fa.meta.order_key()))
+    (in_route_order(groups, plans), dropped)
+}
+
+/// Sorts the groups (see [`build`]). The keys are looked up once and positions are sorted,
+/// not the groups (large structs, moved many times by a sort). Ties left by the keys (none:
+/// no two groups share their first Mapping) keep the groups' order, so the unstable sort
+/// gives exactly the stable sort's result.
+fn in_route_order(groups: Vec<Group>, plans: &[MappingPlan]) -> Vec<Group> {
+    let mut keyed: Vec<_> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let first = &plans[g.first];
+            (
+                &plans[g.members[0]].sort,
+                (!first.builtin, first.meta.order_key()),
+                i,
+            )
         })
-    });
-    (groups, dropped)
+        .collect();
+    keyed.sort_unstable_by(|a, b| b.0.cmp(a.0).then_with(|| b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
+    let order: Vec<usize> = keyed.into_iter().map(|(_, _, i)| i).collect();
+    let mut slots: Vec<Option<Group>> = groups.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
 }
 
 fn merge(

@@ -3,7 +3,8 @@
 //! conversions file mode needs (docs/design.md#v2-and-v3alpha1,
 //! docs/design.md#names-namespaces-and-ambassador_id).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -24,6 +25,7 @@ use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::tracing_service::TracingServiceSpec;
 use crate::api::{Origin, RawObject, ResourceError};
+use crate::ir::BuildVersionHasher;
 
 /// Which getambassador.io version an object was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +148,9 @@ pub(crate) fn load<'a>(
     let mut order: Vec<&RawObject> = objects.iter().collect();
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
     // Keys and origins borrow from the objects: no copies for the duplicate check.
-    let mut seen: BTreeMap<(&'static str, &str, &str), &Origin> = BTreeMap::new();
+    // A hash map: only membership and the first origin matter, not the keys' order.
+    let mut seen: HashMap<(&'static str, &str, &str), &Origin, BuildVersionHasher> =
+        HashMap::with_capacity_and_hasher(order.len(), Default::default());
     let mut accepted: Vec<(Meta, Doc<'a>, &'a RawObject)> = Vec::with_capacity(order.len());
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
@@ -160,11 +164,16 @@ pub(crate) fn load<'a>(
             continue;
         }
         let key = (kind, namespace_of(raw, options), raw.name());
-        if let Some(first) = seen.get(&key) {
-            errs.push(meta.error("", format!("duplicate {kind}: already defined at {first}")));
-            continue;
+        match seen.entry(key) {
+            Entry::Occupied(first) => {
+                let first = first.get();
+                errs.push(meta.error("", format!("duplicate {kind}: already defined at {first}")));
+                continue;
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(&raw.origin);
+            }
         }
-        seen.insert(key, &raw.origin);
         if version == Version::V2 && raw.api_version().starts_with("getambassador.io/") {
             errs.push(meta.warning(
                 "apiVersion",

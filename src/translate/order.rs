@@ -51,23 +51,40 @@ pub(crate) fn identity(
 ) -> (GroupKey, SortKey) {
     use std::fmt::Write as _;
     let method = method.unwrap_or("GET").to_ascii_uppercase();
-    let mut id = String::with_capacity(6 + method.len() + prefix.len());
-    let _ = write!(id, "HTTP-{method}-{prefix}");
+    // Built with `push_str`, not `format!`: this runs for every Mapping.
+    let conditions: usize = headers
+        .iter()
+        .chain(query)
+        .map(|c| 4 + c.name.len() + c.value().len())
+        .sum();
+    let mut id = String::with_capacity(6 + method.len() + prefix.len() + conditions);
+    id.push_str("HTTP-");
+    id.push_str(&method);
+    id.push('-');
+    id.push_str(prefix);
     let mut keys = Vec::with_capacity(headers.len() + query.len());
     let mut weight = |conds: &[Condition<'_>], tag: char, id: &mut String| {
         let mut sum = 0;
         for c in conds {
             sum += c.weight();
-            keys.push(format!("{}-{}", c.name, c.value()));
-            let _ = match c.value {
-                Some(v) => write!(
-                    id,
-                    "\0{tag}{}={v}{}",
-                    c.name,
-                    if c.regex { "~" } else { "" }
-                ),
-                None => write!(id, "\0{tag}{}?", c.name),
-            };
+            let mut key = String::with_capacity(c.name.len() + 1 + c.value().len());
+            key.push_str(c.name);
+            key.push('-');
+            key.push_str(c.value());
+            keys.push(key);
+            id.push('\0');
+            id.push(tag);
+            id.push_str(c.name);
+            match c.value {
+                Some(v) => {
+                    id.push('=');
+                    id.push_str(v);
+                    if c.regex {
+                        id.push('~');
+                    }
+                }
+                None => id.push('?'),
+            }
         }
         sum
     };

@@ -120,6 +120,22 @@ pub(crate) fn sanitize(s: &str) -> String {
     out
 }
 
+/// [`sanitize`], reusing `s`'s buffer when it is ASCII (one byte per character, so each byte
+/// is replaced in place); the cluster names of every Mapping go through it.
+pub(crate) fn sanitize_owned(s: String) -> String {
+    if !s.is_ascii() {
+        return sanitize(&s);
+    }
+    let mut bytes = s.into_bytes();
+    for b in &mut bytes {
+        if !(b.is_ascii_alphanumeric() || *b == b'_') {
+            *b = b'_';
+        }
+    }
+    // Still ASCII: every byte is one of the kept ones or `_`.
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 /// Parses `0.5s`, `500ms`, `1m30s`, `2h`, `250us` (or a bare number of seconds) into
 /// milliseconds, rounding sub-millisecond parts up.
 pub(crate) fn duration_ms(input: &str) -> Result<u64, String> {
@@ -190,6 +206,20 @@ pub(crate) fn base64_decode(input: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_owned_is_sanitize() {
+        for s in [
+            "",
+            "cluster_127_1_0_2_80_ns0",
+            "cluster_svc.ns:8080_otls_ctx-name",
+            "héllo wörld/é",
+            "日本:80",
+            "a\u{0}b~c",
+        ] {
+            assert_eq!(sanitize_owned(s.to_string()), sanitize(s), "{s:?}");
+        }
+    }
 
     #[test]
     fn services_parse() {

@@ -32,7 +32,7 @@ use crate::ir::{Cluster, Discovery, Endpoint, HashPolicy, LbPolicy, UpstreamTls}
 use super::endpoint::{Index, Resolution, Resolver};
 use super::load::Meta;
 use super::module::{Settings, timeout_set};
-use super::service::{Service, sanitize};
+use super::service::{Service, sanitize, sanitize_owned};
 use super::tls::Store;
 use super::{Errors, Options, policy};
 
@@ -246,27 +246,44 @@ pub(crate) fn build(
         }
     };
 
-    let mut parts: Vec<String> = vec!["cluster".into()];
-    parts.extend(req.marker.map(String::from));
-    parts.extend(req.cluster_tag.map(String::from));
-    parts.push(svc.display());
+    // The parts joined with `_` in one buffer (this runs for every Mapping), as
+    // `cluster_name` joins them.
+    let mut joined = String::with_capacity(64);
+    joined.push_str("cluster");
+    let mut part = |p: &str| {
+        joined.push('_');
+        joined.push_str(p);
+    };
+    for p in [req.marker, req.cluster_tag].into_iter().flatten() {
+        part(p);
+    }
+    part(&svc.display());
     if tls.is_some() {
-        parts.push("otls".into());
-        parts.extend(ctx_name);
+        part("otls");
+        if let Some(ctx) = &ctx_name {
+            part(ctx);
+        }
         if let Some(h) = req.http.and_then(|h| h.host_rewrite) {
-            parts.push(format!("hr-{h}"));
+            part(&format!("hr-{h}"));
         }
     }
-    parts.push(meta.namespace.clone());
-    parts.extend(circuit_breakers.iter().map(policy::circuit_breaker_token));
+    part(&meta.namespace);
+    for cb in &circuit_breakers {
+        part(&policy::circuit_breaker_token(cb));
+    }
     if eds && let Some(b) = &balancer {
-        parts.extend(b.name_tokens());
+        for t in b.name_tokens() {
+            part(&t);
+        }
     }
 
-    let mut c = Cluster::new(cluster_name(&parts), discovery);
+    let mut name = shorten(sanitize_owned(joined));
+    // The IR keeps the name for as long as it is in force: not the buffer's spare capacity.
+    name.shrink_to_fit();
+    let mut c = Cluster::new(name, discovery);
     c.alt_stat_name = Some(
         req.stats_name
-            .map_or_else(|| sanitize(&svc.authority()), String::from),
+            .map_or_else(|| sanitize_owned(svc.authority()), String::from),
     );
     c.circuit_breakers = circuit_breakers;
     c.tls = tls;
@@ -380,7 +397,11 @@ const HASH_NEEDS_EDS: &str = "ring_hash and maglev need the endpoint resolver (r
 /// Joins the parts with `_`, sanitizes, and shortens names over 60 characters to
 /// `<first 40>-<SHA-1 prefix>-0` (docs/design.md#cluster-naming-and-sharing).
 pub(crate) fn cluster_name(parts: &[String]) -> String {
-    let name = sanitize(&parts.join("_"));
+    shorten(sanitize(&parts.join("_")))
+}
+
+/// A sanitized name over 60 characters shortened as [`cluster_name`] does.
+fn shorten(name: String) -> String {
     if name.len() <= 60 {
         return name;
     }

@@ -190,8 +190,20 @@ struct Versioner<'a> {
 }
 
 impl Versioner<'_> {
+    /// `<boot id>-<hash as 16 lower-case hex digits>`, written directly (this runs for every
+    /// resource of every snapshot).
     fn version(&self, hash: u64) -> String {
-        format!("{}-{hash:016x}", self.boot_id)
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 16];
+        for (i, d) in digits.iter_mut().enumerate() {
+            *d = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        let mut out = String::with_capacity(self.boot_id.len() + 17);
+        out.push_str(self.boot_id);
+        out.push('-');
+        // Only ASCII hex digits were written.
+        out.push_str(std::str::from_utf8(&digits).unwrap_or_default());
+        out
     }
 
     /// One type's resources; the type version hashes the sorted (name, version) pairs, so it
@@ -219,11 +231,12 @@ impl Versioner<'_> {
         before: Option<&TypeSnapshot>,
         items: impl IntoIterator<Item = (&'n String, u64, F)>,
     ) -> TypeSnapshot {
+        let mut previous = before.map(|b| Previous::new(&b.resources));
         let resources: BTreeMap<String, Resource> = items
             .into_iter()
             .map(|(name, hash, encode)| {
                 let version = self.version(hash);
-                let old = before.and_then(|b| b.resources.get(name));
+                let old = previous.as_mut().and_then(|p| p.get(name));
                 let (body, pieces) = match old {
                     Some(old) if old.version == version => (old.body.clone(), old.pieces.clone()),
                     _ => {
@@ -249,6 +262,38 @@ impl Versioner<'_> {
             version: self.version(Ir::hash_of(&pairs)),
             resources,
         }
+    }
+}
+
+/// Looks names up in the previous snapshot's resources of one type. The names usually come
+/// in sorted order (the IR keeps its lists sorted by name), so the lookups walk the map once
+/// instead of searching it from the root for every resource; a name out of order is searched.
+struct Previous<'a> {
+    map: &'a BTreeMap<String, Resource>,
+    walk: std::iter::Peekable<std::collections::btree_map::Iter<'a, String, Resource>>,
+    /// The greatest name the walk has passed: a name up to it is searched instead.
+    passed: Option<&'a str>,
+}
+
+impl<'a> Previous<'a> {
+    fn new(map: &'a BTreeMap<String, Resource>) -> Self {
+        Previous {
+            map,
+            walk: map.iter().peekable(),
+            passed: None,
+        }
+    }
+
+    fn get(&mut self, name: &str) -> Option<&'a Resource> {
+        if self.passed.is_some_and(|p| name <= p) {
+            return self.map.get(name);
+        }
+        while let Some((k, _)) = self.walk.next_if(|(k, _)| k.as_str() < name) {
+            self.passed = Some(k.as_str());
+        }
+        self.walk
+            .peek()
+            .and_then(|(k, r)| (k.as_str() == name).then_some(*r))
     }
 }
 

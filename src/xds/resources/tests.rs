@@ -17,6 +17,7 @@ use crate::ir::*;
 
 pub(super) mod fixture;
 mod http_options;
+mod lookup;
 mod validate;
 
 use fixture::{CERT, KEY, rich_ir};
