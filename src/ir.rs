@@ -14,9 +14,6 @@ mod observability;
 mod route;
 mod secret;
 mod services;
-mod version_hash;
-
-pub(crate) use version_hash::BuildVersionHasher;
 
 pub use cluster::{
     CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
@@ -78,8 +75,9 @@ impl Ir {
     /// Checks that names are unique and that every reference resolves. The translation must
     /// only publish an `Ir` that passes; the runtime checks again before serving one.
     pub fn validate(&self) -> Result<(), Vec<Dangling>> {
-        // Membership only (errors follow the IR's order): a hash set, not a sorted one.
-        type Names<'a> = std::collections::HashSet<&'a str, BuildVersionHasher>;
+        // Membership only (errors follow the IR's order): a hash set, not a sorted one. std's
+        // randomly keyed hasher, so no choice of names can make the set slow.
+        type Names<'a> = std::collections::HashSet<&'a str>;
         let mut errors = Vec::new();
         fn names<'a>(
             errors: &mut Vec<Dangling>,
@@ -198,12 +196,14 @@ impl Ir {
         }
     }
 
-    /// A stable content hash of any IR value, used to derive xDS versions: equal values give
-    /// equal hashes within one build (versions are additionally prefixed by a boot id in
-    /// `xds`). Not keyed, not cryptographic: see `version_hash` (docs/design.md#versions).
+    /// A stable content hash of any IR value, used to derive xDS versions (docs/design.md#versions).
     pub fn hash_of<T: std::hash::Hash + ?Sized>(value: &T) -> u64 {
         use std::hash::Hasher;
-        let mut h = version_hash::VersionHasher::default();
+        // SipHash with fixed keys (`DefaultHasher::new()`): equal values give equal hashes
+        // within one build, and no configuration can be written to make two different values
+        // collide (a collision would keep Envoy on stale content); versions are additionally
+        // prefixed by a boot id in `xds`.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
         value.hash(&mut h);
         h.finish()
     }

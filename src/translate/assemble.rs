@@ -15,7 +15,7 @@ mod tcp;
 
 use std::collections::HashSet;
 
-use crate::ir::{BuildVersionHasher, ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction};
+use crate::ir::{ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction};
 
 use super::Errors;
 use super::endpoint::Index;
@@ -142,7 +142,7 @@ fn report_unattached(plans: &[MappingPlan], dropped: &[bool], routed: &[bool], e
 /// one of a name wins). The plans are consumed: their clusters move into the IR.
 fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Cluster> {
     // Membership only: a hash set (the result is sorted below).
-    let mut used: HashSet<&str, BuildVersionHasher> = HashSet::default();
+    let mut used: HashSet<&str> = HashSet::new();
     for t in &ir.route_tables {
         for r in t.virtual_hosts.iter().flat_map(|v| &v.routes) {
             if let RouteAction::Forward(f) = &r.action {

@@ -25,7 +25,6 @@ use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::tracing_service::TracingServiceSpec;
 use crate::api::{Origin, RawObject, ResourceError};
-use crate::ir::BuildVersionHasher;
 
 /// Which getambassador.io version an object was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,8 +148,8 @@ pub(crate) fn load<'a>(
     order.sort_by(|a, b| a.origin.cmp(&b.origin));
     // Keys and origins borrow from the objects: no copies for the duplicate check.
     // A hash map: only membership and the first origin matter, not the keys' order.
-    let mut seen: HashMap<(&'static str, &str, &str), &Origin, BuildVersionHasher> =
-        HashMap::with_capacity_and_hasher(order.len(), Default::default());
+    let mut seen: HashMap<(&'static str, &str, &str), &Origin> =
+        HashMap::with_capacity(order.len());
     let mut accepted: Vec<(Meta, Doc<'a>, &'a RawObject)> = Vec::with_capacity(order.len());
     for raw in order {
         let Some((kind, version, spec)) = classify(raw, errs) else {
