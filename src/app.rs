@@ -658,8 +658,13 @@ fn admin_views(
     let mut views = admin::Views::new(serde_json::to_value(config).unwrap_or_default());
     let current = outputs.current.clone();
     // The IR is rebuilt per request (`Current::ir`): clone the state in force out of the
-    // channel first, so the translation does not hold the channel's lock.
+    // channel first, so the translation does not hold the channel's lock, and translate for one
+    // request at a time, so concurrent requests cannot multiply the memory of a large one.
+    let one_at_a_time = Arc::new(std::sync::Mutex::new(()));
     views.ir = Arc::new(move || {
+        let _turn = one_at_a_time
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = current.borrow().clone();
         serde_json::to_value(now.ir()).unwrap_or_default()
     });

@@ -95,3 +95,17 @@ fn secrets_are_redacted_in_debug_and_json() {
     assert!(!format!("{s:?}").contains("TOPSECRETKEY"));
     assert!(!serde_json::to_string(&s).unwrap().contains("TOPSECRETKEY"));
 }
+
+/// Versions are content hashes (docs/design.md#versions): values a faster multiply-xorshift
+/// hash let collide (a difference in two chosen words cancelled out) must hash apart.
+#[test]
+fn values_chosen_to_cancel_out_do_not_collide() {
+    assert_ne!(
+        Ir::hash_of("cluster_web_prod"),
+        Ir::hash_of("clusterzwebWqroE")
+    );
+    assert_ne!(
+        Ir::hash_of(&(0u64, 0u64)),
+        Ir::hash_of(&(1u64 << 63, (1u64 << 63) | (1u64 << 34)))
+    );
+}
