@@ -10,6 +10,9 @@
 //! the previous one's unchanged resources (`snapshot_reusing`), as `legate run` does with
 //! `source.translation_cache`; `served`: what `legate run` does by default, the snapshot
 //! reusing the previous one's resources, the translation without a cache.
+//!
+//! With `ENDPOINT_ROUTING=1` in the environment, translated with `endpoint_routing` (Services
+//! and EndpointSlices in DIR served by EDS), as `legate run` in a cluster by default.
 
 use std::time::Instant;
 
@@ -44,7 +47,12 @@ fn main() {
         state.objects.len(),
         peak_rss()
     );
-    let options = Options::default();
+    // `ENDPOINT_ROUTING=1`: Services named by Mappings are served by EDS from their
+    // EndpointSlices (`source.endpoint_routing`), the Kubernetes shape of issue 10.
+    let options = Options {
+        endpoint_routing: std::env::var_os("ENDPOINT_ROUTING").is_some_and(|v| v == "1"),
+        ..Options::default()
+    };
     for run in 0..runs {
         if change && run > 0 {
             change_one(&mut state.objects, run);

@@ -13,7 +13,9 @@
 //!   1 s: the publications it caused (`legate_reconfigurations_total`) and the time from its
 //!   first event to its last Mapping served.
 //!
-//! Prints each run and the medians as Markdown rows for BENCHMARKS.md.
+//! Prints each run and the medians as Markdown rows for BENCHMARKS.md. With
+//! `BENCH_LEGATE_LOG=PATH`, legate's log of each run (JSON lines; `RUST_LOG` passes through)
+//! is appended to PATH, to split a change into source, translation and push.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -166,12 +168,15 @@ async fn one_run(envoy: &Path, a: &Backend, b: &Backend) -> Run {
     let peak_kib = proc_status(legate.pid(), "VmHWM");
 
     let mut prefix = Vec::new();
+    let mut marks = Vec::new();
     for i in 0..CHANGES {
         let path = format!("/moved-{i}/");
         let t0 = Instant::now();
+        marks.push(format!("applied {path} at {}", now_utc()));
         server.apply(mapping("m-0", &path, "svc-0:80"));
         served(envoy_addr, &path).await;
         prefix.push(t0.elapsed());
+        marks.push(format!("served {path} at {}", now_utc()));
         settled(legate.admin).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
@@ -198,6 +203,15 @@ async fn one_run(envoy: &Path, a: &Backend, b: &Backend) -> Run {
     settled(legate.admin).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let burst_pushes = (reconfigurations(legate.admin).await - before) as u64;
+    if let Some(path) = std::env::var_os("BENCH_LEGATE_LOG") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("BENCH_LEGATE_LOG opens");
+        writeln!(f, "{}\n{}", marks.join("\n"), legate.stderr()).expect("BENCH_LEGATE_LOG written");
+    }
     drop(legate);
     Run {
         ready,
@@ -209,6 +223,14 @@ async fn one_run(envoy: &Path, a: &Backend, b: &Backend) -> Run {
         burst_pushes,
         burst_served,
     }
+}
+
+/// Now, as seconds since the Unix epoch (to line up with legate's log timestamps).
+fn now_utc() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:06}", t.as_secs(), t.subsec_micros())
 }
 
 /// Service `svc-<i>` (port 80), its EndpointSlice and Mapping `m-<i>` (no resolver: EDS by
