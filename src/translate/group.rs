@@ -92,6 +92,8 @@ fn build(plans: &[MappingPlan], routes: &Routes, errs: &mut Errors) -> (Vec<Grou
     let mut groups = Vec::new();
     for members in order.chunk_by(|&a, &b| plans[a].group_key == plans[b].group_key) {
         let first = &plans[members[0]];
+        // Made only when the group has a second member (`MappingPlan::consistency`).
+        let mut first_consistency: Option<String> = None;
         let mut kept: Vec<usize> = Vec::new();
         let mut shadow: Option<usize> = None;
         let mut weight_sum = 0u32;
@@ -101,7 +103,8 @@ fn build(plans: &[MappingPlan], routes: &Routes, errs: &mut Errors) -> (Vec<Grou
             // The labels as read are compared apart from the rest: only a Mapping that is not
             // alone in its group needs them looked up.
             if i != members[0]
-                && (p.consistency != first.consistency
+                && (p.consistency()
+                    != *first_consistency.get_or_insert_with(|| first.consistency())
                     || routes.labels(&p.meta) != routes.labels(&first.meta))
             {
                 errs.push(reject(format!(

@@ -3,9 +3,11 @@
 //! identity and route-order key, and its cluster (built by `upstream`) or redirect.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::api::doc::Document;
 use crate::api::mapping::MappingSpec;
 use crate::ir::{
     Cluster, Cors, Discovery, Endpoint, HashPolicy, HeaderMatch, HeaderValue, HostRewrite,
@@ -53,10 +55,9 @@ pub(crate) struct MappingPlan {
     pub matcher: RouteMatch,
     pub group_key: GroupKey,
     pub sort: SortKey,
-    /// Fields that must agree within a group, serialized
-    /// (docs/design.md#groups-canaries-and-weights); `labels`, which must agree too, are
-    /// compared as parsed (`services::Routes::labels`).
-    pub consistency: String,
+    /// The Mapping as written (`None` for the built-ins): what [`MappingPlan::consistency`] is
+    /// made from when the Mapping shares its group with another.
+    pub written: Option<Arc<Document>>,
     pub action: Action,
     pub weight: Option<u32>,
     pub shadow: bool,
@@ -70,6 +71,25 @@ pub(crate) struct MappingPlan {
 }
 
 impl MappingPlan {
+    /// The fields that must agree within a group, serialized
+    /// (docs/design.md#groups-canaries-and-weights); `labels`, which must agree too, are
+    /// compared as parsed (`services::Routes::labels`). Made again from the Mapping as written,
+    /// only for the members of a group of two or more: most Mappings are alone in their group,
+    /// and serializing the fields for every Mapping was a tenth of planning it. Typing the
+    /// same document again gives the same spec; its problems were reported when it was planned.
+    pub fn consistency(&self) -> String {
+        let Some(spec) = self.written.as_deref().and_then(|d| d.get("spec")) else {
+            return String::new();
+        };
+        let Some(s) = mapping_spec(&self.meta, spec, &mut Errors::default()) else {
+            return String::new();
+        };
+        let mut headers_spec = s.headers.clone().unwrap_or_default();
+        // Only to take `:authority` out as planning did; a bad host failed planning already.
+        let _ = host_glob(&s, &mut headers_spec);
+        consistency(&s, &headers_spec, s.prefix.as_deref().unwrap_or_default())
+    }
+
     pub fn cluster_name(&self) -> Option<&str> {
         match &self.action.target {
             Target::Cluster(c) => Some(&c.name),
@@ -177,7 +197,7 @@ fn plan_one(
     };
     // `labels` as written: typing only noted that it is there (`api::mapping::Present`).
     let labels = m.spec.get("labels").filter(|v| !v.is_null());
-    match plan(&m.meta, &spec, labels, cx, errs) {
+    match plan(&m.meta, &m.raw.value, &spec, labels, cx, errs) {
         Ok(p) => out.push(p),
         Err((field, msg)) => errs.push(m.meta.error(&field, msg)),
     }
@@ -232,6 +252,7 @@ impl PathSpec {
 /// docs/compatibility.md, "fails closed"), then the group identity and route-order key.
 fn plan(
     meta: &Meta,
+    written: &Arc<Document>,
     s: &MappingSpec,
     labels: Option<crate::api::doc::Doc<'_>>,
     cx: &mut Context<'_, '_>,
@@ -250,7 +271,6 @@ fn plan(
     warn_unsupported(meta, s, errs);
     // AuthService/RateLimitService: bypass_auth, auth_context_extensions, labels.
     let services = super::services::mapping_fields(meta, s, labels, errs);
-    let consistency = consistency(s, &headers_spec, &path.prefix);
     let (group_key, sort) = identity(s, &headers_spec, host.as_ref(), &path.prefix);
     Ok(MappingPlan {
         meta: meta.clone(),
@@ -260,7 +280,7 @@ fn plan(
         matcher,
         group_key,
         sort,
-        consistency,
+        written: Some(written.clone()),
         action,
         // `weight: 0` is a weight (no traffic), not "unset" (docs/compatibility.md).
         weight: s.weight,
@@ -845,7 +865,7 @@ fn builtins(settings: &Settings, options: &Options) -> Vec<MappingPlan> {
             matcher,
             group_key,
             sort,
-            consistency: String::new(),
+            written: None,
             action: Action {
                 prefix_rewrite: Some(route.rewrite.clone()),
                 ..Action::to(Target::Cluster(Box::new(c)))

@@ -278,6 +278,81 @@ fn canary_members_agree_on_labels_as_read() {
     assert_eq!(clusters, ["cluster_a_default", "cluster_b_default"]);
 }
 
+/// The fields that must agree within a group are compared as written, and only between the
+/// members of one group (`MappingPlan::consistency`, made again from the Mapping when needed):
+/// the same fields in another order agree, a different timeout, load balancer or circuit
+/// breaker does not, and a Mapping alone in its group is never compared.
+#[test]
+fn canary_members_agree_on_the_fields_as_written() {
+    let spec = |service: &str, extra: serde_json::Value| {
+        let mut s = json!({"hostname": "*", "prefix": "/g/", "service": service, "weight": 20,
+                           "connect_timeout_ms": 1500, "load_balancer": {"policy": "round_robin"},
+                           "circuit_breakers": [{"max_connections": 10}]});
+        for (k, v) in extra.as_object().expect("an object") {
+            s[k] = v.clone();
+        }
+        s
+    };
+    let mut objs = listener_and_host();
+    objs.extend([
+        mapping(3, "a", spec("a", json!({}))),
+        // The same fields, written in another order: agrees.
+        mapping(
+            4,
+            "b",
+            json!({"circuit_breakers": [{"max_connections": 10}], "weight": 20,
+                   "load_balancer": {"policy": "round_robin"}, "service": "b",
+                   "connect_timeout_ms": 1500, "prefix": "/g/", "hostname": "*"}),
+        ),
+        mapping(5, "c", spec("c", json!({"connect_timeout_ms": 2500}))),
+        mapping(
+            6,
+            "d",
+            spec("d", json!({"load_balancer": {"policy": "least_request"}})),
+        ),
+        mapping(
+            7,
+            "e",
+            spec("e", json!({"circuit_breakers": [{"max_connections": 11}]})),
+        ),
+        // Alone in its group, whatever its fields.
+        mapping(
+            8,
+            "f",
+            spec("f", json!({"prefix": "/alone/", "connect_timeout_ms": 9})),
+        ),
+    ]);
+    let t = translate(&objs, &Options::default());
+    let conflicts: Vec<&str> = t
+        .failures()
+        .filter(|e| e.message.contains("conflicts with Mapping default/a"))
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        conflicts,
+        ["default/c", "default/d", "default/e"],
+        "{:#?}",
+        t.errors
+    );
+    let clusters: Vec<String> = user_routes(&t).into_iter().map(|(c, _)| c).collect();
+    assert!(
+        clusters.iter().any(|c| c.starts_with("cluster_f")),
+        "{clusters:?}"
+    );
+    assert!(
+        clusters.iter().any(|c| c.starts_with("cluster_a")),
+        "{clusters:?}"
+    );
+    assert!(
+        clusters.iter().any(|c| c.starts_with("cluster_b")),
+        "{clusters:?}"
+    );
+    assert!(
+        !clusters.iter().any(|c| c.starts_with("cluster_c")),
+        "{clusters:?}"
+    );
+}
+
 /// Typing a Mapping hides the value of `labels` (only its presence is typed) and changes
 /// nothing else: unknown fields and wrongly typed fields are reported as before.
 #[test]
