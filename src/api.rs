@@ -127,14 +127,55 @@ impl RawObject {
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.metadata("labels")
-            .and_then(|v| v.entries())
-            .map(|m| {
-                m.filter_map(|(k, v)| v.as_str().map(|v| (k.to_string(), v.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
+        labels_of(self.metadata("labels"))
     }
+
+    /// `apiVersion`, `kind`, `metadata.name`, `metadata.namespace` and `metadata.labels`,
+    /// each looked up once (loading reads them all for every object).
+    pub fn head(&self) -> Head<'_> {
+        fn text(v: Option<doc::Doc<'_>>) -> Option<&str> {
+            v.and_then(|v| v.as_str())
+        }
+        let root = self.doc();
+        let metadata = root.get("metadata");
+        let field = |key: &str| metadata.and_then(|m| m.get(key));
+        Head {
+            api_version: text(root.get("apiVersion")).unwrap_or_default(),
+            kind: text(root.get("kind")).unwrap_or_default(),
+            name: text(field("name")).unwrap_or_default(),
+            namespace: text(field("namespace")),
+            labels: field("labels"),
+        }
+    }
+}
+
+/// What [`RawObject::head`] reads; each field as the accessor of the same name gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub api_version: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    /// `metadata.labels` as written ([`Head::labels`] types it).
+    pub labels: Option<doc::Doc<'a>>,
+}
+
+impl Head<'_> {
+    /// As [`RawObject::labels`].
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        labels_of(self.labels)
+    }
+}
+
+/// The string-valued entries of a `labels` object.
+fn labels_of(labels: Option<doc::Doc<'_>>) -> BTreeMap<String, String> {
+    labels
+        .and_then(|v| v.entries())
+        .map(|m| {
+            m.filter_map(|(k, v)| v.as_str().map(|v| (k.to_string(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A problem with one resource. The resource is left out; everything else is translated as if
@@ -169,3 +210,6 @@ impl fmt::Display for ResourceError {
         f.write_str(&self.message)
     }
 }
+
+#[cfg(test)]
+mod tests;

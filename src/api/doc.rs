@@ -659,6 +659,15 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// An integer that fits an `i64` (what typing an `i64` accepts), else `None`.
+    pub fn as_i64(self) -> Option<i64> {
+        match self.node() {
+            Node::U64(u) => i64::try_from(u).ok(),
+            Node::I64(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// An array's items.
     pub fn as_array(self) -> Option<impl ExactSizeIterator<Item = Doc<'a>>> {
         match self.node() {

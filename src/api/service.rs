@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::doc::Doc;
+
 /// The label that ties an EndpointSlice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 
@@ -73,3 +75,129 @@ pub struct SlicePort {
     pub port: Option<i64>,
     pub protocol: Option<String>,
 }
+
+impl ServiceObject {
+    /// Types a Service exactly as `ServiceObject::deserialize(doc)` does (same value, same
+    /// error). A Service of the expected shape is read field by field, not visited whole by
+    /// serde: loading types every Service of the input in every translation
+    /// (docs/design.md#service-parsing-and-endpoints). Anything else is typed by serde.
+    pub fn from_doc(doc: Doc<'_>) -> Result<Self, serde_json::Error> {
+        match read::service(doc) {
+            Some(s) => Ok(s),
+            None => Self::deserialize(doc),
+        }
+    }
+}
+
+impl EndpointSliceObject {
+    /// Types an EndpointSlice exactly as `EndpointSliceObject::deserialize(doc)` does, as
+    /// [`ServiceObject::from_doc`] types a Service.
+    pub fn from_doc(doc: Doc<'_>) -> Result<Self, serde_json::Error> {
+        match read::slice(doc) {
+            Some(s) => Ok(s),
+            None => Self::deserialize(doc),
+        }
+    }
+}
+
+/// The field-by-field readers of [`ServiceObject::from_doc`] and
+/// [`EndpointSliceObject::from_doc`]: `None` wherever serde could type differently or fail
+/// (a struct that is not an object, a field of another type, an integer out of range), so
+/// that the caller falls back to serde. Unknown fields are ignored, as serde ignores them.
+mod read {
+    use super::*;
+
+    /// An `Option` field: absent or `null` is `None`, else `Some` of what `f` reads.
+    fn opt<'a, T>(
+        object: Doc<'a>,
+        key: &str,
+        f: impl FnOnce(Doc<'a>) -> Option<T>,
+    ) -> Option<Option<T>> {
+        match object.get(key) {
+            None => Some(None),
+            Some(v) if v.is_null() => Some(None),
+            Some(v) => f(v).map(Some),
+        }
+    }
+
+    fn string(v: Doc<'_>) -> Option<String> {
+        v.as_str().map(str::to_string)
+    }
+
+    fn list<'a, T>(v: Doc<'a>, f: impl Fn(Doc<'a>) -> Option<T>) -> Option<Vec<T>> {
+        v.as_array()?.map(f).collect()
+    }
+
+    /// A struct's fields, read from an object (serde also types a struct from an array).
+    fn object(v: Doc<'_>) -> Option<Doc<'_>> {
+        v.is_object().then_some(v)
+    }
+
+    pub(super) fn service(doc: Doc<'_>) -> Option<ServiceObject> {
+        let doc = object(doc)?;
+        Some(ServiceObject {
+            spec: opt(doc, "spec", service_spec)?,
+        })
+    }
+
+    fn service_spec(v: Doc<'_>) -> Option<ServiceSpec> {
+        let v = object(v)?;
+        Some(ServiceSpec {
+            type_: opt(v, "type", string)?,
+            ports: opt(v, "ports", |p| list(p, service_port))?,
+            external_name: opt(v, "externalName", string)?,
+        })
+    }
+
+    fn service_port(v: Doc<'_>) -> Option<ServicePort> {
+        let v = object(v)?;
+        Some(ServicePort {
+            name: opt(v, "name", string)?,
+            port: opt(v, "port", Doc::as_i64)?,
+            target_port: opt(v, "targetPort", |t| Some(t.to_value()))?,
+            protocol: opt(v, "protocol", string)?,
+        })
+    }
+
+    pub(super) fn slice(doc: Doc<'_>) -> Option<EndpointSliceObject> {
+        let doc = object(doc)?;
+        Some(EndpointSliceObject {
+            address_type: opt(doc, "addressType", string)?,
+            endpoints: opt(doc, "endpoints", |e| list(e, slice_endpoint))?,
+            ports: opt(doc, "ports", |p| list(p, slice_port))?,
+        })
+    }
+
+    fn slice_endpoint(v: Doc<'_>) -> Option<SliceEndpoint> {
+        let v = object(v)?;
+        Some(SliceEndpoint {
+            // `#[serde(default)]`: absent is empty; `null` is a type error (serde's).
+            addresses: match v.get("addresses") {
+                None => Vec::new(),
+                Some(a) => list(a, string)?,
+            },
+            conditions: opt(v, "conditions", conditions)?,
+        })
+    }
+
+    fn conditions(v: Doc<'_>) -> Option<Conditions> {
+        let v = object(v)?;
+        Some(Conditions {
+            ready: opt(v, "ready", Doc::as_bool)?,
+            serving: opt(v, "serving", Doc::as_bool)?,
+            terminating: opt(v, "terminating", Doc::as_bool)?,
+        })
+    }
+
+    fn slice_port(v: Doc<'_>) -> Option<SlicePort> {
+        let v = object(v)?;
+        Some(SlicePort {
+            name: opt(v, "name", string)?,
+            port: opt(v, "port", Doc::as_i64)?,
+            protocol: opt(v, "protocol", string)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -24,7 +24,7 @@ use crate::api::service::{EndpointSliceObject, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::tracing_service::TracingServiceSpec;
-use crate::api::{Origin, RawObject, ResourceError};
+use crate::api::{Head, Origin, RawObject, ResourceError};
 
 /// Which getambassador.io version an object was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,17 +152,19 @@ pub(crate) fn load<'a>(
         HashMap::with_capacity(order.len());
     let mut accepted: Vec<(Meta, Doc<'a>, &'a RawObject)> = Vec::with_capacity(order.len());
     for raw in order {
-        let Some((kind, version, spec)) = classify(raw, errs) else {
+        let head = raw.head();
+        let Some((kind, version, spec)) = classify(raw, &head, errs) else {
             continue;
         };
-        let Some(meta) = meta(raw, kind, version, options, errs) else {
+        let namespace = namespace_of(head.namespace, options);
+        let Some(meta) = meta(raw, &head, namespace, kind, version, errs) else {
             continue;
         };
         if !CORE_KINDS.contains(&kind) && !id_matches(&meta, spec, &options.ambassador_id, errs) {
             tracing::debug!(name = %meta.id(), kind, "ambassador_id does not match: skipped");
             continue;
         }
-        let key = (kind, namespace_of(raw, options), raw.name());
+        let key = (kind, namespace, head.name);
         match seen.entry(key) {
             Entry::Occupied(first) => {
                 let first = first.get();
@@ -173,12 +175,12 @@ pub(crate) fn load<'a>(
                 slot.insert(&raw.origin);
             }
         }
-        if version == Version::V2 && raw.api_version().starts_with("getambassador.io/") {
+        if version == Version::V2 && head.api_version.starts_with("getambassador.io/") {
             errs.push(meta.warning(
                 "apiVersion",
                 format!(
                     "{} is deprecated; use getambassador.io/v3alpha1",
-                    raw.api_version()
+                    head.api_version
                 ),
             ));
         }
@@ -202,11 +204,15 @@ pub(crate) fn load<'a>(
 
 /// Kind, version and the part to type (`spec`, or the whole object for a core kind); `None`
 /// for objects legate ignores.
-fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, Version, Doc<'a>)> {
+fn classify<'a>(
+    raw: &'a RawObject,
+    head: &Head<'_>,
+    errs: &mut Errors,
+) -> Option<(&'static str, Version, Doc<'a>)> {
     let bad = |errs: &mut Errors, msg: &str| {
         errs.push(ResourceError {
             origin: raw.origin.clone(),
-            kind: raw.kind().to_string(),
+            kind: head.kind.to_string(),
             name: String::new(),
             field: None,
             message: msg.to_string(),
@@ -217,7 +223,7 @@ fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, 
         bad(errs, "not a Kubernetes object (expected a mapping)");
         return None;
     }
-    let (api_version, kind) = (raw.api_version(), raw.kind());
+    let (api_version, kind) = (head.api_version, head.kind);
     if api_version.is_empty() || kind.is_empty() {
         bad(
             errs,
@@ -255,7 +261,7 @@ fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, 
             errs.push(ResourceError {
                 origin: raw.origin.clone(),
                 kind: other.to_string(),
-                name: format!("{}/{}", raw.namespace().unwrap_or(""), raw.name()),
+                name: format!("{}/{}", head.namespace.unwrap_or(""), head.name),
                 field: None,
                 message: "this kind is not supported yet; ignored".into(),
                 warning: true,
@@ -267,19 +273,25 @@ fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, 
     Some((kind, version, raw.value.get("spec").unwrap_or(NULL.root())))
 }
 
+/// An object's [`Meta`]. A Service's or Secret's labels are left empty: nothing reads them.
 fn meta(
     raw: &RawObject,
+    head: &Head<'_>,
+    namespace: &str,
     kind: &'static str,
     version: Version,
-    options: &Options,
     errs: &mut Errors,
 ) -> Option<Meta> {
+    let labels = match kind {
+        "Service" | "Secret" => BTreeMap::new(),
+        _ => head.labels(),
+    };
     let meta = Meta {
         origin: raw.origin.clone(),
         kind,
-        name: raw.name().to_string(),
-        namespace: namespace_of(raw, options).to_string(),
-        labels: raw.labels(),
+        name: head.name.to_string(),
+        namespace: namespace.to_string(),
+        labels,
         version,
     };
     if meta.name.is_empty() {
@@ -289,9 +301,9 @@ fn meta(
     Some(meta)
 }
 
-/// The namespace an object is treated as being in.
-fn namespace_of<'a>(raw: &'a RawObject, options: &'a Options) -> &'a str {
-    match raw.namespace() {
+/// The namespace an object whose `metadata.namespace` is `namespace` is treated as being in.
+fn namespace_of<'a>(namespace: Option<&'a str>, options: &'a Options) -> &'a str {
+    match namespace {
         None | Some("") | Some("_automatic_") => &options.ambassador_namespace,
         Some(ns) => ns,
     }
@@ -346,13 +358,13 @@ fn push<'a>(
             return;
         }
         "Service" => {
-            if let Some(s) = typed::<ServiceObject>(&meta, spec, "", errs) {
+            if let Some(s) = typed_by(&meta, spec, "", errs, ServiceObject::from_doc) {
                 loaded.services.push(Obj { meta, spec: s });
             }
             return;
         }
         "EndpointSlice" => {
-            if let Some(s) = typed::<EndpointSliceObject>(&meta, spec, "", errs) {
+            if let Some(s) = typed_by(&meta, spec, "", errs, EndpointSliceObject::from_doc) {
                 loaded.endpoint_slices.push(Obj { meta, spec: s });
             }
             return;
