@@ -101,17 +101,15 @@ impl<'a> Index<'a> {
         slices: &'a [Obj<EndpointSliceObject>],
         endpoint_routing: bool,
     ) -> Self {
-        let mut map: HashMap<(&str, &str), Svc> = services
-            .iter()
-            .map(|s| {
-                let key = (s.meta.namespace.as_str(), s.meta.name.as_str());
-                let svc = Svc {
-                    service: &s.spec,
-                    slices: Vec::new(),
-                };
-                (key, svc)
-            })
-            .collect();
+        let mut map: HashMap<(&str, &str), Svc> = HashMap::with_capacity(services.len());
+        map.extend(services.iter().map(|s| {
+            let key = (s.meta.namespace.as_str(), s.meta.name.as_str());
+            let svc = Svc {
+                service: &s.spec,
+                slices: Vec::new(),
+            };
+            (key, svc)
+        }));
         for slice in slices {
             let Some(owner) = slice.meta.labels.get(SERVICE_NAME_LABEL) else {
                 continue;
@@ -293,7 +291,29 @@ fn eds_name(namespace: &str, name: &str, port: u16, family: DnsFamily) -> String
         DnsFamily::V6Only => "/ipv6",
         DnsFamily::Auto => "/dual",
     };
-    format!("k8s/{namespace}/{name}/{port}{suffix}")
+    // Written directly: this runs for every upstream that names a Service.
+    let mut out = String::with_capacity(4 + namespace.len() + 1 + name.len() + 6 + suffix.len());
+    out.push_str("k8s/");
+    out.push_str(namespace);
+    out.push('/');
+    out.push_str(name);
+    out.push('/');
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = port;
+    loop {
+        at -= 1;
+        // A decimal digit: `rest % 10` is below 10.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.push_str(suffix);
+    out
 }
 
 /// The `(namespace, name)` a host names: `name`, `name.namespace`, or
@@ -305,11 +325,12 @@ pub(crate) fn service_ref<'h>(
     if host == "localhost" || host.contains(':') || host.parse::<std::net::Ipv4Addr>().is_ok() {
         return None;
     }
-    let parts: Vec<&str> = host.split('.').collect();
-    match parts.as_slice() {
-        [name] => Some((default_namespace, name)),
-        [name, ns] => Some((ns, name)),
-        [name, ns, "svc", ..] => Some((ns, name)),
+    // `name`, `name.ns` or `name.ns.svc…`, read without collecting the labels.
+    let mut parts = host.split('.');
+    let name = parts.next()?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some((default_namespace, name)),
+        (Some(ns), None | Some("svc")) => Some((ns, name)),
         _ => None,
     }
 }

@@ -622,3 +622,40 @@ fn unknown_resolvers_are_errors() {
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert!(failures[0].contains("spec.resolver: \"consul-dc1\""));
 }
+
+#[test]
+fn eds_names_and_service_references() {
+    use super::{eds_name, service_ref};
+    use crate::ir::DnsFamily;
+    assert_eq!(eds_name("ns", "web", 0, DnsFamily::V4Only), "k8s/ns/web/0");
+    assert_eq!(
+        eds_name("ns", "web", 8, DnsFamily::V6Only),
+        "k8s/ns/web/8/ipv6"
+    );
+    assert_eq!(eds_name("n", "w", 80, DnsFamily::Auto), "k8s/n/w/80/dual");
+    assert_eq!(
+        eds_name("n", "w", 65535, DnsFamily::V4Only),
+        "k8s/n/w/65535"
+    );
+    for port in [1, 9, 10, 99, 100, 1000, 10000, 12345] {
+        assert_eq!(
+            eds_name("a", "b", port, DnsFamily::V4Only),
+            format!("k8s/a/b/{port}")
+        );
+    }
+    let cases = [
+        ("web", Some(("dflt", "web"))),
+        ("web.ns", Some(("ns", "web"))),
+        ("web.ns.svc", Some(("ns", "web"))),
+        ("web.ns.svc.cluster.local", Some(("ns", "web"))),
+        ("web.ns.other", None),
+        ("web.ns.other.svc", None),
+        ("", Some(("dflt", ""))),
+        ("localhost", None),
+        ("10.0.0.1", None),
+        ("::1", None),
+    ];
+    for (host, want) in cases {
+        assert_eq!(service_ref(host, "dflt"), want, "{host}");
+    }
+}
