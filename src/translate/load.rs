@@ -188,16 +188,22 @@ pub(crate) fn load<'a>(
     }
     // Each list is in processing order (name, namespace, then origin). Sorting the accepted
     // objects before typing them (stable, so equal keys keep origin order) puts every list in
-    // that order without moving typed specs around.
-    accepted.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
+    // that order without moving typed specs around. The positions are sorted, not the
+    // objects: an accepted object is large, and a sort moves each element many times.
+    let mut sorted: Vec<usize> = (0..accepted.len()).collect();
+    sorted.sort_by(|&a, &b| accepted[a].0.order_key().cmp(&accepted[b].0.order_key()));
     let mut loaded = Loaded::default();
     let mappings = accepted
         .iter()
         .filter(|(m, _, _)| m.kind == "Mapping")
         .count();
     loaded.mappings.reserve_exact(mappings);
-    for (meta, spec, raw) in accepted {
-        push(&mut loaded, meta, spec, raw, errs);
+    let mut slots: Vec<Option<(Meta, Doc<'a>, &'a RawObject)>> =
+        accepted.into_iter().map(Some).collect();
+    for i in sorted {
+        if let Some((meta, spec, raw)) = slots[i].take() {
+            push(&mut loaded, meta, spec, raw, errs);
+        }
     }
     loaded
 }
