@@ -103,7 +103,11 @@ pub(crate) struct Untyped<'a> {
     pub raw: &'a RawObject,
 }
 
-/// Everything that survived loading, each list in processing order.
+/// Everything that survived loading, each list in processing order except `services` and
+/// `endpoint_slices`, which are in input order: nothing depends on theirs (the endpoint index
+/// looks Services up by name and sorts a Service's endpoints, and the translation's errors are
+/// sorted at the end), and sorting them with the rest costs a Kubernetes-sized input as much as
+/// its Mappings (docs/design.md#processing-order-and-duplicates).
 #[derive(Debug, Default)]
 pub(crate) struct Loaded<'a> {
     /// Typed by [`mapping_spec`].
@@ -151,6 +155,7 @@ pub(crate) fn load<'a>(
     let mut seen: HashMap<(&'static str, &str, &str), &Origin> =
         HashMap::with_capacity(order.len());
     let mut accepted: Vec<(Meta, Doc<'a>, &'a RawObject)> = Vec::with_capacity(order.len());
+    let mut loaded = Loaded::default();
     for raw in order {
         let head = raw.head();
         let Some((kind, version, spec)) = classify(raw, &head, errs) else {
@@ -184,7 +189,11 @@ pub(crate) fn load<'a>(
                 ),
             ));
         }
-        accepted.push((meta, spec, raw));
+        if matches!(kind, "Service" | "EndpointSlice") {
+            push(&mut loaded, meta, spec, raw, errs);
+        } else {
+            accepted.push((meta, spec, raw));
+        }
     }
     // Each list is in processing order (name, namespace, then origin). Sorting the accepted
     // objects before typing them (stable, so equal keys keep origin order) puts every list in
@@ -192,7 +201,6 @@ pub(crate) fn load<'a>(
     // objects: an accepted object is large, and a sort moves each element many times.
     let mut sorted: Vec<usize> = (0..accepted.len()).collect();
     sorted.sort_by(|&a, &b| accepted[a].0.order_key().cmp(&accepted[b].0.order_key()));
-    let mut loaded = Loaded::default();
     let mappings = accepted
         .iter()
         .filter(|(m, _, _)| m.kind == "Mapping")
