@@ -131,21 +131,35 @@ impl RawObject {
     }
 
     /// `apiVersion`, `kind`, `metadata.name`, `metadata.namespace` and `metadata.labels`,
-    /// each looked up once (loading reads them all for every object).
+    /// in one pass over the object's top level and one over its metadata (loading reads them
+    /// all for every object; keys are unique, so the pass finds what a lookup would).
     pub fn head(&self) -> Head<'_> {
-        fn text(v: Option<doc::Doc<'_>>) -> Option<&str> {
-            v.and_then(|v| v.as_str())
+        let mut head = Head {
+            api_version: "",
+            kind: "",
+            name: "",
+            namespace: None,
+            labels: None,
+        };
+        let mut metadata = None;
+        for (key, value) in self.doc().entries().into_iter().flatten() {
+            match key {
+                "apiVersion" => head.api_version = value.as_str().unwrap_or_default(),
+                "kind" => head.kind = value.as_str().unwrap_or_default(),
+                "metadata" => metadata = Some(value),
+                _ => {}
+            }
         }
-        let root = self.doc();
-        let metadata = root.get("metadata");
-        let field = |key: &str| metadata.and_then(|m| m.get(key));
-        Head {
-            api_version: text(root.get("apiVersion")).unwrap_or_default(),
-            kind: text(root.get("kind")).unwrap_or_default(),
-            name: text(field("name")).unwrap_or_default(),
-            namespace: text(field("namespace")),
-            labels: field("labels"),
+        let fields = metadata.and_then(doc::Doc::entries).into_iter().flatten();
+        for (key, value) in fields {
+            match key {
+                "name" => head.name = value.as_str().unwrap_or_default(),
+                "namespace" => head.namespace = value.as_str(),
+                "labels" => head.labels = Some(value),
+                _ => {}
+            }
         }
+        head
     }
 }
 
