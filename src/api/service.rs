@@ -103,20 +103,17 @@ impl EndpointSliceObject {
 /// The field-by-field readers of [`ServiceObject::from_doc`] and
 /// [`EndpointSliceObject::from_doc`]: `None` wherever serde could type differently or fail
 /// (a struct that is not an object, a field of another type, an integer out of range), so
-/// that the caller falls back to serde. Unknown fields are ignored, as serde ignores them.
+/// that the caller falls back to serde. Each struct is read in one pass over its entries (keys
+/// are unique); unknown fields are ignored, as serde ignores them.
 mod read {
     use super::*;
 
-    /// An `Option` field: absent or `null` is `None`, else `Some` of what `f` reads.
-    fn opt<'a, T>(
-        object: Doc<'a>,
-        key: &str,
-        f: impl FnOnce(Doc<'a>) -> Option<T>,
-    ) -> Option<Option<T>> {
-        match object.get(key) {
-            None => Some(None),
-            Some(v) if v.is_null() => Some(None),
-            Some(v) => f(v).map(Some),
+    /// An `Option` field's value: `null` is `None`, else `Some` of what `f` reads.
+    fn opt<'a, T>(v: Doc<'a>, f: impl FnOnce(Doc<'a>) -> Option<T>) -> Option<Option<T>> {
+        if v.is_null() {
+            Some(None)
+        } else {
+            f(v).map(Some)
         }
     }
 
@@ -128,74 +125,93 @@ mod read {
         v.as_array()?.map(f).collect()
     }
 
-    /// A struct's fields, read from an object (serde also types a struct from an array).
-    fn object(v: Doc<'_>) -> Option<Doc<'_>> {
-        v.is_object().then_some(v)
-    }
-
     pub(super) fn service(doc: Doc<'_>) -> Option<ServiceObject> {
-        let doc = object(doc)?;
-        Some(ServiceObject {
-            spec: opt(doc, "spec", service_spec)?,
-        })
+        let mut out = ServiceObject::default();
+        for (key, v) in doc.entries()? {
+            if key == "spec" {
+                out.spec = opt(v, service_spec)?;
+            }
+        }
+        Some(out)
     }
 
-    fn service_spec(v: Doc<'_>) -> Option<ServiceSpec> {
-        let v = object(v)?;
-        Some(ServiceSpec {
-            type_: opt(v, "type", string)?,
-            ports: opt(v, "ports", |p| list(p, service_port))?,
-            external_name: opt(v, "externalName", string)?,
-        })
+    fn service_spec(doc: Doc<'_>) -> Option<ServiceSpec> {
+        let mut out = ServiceSpec::default();
+        for (key, v) in doc.entries()? {
+            match key {
+                "type" => out.type_ = opt(v, string)?,
+                "ports" => out.ports = opt(v, |p| list(p, service_port))?,
+                "externalName" => out.external_name = opt(v, string)?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 
-    fn service_port(v: Doc<'_>) -> Option<ServicePort> {
-        let v = object(v)?;
-        Some(ServicePort {
-            name: opt(v, "name", string)?,
-            port: opt(v, "port", Doc::as_i64)?,
-            target_port: opt(v, "targetPort", |t| Some(t.to_value()))?,
-            protocol: opt(v, "protocol", string)?,
-        })
+    fn service_port(doc: Doc<'_>) -> Option<ServicePort> {
+        let mut out = ServicePort::default();
+        for (key, v) in doc.entries()? {
+            match key {
+                "name" => out.name = opt(v, string)?,
+                "port" => out.port = opt(v, Doc::as_i64)?,
+                "targetPort" => out.target_port = opt(v, |t| Some(t.to_value()))?,
+                "protocol" => out.protocol = opt(v, string)?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 
     pub(super) fn slice(doc: Doc<'_>) -> Option<EndpointSliceObject> {
-        let doc = object(doc)?;
-        Some(EndpointSliceObject {
-            address_type: opt(doc, "addressType", string)?,
-            endpoints: opt(doc, "endpoints", |e| list(e, slice_endpoint))?,
-            ports: opt(doc, "ports", |p| list(p, slice_port))?,
-        })
+        let mut out = EndpointSliceObject::default();
+        for (key, v) in doc.entries()? {
+            match key {
+                "addressType" => out.address_type = opt(v, string)?,
+                "endpoints" => out.endpoints = opt(v, |e| list(e, slice_endpoint))?,
+                "ports" => out.ports = opt(v, |p| list(p, slice_port))?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 
-    fn slice_endpoint(v: Doc<'_>) -> Option<SliceEndpoint> {
-        let v = object(v)?;
-        Some(SliceEndpoint {
-            // `#[serde(default)]`: absent is empty; `null` is a type error (serde's).
-            addresses: match v.get("addresses") {
-                None => Vec::new(),
-                Some(a) => list(a, string)?,
-            },
-            conditions: opt(v, "conditions", conditions)?,
-        })
+    fn slice_endpoint(doc: Doc<'_>) -> Option<SliceEndpoint> {
+        let mut out = SliceEndpoint::default();
+        for (key, v) in doc.entries()? {
+            match key {
+                // `#[serde(default)]`: absent is empty; `null` is a type error (serde's).
+                "addresses" => out.addresses = list(v, string)?,
+                "conditions" => out.conditions = opt(v, conditions)?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 
-    fn conditions(v: Doc<'_>) -> Option<Conditions> {
-        let v = object(v)?;
-        Some(Conditions {
-            ready: opt(v, "ready", Doc::as_bool)?,
-            serving: opt(v, "serving", Doc::as_bool)?,
-            terminating: opt(v, "terminating", Doc::as_bool)?,
-        })
+    fn conditions(doc: Doc<'_>) -> Option<Conditions> {
+        let mut out = Conditions::default();
+        for (key, v) in doc.entries()? {
+            match key {
+                "ready" => out.ready = opt(v, Doc::as_bool)?,
+                "serving" => out.serving = opt(v, Doc::as_bool)?,
+                "terminating" => out.terminating = opt(v, Doc::as_bool)?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 
-    fn slice_port(v: Doc<'_>) -> Option<SlicePort> {
-        let v = object(v)?;
-        Some(SlicePort {
-            name: opt(v, "name", string)?,
-            port: opt(v, "port", Doc::as_i64)?,
-            protocol: opt(v, "protocol", string)?,
-        })
+    fn slice_port(doc: Doc<'_>) -> Option<SlicePort> {
+        let mut out = SlicePort::default();
+        for (key, v) in doc.entries()? {
+            match key {
+                "name" => out.name = opt(v, string)?,
+                "port" => out.port = opt(v, Doc::as_i64)?,
+                "protocol" => out.protocol = opt(v, string)?,
+                _ => {}
+            }
+        }
+        Some(out)
     }
 }
 
