@@ -25,10 +25,10 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::api::service::{EndpointSliceObject, SERVICE_NAME_LABEL, ServiceObject, ServicePort};
+use crate::api::service::{EndpointSliceObject, ServiceObject, ServicePort};
 use crate::ir::{Cluster, Discovery, DnsFamily, Endpoint, Endpoints};
 
-use super::load::Obj;
+use super::load::{Obj, Slice};
 
 /// A named resolver (Mapping or Module `resolver`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ pub(crate) struct Lookup {
 impl<'a> Index<'a> {
     pub fn new(
         services: &'a [Obj<ServiceObject>],
-        slices: &'a [Obj<EndpointSliceObject>],
+        slices: &'a [Obj<Slice<'a>>],
         endpoint_routing: bool,
     ) -> Self {
         let mut map: HashMap<(&str, &str), Svc> = HashMap::with_capacity(services.len());
@@ -111,11 +111,11 @@ impl<'a> Index<'a> {
             (key, svc)
         }));
         for slice in slices {
-            let Some(owner) = slice.meta.labels.get(SERVICE_NAME_LABEL) else {
+            let Some(owner) = slice.spec.service else {
                 continue;
             };
-            if let Some(svc) = map.get_mut(&(slice.meta.namespace.as_str(), owner.as_str())) {
-                svc.slices.push(&slice.spec);
+            if let Some(svc) = map.get_mut(&(slice.meta.namespace.as_str(), owner)) {
+                svc.slices.push(&slice.spec.slice);
             }
         }
         Index {

@@ -20,7 +20,7 @@ use crate::api::mapping::MappingSpec;
 use crate::api::module::ModuleSpec;
 use crate::api::rate_limit_service::RateLimitServiceSpec;
 use crate::api::secret::SecretObject;
-use crate::api::service::{EndpointSliceObject, ServiceObject};
+use crate::api::service::{EndpointSliceObject, SERVICE_NAME_LABEL, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::tracing_service::TracingServiceSpec;
@@ -103,6 +103,14 @@ pub(crate) struct Untyped<'a> {
     pub raw: &'a RawObject,
 }
 
+/// An EndpointSlice and the Service it belongs to: its [`SERVICE_NAME_LABEL`] label, the only
+/// label of a slice anything reads (its [`Meta`] keeps none).
+#[derive(Debug, Clone)]
+pub(crate) struct Slice<'a> {
+    pub service: Option<&'a str>,
+    pub slice: EndpointSliceObject,
+}
+
 /// Everything that survived loading, each list in processing order except `services` and
 /// `endpoint_slices`, which are in input order: nothing depends on theirs (the endpoint index
 /// looks Services up by name and sorts a Service's endpoints, and the translation's errors are
@@ -119,7 +127,7 @@ pub(crate) struct Loaded<'a> {
     pub tcp_mappings: Vec<Obj<TcpMappingSpec>>,
     pub secrets: Vec<Obj<SecretObject>>,
     pub services: Vec<Obj<ServiceObject>>,
-    pub endpoint_slices: Vec<Obj<EndpointSliceObject>>,
+    pub endpoint_slices: Vec<Obj<Slice<'a>>>,
     // AuthService and RateLimitService (translate::services).
     pub auth_services: Vec<Obj<AuthServiceSpec>>,
     pub rate_limit_services: Vec<Obj<RateLimitServiceSpec>>,
@@ -287,7 +295,8 @@ fn classify<'a>(
     Some((kind, version, raw.value.get("spec").unwrap_or(NULL.root())))
 }
 
-/// An object's [`Meta`]. A Service's or Secret's labels are left empty: nothing reads them.
+/// An object's [`Meta`]. A Service's or Secret's labels are left empty: nothing reads them; an
+/// EndpointSlice's Service label is kept on its own ([`Slice`]).
 fn meta(
     raw: &RawObject,
     head: &Head<'_>,
@@ -297,7 +306,7 @@ fn meta(
     errs: &mut Errors,
 ) -> Option<Meta> {
     let labels = match kind {
-        "Service" | "Secret" => BTreeMap::new(),
+        "Service" | "Secret" | "EndpointSlice" => BTreeMap::new(),
         _ => head.labels(),
     };
     let meta = Meta {
@@ -378,8 +387,15 @@ fn push<'a>(
             return;
         }
         "EndpointSlice" => {
-            if let Some(s) = typed_by(&meta, spec, "", errs, EndpointSliceObject::from_doc) {
-                loaded.endpoint_slices.push(Obj { meta, spec: s });
+            if let Some(slice) = typed_by(&meta, spec, "", errs, EndpointSliceObject::from_doc) {
+                let service = raw
+                    .value
+                    .get("metadata")
+                    .and_then(|m| m.get("labels"))
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .and_then(|v| v.as_str());
+                let spec = Slice { service, slice };
+                loaded.endpoint_slices.push(Obj { meta, spec });
             }
             return;
         }
