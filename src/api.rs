@@ -127,14 +127,69 @@ impl RawObject {
     }
 
     pub fn labels(&self) -> BTreeMap<String, String> {
-        self.metadata("labels")
-            .and_then(|v| v.entries())
-            .map(|m| {
-                m.filter_map(|(k, v)| v.as_str().map(|v| (k.to_string(), v.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
+        labels_of(self.metadata("labels"))
     }
+
+    /// `apiVersion`, `kind`, `metadata.name`, `metadata.namespace` and `metadata.labels`,
+    /// in one pass over the object's top level and one over its metadata (loading reads them
+    /// all for every object; keys are unique, so the pass finds what a lookup would).
+    pub fn head(&self) -> Head<'_> {
+        let mut head = Head {
+            api_version: "",
+            kind: "",
+            name: "",
+            namespace: None,
+            labels: None,
+        };
+        let mut metadata = None;
+        for (key, value) in self.doc().entries().into_iter().flatten() {
+            match key {
+                "apiVersion" => head.api_version = value.as_str().unwrap_or_default(),
+                "kind" => head.kind = value.as_str().unwrap_or_default(),
+                "metadata" => metadata = Some(value),
+                _ => {}
+            }
+        }
+        let fields = metadata.and_then(doc::Doc::entries).into_iter().flatten();
+        for (key, value) in fields {
+            match key {
+                "name" => head.name = value.as_str().unwrap_or_default(),
+                "namespace" => head.namespace = value.as_str(),
+                "labels" => head.labels = Some(value),
+                _ => {}
+            }
+        }
+        head
+    }
+}
+
+/// What [`RawObject::head`] reads; each field as the accessor of the same name gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub api_version: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    pub namespace: Option<&'a str>,
+    /// `metadata.labels` as written ([`Head::labels`] types it).
+    pub labels: Option<doc::Doc<'a>>,
+}
+
+impl Head<'_> {
+    /// As [`RawObject::labels`].
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        labels_of(self.labels)
+    }
+}
+
+/// The string-valued entries of a `labels` object.
+fn labels_of(labels: Option<doc::Doc<'_>>) -> BTreeMap<String, String> {
+    labels
+        .and_then(|v| v.entries())
+        .map(|m| {
+            m.filter_map(|(k, v)| v.as_str().map(|v| (k.to_string(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A problem with one resource. The resource is left out; everything else is translated as if
@@ -169,3 +224,6 @@ impl fmt::Display for ResourceError {
         f.write_str(&self.message)
     }
 }
+
+#[cfg(test)]
+mod tests;

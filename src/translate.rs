@@ -171,7 +171,7 @@ fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> T
         },
         settings: &settings,
     };
-    let ir = assemble::assemble(inputs, tls, &index, &mut errs);
+    let ir = assemble::assemble(inputs, tls, &mut index, &mut errs);
     // 6. validate
     validate::validate(ir, errs)
 }

@@ -659,6 +659,15 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// An integer that fits an `i64` (what typing an `i64` accepts), else `None`.
+    pub fn as_i64(self) -> Option<i64> {
+        match self.node() {
+            Node::U64(u) => i64::try_from(u).ok(),
+            Node::I64(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// An array's items.
     pub fn as_array(self) -> Option<impl ExactSizeIterator<Item = Doc<'a>>> {
         match self.node() {
@@ -689,14 +698,23 @@ impl<'a> Doc<'a> {
         let Node::Object { first, len } = self.node() else {
             return None;
         };
+        // Keys compared as bytes, which orders them as `str` does, without slicing the text
+        // at checked character boundaries for every probe.
+        let (nodes, text, key) = (&self.doc.nodes, self.doc.text.as_bytes(), key.as_bytes());
         let (mut lo, mut hi) = (0, len);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let (k, v) = self.entry(first + 2 * mid);
+            let at = first + 2 * mid;
+            let k: &[u8] = match nodes.get(at as usize) {
+                Some(Node::Str { start, len }) => text
+                    .get(*start as usize..(*start + *len) as usize)
+                    .unwrap_or_default(),
+                _ => b"",
+            };
             match k.cmp(key) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(v),
+                std::cmp::Ordering::Equal => return Some(self.at(at + 1)),
             }
         }
         None

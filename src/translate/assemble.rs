@@ -45,7 +45,7 @@ pub(crate) struct Inputs<'a> {
 pub(crate) fn assemble(
     inp: Inputs<'_>,
     mut store: Store,
-    index: &Index<'_>,
+    index: &mut Index<'_>,
     errs: &mut Errors,
 ) -> Ir {
     if inp.listeners.is_empty() {

@@ -21,14 +21,14 @@
 //! (and `IPv6` ones when IPv6 is enabled), deduplicated and sorted. The EDS name depends only on
 //! the Service and port, so scaling changes only the endpoints, never clusters or routes.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::api::service::{EndpointSliceObject, SERVICE_NAME_LABEL, ServiceObject, ServicePort};
+use crate::api::service::{EndpointSliceObject, ServiceObject, ServicePort};
 use crate::ir::{Cluster, Discovery, DnsFamily, Endpoint, Endpoints};
 
-use super::load::Obj;
+use super::load::{Obj, Slice};
 
 /// A named resolver (Mapping or Module `resolver`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +70,15 @@ struct Svc<'a> {
 }
 
 /// The Services and EndpointSlices of one input, and the EDS endpoints resolved so far.
+///
+/// Both maps are hash maps with std's randomly keyed hasher: only lookups matter, never the
+/// order, and no choice of names makes them slow (docs/design.md#versions).
 #[derive(Debug)]
 pub(crate) struct Index<'a> {
-    /// Shared by the forks of one translation (see [`Index::fork`]).
-    services: std::sync::Arc<BTreeMap<(&'a str, &'a str), Svc<'a>>>,
+    /// By (namespace, name); shared by the forks of one translation (see [`Index::fork`]).
+    services: std::sync::Arc<HashMap<(&'a str, &'a str), Svc<'a>>>,
     endpoint_routing: bool,
-    resolved: BTreeMap<String, Vec<Endpoint>>,
+    resolved: HashMap<String, Vec<Endpoint>>,
     /// When set, the lookups that read a Service, recorded for the translation cache
     /// (`translate::cache`): a cached plan is reused only if they still give these results.
     log: Option<Vec<Lookup>>,
@@ -95,32 +98,30 @@ pub(crate) struct Lookup {
 impl<'a> Index<'a> {
     pub fn new(
         services: &'a [Obj<ServiceObject>],
-        slices: &'a [Obj<EndpointSliceObject>],
+        slices: &'a [Obj<Slice<'a>>],
         endpoint_routing: bool,
     ) -> Self {
-        let mut map: BTreeMap<(&str, &str), Svc> = services
-            .iter()
-            .map(|s| {
-                let key = (s.meta.namespace.as_str(), s.meta.name.as_str());
-                let svc = Svc {
-                    service: &s.spec,
-                    slices: Vec::new(),
-                };
-                (key, svc)
-            })
-            .collect();
+        let mut map: HashMap<(&str, &str), Svc> = HashMap::with_capacity(services.len());
+        map.extend(services.iter().map(|s| {
+            let key = (s.meta.namespace.as_str(), s.meta.name.as_str());
+            let svc = Svc {
+                service: &s.spec,
+                slices: Vec::new(),
+            };
+            (key, svc)
+        }));
         for slice in slices {
-            let Some(owner) = slice.meta.labels.get(SERVICE_NAME_LABEL) else {
+            let Some(owner) = slice.spec.service else {
                 continue;
             };
-            if let Some(svc) = map.get_mut(&(slice.meta.namespace.as_str(), owner.as_str())) {
-                svc.slices.push(&slice.spec);
+            if let Some(svc) = map.get_mut(&(slice.meta.namespace.as_str(), owner)) {
+                svc.slices.push(&slice.spec.slice);
             }
         }
         Index {
             services: std::sync::Arc::new(map),
             endpoint_routing,
-            resolved: BTreeMap::new(),
+            resolved: HashMap::new(),
             log: None,
         }
     }
@@ -131,7 +132,7 @@ impl<'a> Index<'a> {
         Index {
             services: self.services.clone(),
             endpoint_routing: self.endpoint_routing,
-            resolved: BTreeMap::new(),
+            resolved: HashMap::new(),
             log: None,
         }
     }
@@ -139,6 +140,10 @@ impl<'a> Index<'a> {
     /// Takes the resolutions of a fork. A name always resolves to the same endpoints (they
     /// depend only on the name's Service, port and family), so merge order does not matter.
     pub fn absorb(&mut self, fork: Index<'a>) {
+        if self.resolved.is_empty() {
+            self.resolved = fork.resolved;
+            return;
+        }
         for (name, endpoints) in fork.resolved {
             self.resolved.entry(name).or_insert(endpoints);
         }
@@ -218,13 +223,13 @@ impl<'a> Index<'a> {
             let why = format!("Service {namespace}/{name} not found: no endpoints until it exists");
             return Err((Resolution::Eds(eds_name), Some(why)));
         };
-        let spec = svc.service.spec.clone().unwrap_or_default();
-        if spec.type_.as_deref() == Some("ExternalName") {
+        let spec = svc.service.spec.as_ref();
+        if spec.and_then(|s| s.type_.as_deref()) == Some("ExternalName") {
             return Err(dns(format!(
                 "Service {namespace}/{name} is an ExternalName Service; resolved by DNS"
             )));
         }
-        let ports = spec.ports.unwrap_or_default();
+        let ports = spec.and_then(|s| s.ports.as_deref()).unwrap_or_default();
         let Some(sp) = ports
             .iter()
             .find(|p| p.port == Some(i64::from(port)) && is_tcp(p))
@@ -256,8 +261,9 @@ impl<'a> Index<'a> {
     }
 
     /// The endpoints of every EDS cluster in `clusters`, sorted by service name. Names
-    /// resolved for Mappings that were dropped later are left out.
-    pub fn endpoints_for(&self, clusters: &[Cluster]) -> Vec<Endpoints> {
+    /// resolved for Mappings that were dropped later are left out. Moves the resolved
+    /// endpoints out: the index has none afterwards.
+    pub fn endpoints_for(&mut self, clusters: &[Cluster]) -> Vec<Endpoints> {
         let mut names: Vec<&String> = clusters
             .iter()
             .filter_map(|c| match &c.discovery {
@@ -271,7 +277,7 @@ impl<'a> Index<'a> {
             .into_iter()
             .map(|n| Endpoints {
                 service_name: n.clone(),
-                endpoints: self.resolved.get(n).cloned().unwrap_or_default(),
+                endpoints: self.resolved.remove(n).unwrap_or_default(),
             })
             .collect()
     }
@@ -285,7 +291,29 @@ fn eds_name(namespace: &str, name: &str, port: u16, family: DnsFamily) -> String
         DnsFamily::V6Only => "/ipv6",
         DnsFamily::Auto => "/dual",
     };
-    format!("k8s/{namespace}/{name}/{port}{suffix}")
+    // Written directly: this runs for every upstream that names a Service.
+    let mut out = String::with_capacity(4 + namespace.len() + 1 + name.len() + 6 + suffix.len());
+    out.push_str("k8s/");
+    out.push_str(namespace);
+    out.push('/');
+    out.push_str(name);
+    out.push('/');
+    let mut digits = [0u8; 5];
+    let mut at = digits.len();
+    let mut rest = port;
+    loop {
+        at -= 1;
+        // A decimal digit: `rest % 10` is below 10.
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    out.push_str(suffix);
+    out
 }
 
 /// The `(namespace, name)` a host names: `name`, `name.namespace`, or
@@ -297,11 +325,12 @@ pub(crate) fn service_ref<'h>(
     if host == "localhost" || host.contains(':') || host.parse::<std::net::Ipv4Addr>().is_ok() {
         return None;
     }
-    let parts: Vec<&str> = host.split('.').collect();
-    match parts.as_slice() {
-        [name] => Some((default_namespace, name)),
-        [name, ns] => Some((ns, name)),
-        [name, ns, "svc", ..] => Some((ns, name)),
+    // `name`, `name.ns` or `name.ns.svc…`, read without collecting the labels.
+    let mut parts = host.split('.');
+    let name = parts.next()?;
+    match (parts.next(), parts.next()) {
+        (None, _) => Some((default_namespace, name)),
+        (Some(ns), None | Some("svc")) => Some((ns, name)),
         _ => None,
     }
 }
@@ -357,8 +386,8 @@ fn ready_endpoints(
             continue;
         };
         for ep in slice.endpoints.iter().flatten() {
-            let c = ep.conditions.clone().unwrap_or_default();
-            if c.ready == Some(false) || c.terminating == Some(true) {
+            let c = ep.conditions.as_ref();
+            if c.is_some_and(|c| c.ready == Some(false) || c.terminating == Some(true)) {
                 continue;
             }
             if let Some(addr) = ep.addresses.first() {

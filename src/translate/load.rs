@@ -20,11 +20,11 @@ use crate::api::mapping::MappingSpec;
 use crate::api::module::ModuleSpec;
 use crate::api::rate_limit_service::RateLimitServiceSpec;
 use crate::api::secret::SecretObject;
-use crate::api::service::{EndpointSliceObject, ServiceObject};
+use crate::api::service::{EndpointSliceObject, SERVICE_NAME_LABEL, ServiceObject};
 use crate::api::tcp_mapping::TcpMappingSpec;
 use crate::api::tls_context::TlsContextSpec;
 use crate::api::tracing_service::TracingServiceSpec;
-use crate::api::{Origin, RawObject, ResourceError};
+use crate::api::{Head, Origin, RawObject, ResourceError};
 
 /// Which getambassador.io version an object was written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,19 @@ pub(crate) struct Untyped<'a> {
     pub raw: &'a RawObject,
 }
 
-/// Everything that survived loading, each list in processing order.
+/// An EndpointSlice and the Service it belongs to: its [`SERVICE_NAME_LABEL`] label, the only
+/// label of a slice anything reads (its [`Meta`] keeps none).
+#[derive(Debug, Clone)]
+pub(crate) struct Slice<'a> {
+    pub service: Option<&'a str>,
+    pub slice: EndpointSliceObject,
+}
+
+/// Everything that survived loading, each list in processing order except `services` and
+/// `endpoint_slices`, which are in input order: nothing depends on theirs (the endpoint index
+/// looks Services up by name and sorts a Service's endpoints, and the translation's errors are
+/// sorted at the end), and sorting them with the rest costs a Kubernetes-sized input as much as
+/// its Mappings (docs/design.md#processing-order-and-duplicates).
 #[derive(Debug, Default)]
 pub(crate) struct Loaded<'a> {
     /// Typed by [`mapping_spec`].
@@ -115,7 +127,7 @@ pub(crate) struct Loaded<'a> {
     pub tcp_mappings: Vec<Obj<TcpMappingSpec>>,
     pub secrets: Vec<Obj<SecretObject>>,
     pub services: Vec<Obj<ServiceObject>>,
-    pub endpoint_slices: Vec<Obj<EndpointSliceObject>>,
+    pub endpoint_slices: Vec<Obj<Slice<'a>>>,
     // AuthService and RateLimitService (translate::services).
     pub auth_services: Vec<Obj<AuthServiceSpec>>,
     pub rate_limit_services: Vec<Obj<RateLimitServiceSpec>>,
@@ -151,18 +163,21 @@ pub(crate) fn load<'a>(
     let mut seen: HashMap<(&'static str, &str, &str), &Origin> =
         HashMap::with_capacity(order.len());
     let mut accepted: Vec<(Meta, Doc<'a>, &'a RawObject)> = Vec::with_capacity(order.len());
+    let mut loaded = Loaded::default();
     for raw in order {
-        let Some((kind, version, spec)) = classify(raw, errs) else {
+        let head = raw.head();
+        let Some((kind, version, spec)) = classify(raw, &head, errs) else {
             continue;
         };
-        let Some(meta) = meta(raw, kind, version, options, errs) else {
+        let namespace = namespace_of(head.namespace, options);
+        let Some(meta) = meta(raw, &head, namespace, kind, version, errs) else {
             continue;
         };
         if !CORE_KINDS.contains(&kind) && !id_matches(&meta, spec, &options.ambassador_id, errs) {
             tracing::debug!(name = %meta.id(), kind, "ambassador_id does not match: skipped");
             continue;
         }
-        let key = (kind, namespace_of(raw, options), raw.name());
+        let key = (kind, namespace, head.name);
         match seen.entry(key) {
             Entry::Occupied(first) => {
                 let first = first.get();
@@ -173,40 +188,53 @@ pub(crate) fn load<'a>(
                 slot.insert(&raw.origin);
             }
         }
-        if version == Version::V2 && raw.api_version().starts_with("getambassador.io/") {
+        if version == Version::V2 && head.api_version.starts_with("getambassador.io/") {
             errs.push(meta.warning(
                 "apiVersion",
                 format!(
                     "{} is deprecated; use getambassador.io/v3alpha1",
-                    raw.api_version()
+                    head.api_version
                 ),
             ));
         }
-        accepted.push((meta, spec, raw));
+        if matches!(kind, "Service" | "EndpointSlice") {
+            push(&mut loaded, meta, spec, raw, errs);
+        } else {
+            accepted.push((meta, spec, raw));
+        }
     }
     // Each list is in processing order (name, namespace, then origin). Sorting the accepted
     // objects before typing them (stable, so equal keys keep origin order) puts every list in
-    // that order without moving typed specs around.
-    accepted.sort_by(|a, b| a.0.order_key().cmp(&b.0.order_key()));
-    let mut loaded = Loaded::default();
+    // that order without moving typed specs around. The positions are sorted, not the
+    // objects: an accepted object is large, and a sort moves each element many times.
+    let mut sorted: Vec<usize> = (0..accepted.len()).collect();
+    sorted.sort_by(|&a, &b| accepted[a].0.order_key().cmp(&accepted[b].0.order_key()));
     let mappings = accepted
         .iter()
         .filter(|(m, _, _)| m.kind == "Mapping")
         .count();
     loaded.mappings.reserve_exact(mappings);
-    for (meta, spec, raw) in accepted {
-        push(&mut loaded, meta, spec, raw, errs);
+    let mut slots: Vec<Option<(Meta, Doc<'a>, &'a RawObject)>> =
+        accepted.into_iter().map(Some).collect();
+    for i in sorted {
+        if let Some((meta, spec, raw)) = slots[i].take() {
+            push(&mut loaded, meta, spec, raw, errs);
+        }
     }
     loaded
 }
 
 /// Kind, version and the part to type (`spec`, or the whole object for a core kind); `None`
 /// for objects legate ignores.
-fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, Version, Doc<'a>)> {
+fn classify<'a>(
+    raw: &'a RawObject,
+    head: &Head<'_>,
+    errs: &mut Errors,
+) -> Option<(&'static str, Version, Doc<'a>)> {
     let bad = |errs: &mut Errors, msg: &str| {
         errs.push(ResourceError {
             origin: raw.origin.clone(),
-            kind: raw.kind().to_string(),
+            kind: head.kind.to_string(),
             name: String::new(),
             field: None,
             message: msg.to_string(),
@@ -217,7 +245,7 @@ fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, 
         bad(errs, "not a Kubernetes object (expected a mapping)");
         return None;
     }
-    let (api_version, kind) = (raw.api_version(), raw.kind());
+    let (api_version, kind) = (head.api_version, head.kind);
     if api_version.is_empty() || kind.is_empty() {
         bad(
             errs,
@@ -255,7 +283,7 @@ fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, 
             errs.push(ResourceError {
                 origin: raw.origin.clone(),
                 kind: other.to_string(),
-                name: format!("{}/{}", raw.namespace().unwrap_or(""), raw.name()),
+                name: format!("{}/{}", head.namespace.unwrap_or(""), head.name),
                 field: None,
                 message: "this kind is not supported yet; ignored".into(),
                 warning: true,
@@ -267,19 +295,26 @@ fn classify<'a>(raw: &'a RawObject, errs: &mut Errors) -> Option<(&'static str, 
     Some((kind, version, raw.value.get("spec").unwrap_or(NULL.root())))
 }
 
+/// An object's [`Meta`]. A Service's or Secret's labels are left empty: nothing reads them; an
+/// EndpointSlice's Service label is kept on its own ([`Slice`]).
 fn meta(
     raw: &RawObject,
+    head: &Head<'_>,
+    namespace: &str,
     kind: &'static str,
     version: Version,
-    options: &Options,
     errs: &mut Errors,
 ) -> Option<Meta> {
+    let labels = match kind {
+        "Service" | "Secret" | "EndpointSlice" => BTreeMap::new(),
+        _ => head.labels(),
+    };
     let meta = Meta {
         origin: raw.origin.clone(),
         kind,
-        name: raw.name().to_string(),
-        namespace: namespace_of(raw, options).to_string(),
-        labels: raw.labels(),
+        name: head.name.to_string(),
+        namespace: namespace.to_string(),
+        labels,
         version,
     };
     if meta.name.is_empty() {
@@ -289,9 +324,9 @@ fn meta(
     Some(meta)
 }
 
-/// The namespace an object is treated as being in.
-fn namespace_of<'a>(raw: &'a RawObject, options: &'a Options) -> &'a str {
-    match raw.namespace() {
+/// The namespace an object whose `metadata.namespace` is `namespace` is treated as being in.
+fn namespace_of<'a>(namespace: Option<&'a str>, options: &'a Options) -> &'a str {
+    match namespace {
         None | Some("") | Some("_automatic_") => &options.ambassador_namespace,
         Some(ns) => ns,
     }
@@ -346,14 +381,21 @@ fn push<'a>(
             return;
         }
         "Service" => {
-            if let Some(s) = typed::<ServiceObject>(&meta, spec, "", errs) {
+            if let Some(s) = typed_by(&meta, spec, "", errs, ServiceObject::from_doc) {
                 loaded.services.push(Obj { meta, spec: s });
             }
             return;
         }
         "EndpointSlice" => {
-            if let Some(s) = typed::<EndpointSliceObject>(&meta, spec, "", errs) {
-                loaded.endpoint_slices.push(Obj { meta, spec: s });
+            if let Some(slice) = typed_by(&meta, spec, "", errs, EndpointSliceObject::from_doc) {
+                let service = raw
+                    .value
+                    .get("metadata")
+                    .and_then(|m| m.get("labels"))
+                    .and_then(|l| l.get(SERVICE_NAME_LABEL))
+                    .and_then(|v| v.as_str());
+                let spec = Slice { service, slice };
+                loaded.endpoint_slices.push(Obj { meta, spec });
             }
             return;
         }

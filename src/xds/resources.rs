@@ -121,18 +121,24 @@ pub fn snapshot_reusing(
                 .iter()
                 .map(|l| (&l.name, Ir::hash_of(l), move || pack(listener(l)))),
         );
+        // Each cluster is hashed once: its EDS resource's version covers it by this hash.
+        let cluster_hashes: Vec<u64> = ir.clusters.iter().map(Ir::hash_of).collect();
         let mut clusters = v.collect(
             before(TypeKind::Cluster),
             ir.clusters
                 .iter()
-                .map(|c| (&c.name, Ir::hash_of(c), move || pack(cluster(c)))),
+                .zip(&cluster_hashes)
+                .map(|(c, hash)| (&c.name, *hash, move || pack(cluster(c)))),
         );
         for (name, linger) in services::lingering_clusters(ir) {
             if let Some(r) = clusters.resources.get_mut(name) {
                 r.linger = linger;
             }
         }
-        let endpoints = v.collect(before(TypeKind::Endpoint), endpoint::all(ir));
+        let endpoints = v.collect(
+            before(TypeKind::Endpoint),
+            endpoint::all(ir, &cluster_hashes),
+        );
         let secrets = v.collect(
             before(TypeKind::Secret),
             ir.secrets

@@ -622,3 +622,140 @@ fn unknown_resolvers_are_errors() {
     assert_eq!(failures.len(), 1, "{failures:#?}");
     assert!(failures[0].contains("spec.resolver: \"consul-dc1\""));
 }
+
+#[test]
+fn eds_names_and_service_references() {
+    use super::{eds_name, service_ref};
+    use crate::ir::DnsFamily;
+    assert_eq!(eds_name("ns", "web", 0, DnsFamily::V4Only), "k8s/ns/web/0");
+    assert_eq!(
+        eds_name("ns", "web", 8, DnsFamily::V6Only),
+        "k8s/ns/web/8/ipv6"
+    );
+    assert_eq!(eds_name("n", "w", 80, DnsFamily::Auto), "k8s/n/w/80/dual");
+    assert_eq!(
+        eds_name("n", "w", 65535, DnsFamily::V4Only),
+        "k8s/n/w/65535"
+    );
+    for port in [1, 9, 10, 99, 100, 1000, 10000, 12345] {
+        assert_eq!(
+            eds_name("a", "b", port, DnsFamily::V4Only),
+            format!("k8s/a/b/{port}")
+        );
+    }
+    let cases = [
+        ("web", Some(("dflt", "web"))),
+        ("web.ns", Some(("ns", "web"))),
+        ("web.ns.svc", Some(("ns", "web"))),
+        ("web.ns.svc.cluster.local", Some(("ns", "web"))),
+        ("web.ns.other", None),
+        ("web.ns.other.svc", None),
+        ("", Some(("dflt", ""))),
+        ("localhost", None),
+        ("10.0.0.1", None),
+        ("::1", None),
+    ];
+    for (host, want) in cases {
+        assert_eq!(service_ref(host, "dflt"), want, "{host}");
+    }
+}
+
+#[test]
+fn the_read_order_of_services_and_slices_does_not_matter() {
+    // Services and EndpointSlices are not sorted into processing order (docs/design.md,
+    // "Processing order and duplicates"): reading them in another order changes nothing.
+    let port = json!([{"name": "http", "port": 8080, "protocol": "TCP"}]);
+    let objects = || {
+        let mut objects = base();
+        objects.push(mapping(
+            "default",
+            "m",
+            json!({"prefix": "/", "service": "echo"}),
+        ));
+        objects.push(mapping(
+            "default",
+            "n",
+            json!({"prefix": "/n/", "service": "bad"}),
+        ));
+        objects.push(service(
+            "default",
+            "echo",
+            json!([{"name": "http", "port": 80, "targetPort": 8080}]),
+        ));
+        objects.push(service("default", "bad", json!("not a list")));
+        objects.push(slice(
+            "default",
+            "echo-b",
+            "echo",
+            "IPv4",
+            port.clone(),
+            json!([ep("10.0.0.2", None, None), ep("10.0.0.1", None, None)]),
+        ));
+        objects.push(slice(
+            "default",
+            "echo-a",
+            "echo",
+            "IPv4",
+            port.clone(),
+            json!([ep("10.0.0.3", None, None), ep("10.0.0.1", Some(true), None)]),
+        ));
+        objects.push(slice(
+            "default",
+            "echo-c",
+            "echo",
+            "IPv4",
+            json!(7),
+            json!([]),
+        ));
+        objects
+    };
+    // The same objects read in the opposite order (origins numbered the other way).
+    let numbered = |reverse: bool| -> Vec<RawObject> {
+        let objects = objects();
+        let n = objects.len();
+        objects
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let doc = if reverse { n - i } else { i + 1 };
+                let file = std::path::PathBuf::from("in.yaml");
+                RawObject::new(Origin::File { file, doc }, o.value.to_value())
+            })
+            .collect()
+    };
+    let options = Options {
+        endpoint_routing: true,
+        ..Options::default()
+    };
+    let (a, b) = (
+        translate(&numbered(false), &options),
+        translate(&numbered(true), &options),
+    );
+    assert_eq!(a.ir, b.ir);
+    let endpoints: Vec<&str> = a.ir.endpoints[0]
+        .endpoints
+        .iter()
+        .map(|e| e.address.as_str())
+        .collect();
+    assert_eq!(endpoints, ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+    let problems = |t: &Translation| -> Vec<String> {
+        let mut p: Vec<String> = t
+            .errors
+            .iter()
+            .map(|e| format!("{} {} {:?} {}", e.kind, e.name, e.field, e.message))
+            .collect();
+        p.sort();
+        p
+    };
+    assert_eq!(problems(&a), problems(&b));
+    assert!(
+        problems(&a)
+            .iter()
+            .any(|p| p.starts_with("Service default/bad"))
+    );
+    assert!(
+        problems(&a)
+            .iter()
+            .any(|p| p.starts_with("EndpointSlice default/echo-c"))
+    );
+}

@@ -658,3 +658,63 @@ fn service_clusters_linger_for_their_timeout() {
     assert_eq!(got[&auth], Duration::from_secs(8));
     assert_eq!(got[&rate], Duration::from_secs(8));
 }
+
+#[test]
+fn eds_resources_merge_given_endpoints_and_the_clusters_using_them() {
+    let eds = |name: &str, service: &str| {
+        crate::ir::Cluster::new(
+            name,
+            Discovery::Eds {
+                service_name: service.into(),
+            },
+        )
+    };
+    let mut ir = Ir::default();
+    ir.clusters = vec![
+        eds("c1", "k/b"),
+        crate::ir::Cluster::new("dns", Discovery::StrictDns(vec![Endpoint::new("x.ns", 80)])),
+        eds("c2", "k/c"),
+        eds("c3", "k/b"),
+    ];
+    ir.endpoints = vec![
+        Endpoints {
+            service_name: "k/b".into(),
+            endpoints: vec![Endpoint::new("10.0.0.2", 80)],
+        },
+        Endpoints {
+            service_name: "k/a".into(),
+            endpoints: vec![Endpoint::new("10.0.0.1", 80)],
+        },
+    ];
+    let hashes = [1, 2, 3, 4];
+    let all = |ir: &Ir, hashes: &[u64]| -> Vec<(String, u64, ClusterLoadAssignment)> {
+        endpoint::all(ir, hashes)
+            .into_iter()
+            .map(|(name, hash, encode)| (name.clone(), hash, any_as(&encode())))
+            .collect()
+    };
+    let before = all(&ir, &hashes);
+    let names: Vec<&str> = before.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names, ["k/a", "k/b", "k/c"]);
+    for (name, _, cla) in &before {
+        let given = ir.endpoints.iter().find(|e| &e.service_name == name);
+        let want = endpoint::load_assignment(name, given.map_or(&[], |e| &e.endpoints));
+        assert_eq!(cla, &want, "{name}: k/c has none, an empty assignment");
+    }
+    // A change to a cluster using k/b (c3) moves k/b's version only; so does a change to
+    // the DNS cluster's hash, for nothing.
+    let after = all(&ir, &[1, 2, 3, 5]);
+    assert_eq!(before[0].1, after[0].1);
+    assert_ne!(before[1].1, after[1].1);
+    assert_eq!(before[2].1, after[2].1);
+    assert_eq!(
+        before,
+        all(&ir, &[1, 9, 3, 4]),
+        "the DNS cluster is no user"
+    );
+    // Which clusters use a name counts, not only their hashes' values.
+    ir.clusters.swap(2, 3);
+    let swapped = all(&ir, &hashes);
+    assert_ne!(before[1].1, swapped[1].1);
+    assert_ne!(before[2].1, swapped[2].1);
+}
