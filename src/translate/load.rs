@@ -112,7 +112,7 @@ pub(crate) struct Slice<'a> {
 }
 
 /// Everything that survived loading, each list in processing order except `services` and
-/// `endpoint_slices`, which are in input order: nothing depends on theirs (the endpoint index
+/// `endpoint_slices`, which are in read order (by origin): nothing depends on theirs (the endpoint index
 /// looks Services up by name and sorts a Service's endpoints, and the translation's errors are
 /// sorted at the end), and sorting them with the rest costs a Kubernetes-sized input as much as
 /// its Mappings (docs/design.md#processing-order-and-duplicates).

@@ -3,8 +3,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::api::doc::Document;
 
-/// `from_doc` gives what serde gives (value or error text), and `expect_fast` says whether the
-/// field-by-field reader (not the serde fallback) produced it.
+/// `from_doc` gives what serde gives (value or error text).
 fn same<T>(value: Value, from_doc: fn(Doc<'_>) -> Result<T, serde_json::Error>)
 where
     T: for<'de> Deserialize<'de> + std::fmt::Debug + PartialEq,
@@ -28,7 +27,7 @@ fn services_type_as_serde_types_them() {
         json!({"spec": {"ports": null, "type": null}}),
         json!({"spec": null}),
         json!({}),
-        // Serde's fallback: errors, and shapes the reader leaves to serde.
+        // Errors, values the reader must reject as serde does, and shapes it leaves to serde.
         json!({"spec": {"ports": [{"port": 80.5}]}}),
         json!({"spec": {"ports": [{"port": -1}]}}),
         json!({"spec": {"ports": [{"port": u64::MAX}]}}),

@@ -701,8 +701,8 @@ fn eds_resources_merge_given_endpoints_and_the_clusters_using_them() {
         let want = endpoint::load_assignment(name, given.map_or(&[], |e| &e.endpoints));
         assert_eq!(cla, &want, "{name}: k/c has none, an empty assignment");
     }
-    // A change to a cluster using k/b (c3) moves k/b's version only; so does a change to
-    // the DNS cluster's hash, for nothing.
+    // A change to a cluster using k/b (c3) moves k/b's version only; a change to the DNS
+    // cluster's hash (no EDS resource) moves none.
     let after = all(&ir, &[1, 2, 3, 5]);
     assert_eq!(before[0].1, after[0].1);
     assert_ne!(before[1].1, after[1].1);
