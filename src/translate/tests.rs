@@ -56,6 +56,14 @@ fn user_routes(t: &Translation) -> Vec<(String, RouteMatch)> {
         .collect()
 }
 
+/// The objects whose failure says `message`, in report order.
+fn failed_with<'t>(t: &'t Translation, message: &str) -> Vec<&'t str> {
+    t.failures()
+        .filter(|e| e.message.contains(message))
+        .map(|e| e.name.as_str())
+        .collect()
+}
+
 /// Canary weights are emitted as Emissary's cumulative runtime_fraction thresholds on
 /// consecutive routes; Envoy draws one number per request, so the observable share of each
 /// route is its threshold minus the previous one. This checks the shares equal the weights.
@@ -268,11 +276,7 @@ fn canary_members_agree_on_labels_as_read() {
         json!({"hostname": "*", "prefix": "/c/", "service": "d", "weight": 30}),
     ));
     let t = translate(&objs, &Options::default());
-    let conflicts: Vec<&str> = t
-        .failures()
-        .filter(|e| e.message.contains("conflicts with Mapping"))
-        .map(|e| e.name.as_str())
-        .collect();
+    let conflicts = failed_with(&t, "conflicts with Mapping");
     assert_eq!(conflicts, ["default/c", "default/d"], "{:#?}", t.errors);
     let clusters: Vec<String> = user_routes(&t).into_iter().map(|(c, _)| c).collect();
     assert_eq!(clusters, ["cluster_a_default", "cluster_b_default"]);
@@ -323,11 +327,7 @@ fn canary_members_agree_on_the_fields_as_written() {
         ),
     ]);
     let t = translate(&objs, &Options::default());
-    let conflicts: Vec<&str> = t
-        .failures()
-        .filter(|e| e.message.contains("conflicts with Mapping default/a"))
-        .map(|e| e.name.as_str())
-        .collect();
+    let conflicts = failed_with(&t, "conflicts with Mapping default/a");
     assert_eq!(
         conflicts,
         ["default/c", "default/d", "default/e"],
