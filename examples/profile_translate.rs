@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use legate::api::RawObject;
 use legate::source::{LoadOptions, load_dir};
-use legate::translate::{Cache, Options, translate, translate_with};
+use legate::translate::{Cache, Leftovers, Options, translate_deferring};
 use legate::xds::resources::{snapshot_reusing, to_json};
 
 fn main() {
@@ -58,11 +58,14 @@ fn main() {
             change_one(&mut state.objects, run);
         }
         let t = Instant::now();
-        let tr = if cached {
-            translate_with(&state.objects, &options, &mut cache)
-        } else {
-            translate(&state.objects, &options)
-        };
+        // As `legate run`: what the translation no longer needs is freed after the snapshot.
+        let mut leftovers = Leftovers::new();
+        let tr = translate_deferring(
+            &state.objects,
+            &options,
+            cached.then_some(&mut cache),
+            &mut leftovers,
+        );
         let t1 = t.elapsed();
         let before = if reuse { previous.take() } else { None };
         let snap =
@@ -75,7 +78,7 @@ fn main() {
             eprintln!("after to_json: peak RSS {}", peak_rss());
         }
         let t3 = t.elapsed();
-        drop((tr, before));
+        drop((tr, before, leftovers));
         previous = Some(snap);
         let t4 = t.elapsed();
         eprintln!(

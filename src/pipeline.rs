@@ -19,7 +19,7 @@ use crate::ir::Ir;
 use crate::metrics::Metrics;
 use crate::readiness::Guard;
 use crate::source::{SourceState, Subscription};
-use crate::translate::{self, Options};
+use crate::translate::{self, Leftovers, Options};
 use crate::xds::{self, Snapshot};
 
 /// The translation options for these settings, with legate's probe listener at `probe`: the
@@ -188,16 +188,24 @@ impl Pipeline {
                 })
             });
             let previous = previous.as_deref();
-            build(
+            // What the translation no longer needs is freed after publishing, below.
+            let mut leftovers = Leftovers::new();
+            let built = build(
                 step,
                 &options,
                 generation,
                 &boot_id,
                 cache.as_deref_mut(),
                 previous,
-            )
+                &mut leftovers,
+            );
+            (built, leftovers)
         })
         .await;
+        let (built, leftovers) = match built {
+            Ok((built, leftovers)) => (Ok(built), leftovers),
+            Err(e) => (Err(e), Leftovers::new()),
+        };
         let (errors, snapshot) = match built {
             Ok(Ok(b)) => b,
             Ok(Err(e)) => {
@@ -250,10 +258,10 @@ impl Pipeline {
             );
         }
         self.first.release();
-        // Drop the previous IR and snapshot (unless an ADS stream still holds it) and give
-        // their memory back.
+        // Free the previous state and snapshot (unless an ADS stream still holds it) and what
+        // this translation left (docs/design.md#deferred-freeing), then give the memory back.
         let trimmed = tokio::task::spawn_blocking(move || {
-            drop((old_current, old_snapshot));
+            drop((old_current, old_snapshot, leftovers));
             crate::memory::release();
         })
         .await;
@@ -276,14 +284,12 @@ fn build(
     boot_id: &str,
     cache: Option<&mut translate::Cache>,
     previous: Option<&Snapshot>,
+    leftovers: &mut Leftovers,
 ) -> Result<(Vec<ResourceError>, Snapshot), xds::resources::Error> {
     let started = Instant::now();
     let (ir, errors) = match step {
         Step::Source(state) => {
-            let t = match cache {
-                Some(cache) => translate::translate_with(&state.objects, options, cache),
-                None => translate::translate(&state.objects, options),
-            };
+            let t = translate::translate_deferring(&state.objects, options, cache, leftovers);
             let mut errors = state.errors.clone();
             errors.extend(t.errors);
             (t.ir, errors)
@@ -298,8 +304,8 @@ fn build(
         snapshot_ms = (started.elapsed() - translated).as_millis() as u64,
         "configuration built"
     );
-    // The IR is dropped here, on the blocking pool: `Current::ir` rebuilds it when asked.
-    drop(ir);
+    // The IR is freed after the snapshot is published (`Current::ir` rebuilds it when asked).
+    leftovers.keep(ir);
     Ok((errors, snapshot))
 }
 

@@ -100,9 +100,57 @@ impl Translation {
     }
 }
 
+/// What a translation no longer needs but has not freed: freeing tens of thousands of plans
+/// takes a while (issue 10), and a caller that serves the result first
+/// ([`translate_deferring`]) frees them after (docs/design.md#deferred-freeing).
+#[derive(Default)]
+pub struct Leftovers(Vec<Box<dyn Send>>);
+
+impl Leftovers {
+    pub fn new() -> Leftovers {
+        Leftovers::default()
+    }
+
+    /// Keeps `value` until the leftovers are dropped.
+    pub fn keep(&mut self, value: impl Send + 'static) {
+        self.0.push(Box::new(value));
+    }
+
+    /// How many values are kept (for tests).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Leftovers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Leftovers({})", self.0.len())
+    }
+}
+
 /// Translates every object into one IR. Pure and deterministic.
 pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
-    run(objects, options, None)
+    run(objects, options, None, &mut Leftovers::new())
+}
+
+/// [`translate`] (with `cache`, [`translate_with`]), handing what it no longer needs to
+/// `leftovers` instead of freeing it: the caller frees it once the result is served.
+pub fn translate_deferring(
+    objects: &[RawObject],
+    options: &Options,
+    cache: Option<&mut Cache>,
+    leftovers: &mut Leftovers,
+) -> Translation {
+    if let Some(cache) = cache {
+        cache.prepare(objects, options);
+        run(objects, options, Some(cache), leftovers)
+    } else {
+        run(objects, options, None, leftovers)
+    }
 }
 
 /// [`translate`], reusing what `cache` kept from earlier translations where the objects and
@@ -110,10 +158,15 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
 /// [`translate`]'s.
 pub fn translate_with(objects: &[RawObject], options: &Options, cache: &mut Cache) -> Translation {
     cache.prepare(objects, options);
-    run(objects, options, Some(cache))
+    run(objects, options, Some(cache), &mut Leftovers::new())
 }
 
-fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> Translation {
+fn run(
+    objects: &[RawObject],
+    options: &Options,
+    cache: Option<&mut Cache>,
+    leftovers: &mut Leftovers,
+) -> Translation {
     let mut errs = Errors::default();
     // 1. load
     let mut loaded = load::load(objects, options, &mut errs);
@@ -139,7 +192,12 @@ fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> T
     // AuthService and RateLimitService are planned before the Mappings that refer to them.
     let service_plan = services::plan(&loaded, &settings, &tls, options, &mut errs);
     let plans = cache.map(|c| &mut c.mappings);
-    let mut mappings = mapping::plan_all(&loaded.mappings, &mut cx, plans, &mut errs);
+    let mut mappings = mapping::plan_all(
+        std::mem::take(&mut loaded.mappings),
+        &mut cx,
+        plans,
+        &mut errs,
+    );
     let service_routes = services::collect(
         mappings
             .iter_mut()
@@ -151,7 +209,6 @@ fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> T
         &service_plan,
         &mut errs,
     );
-    drop(std::mem::take(&mut loaded.mappings));
     let mut tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
     // 4. group
     let groups = group::group(&mut mappings, &service_routes, &mut tcp, &mut errs);
@@ -171,7 +228,7 @@ fn run(objects: &[RawObject], options: &Options, cache: Option<&mut Cache>) -> T
         },
         settings: &settings,
     };
-    let ir = assemble::assemble(inputs, tls, &mut index, &mut errs);
+    let ir = assemble::assemble(inputs, tls, &mut index, &mut errs, leftovers);
     // 6. validate
     validate::validate(ir, errs)
 }

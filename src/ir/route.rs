@@ -31,7 +31,9 @@ pub struct Route {
     pub request_headers_to_remove: Vec<String>,
     pub response_headers_to_add: Vec<HeaderValue>,
     pub response_headers_to_remove: Vec<String>,
-    pub cors: Option<Cors>,
+    /// Boxed, as the other settings most routes leave unset: a route table of 50,000 routes
+    /// is built, hashed and encoded on every change (issue 10).
+    pub cors: Option<Box<Cors>>,
     /// AuthService: whether and how ext_authz checks this route.
     #[serde(skip_serializing_if = "super::RouteAuth::is_default")]
     pub auth: super::RouteAuth,
@@ -152,12 +154,12 @@ pub struct Forward {
     /// One entry routes to that cluster; several split by weight (shares).
     pub clusters: Vec<WeightedCluster>,
     pub prefix_rewrite: Option<String>,
-    pub regex_rewrite: Option<RegexRewrite>,
+    pub regex_rewrite: Option<Box<RegexRewrite>>,
     pub host_rewrite: Option<HostRewrite>,
     /// Upstream response timeout; `Some(0)` disables it, `None` keeps Envoy's default (15 s).
     pub timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
-    pub retry: Option<RetryPolicy>,
+    pub retry: Option<Box<RetryPolicy>>,
     /// Upgrade types allowed on this route, e.g. `websocket`.
     pub upgrades: Vec<String>,
     pub mirrors: Vec<Mirror>,

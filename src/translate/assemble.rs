@@ -15,9 +15,8 @@ mod tcp;
 
 use std::collections::HashSet;
 
-use crate::ir::{ChainAction, Cluster, FilterChain, Ir, Listener, RouteAction};
+use crate::ir::{ChainAction, Cluster, Discovery, FilterChain, Ir, Listener, RouteAction};
 
-use super::Errors;
 use super::endpoint::Index;
 use super::group::Groups;
 use super::host::HostPlan;
@@ -27,6 +26,7 @@ use super::module::Settings;
 use super::services::{self, Planned};
 use super::tcp::TcpPlan;
 use super::tls::Store;
+use super::{Errors, Leftovers};
 
 /// Everything the assembly needs: the outputs of the plan and group phases.
 pub(crate) struct Inputs<'a> {
@@ -47,6 +47,7 @@ pub(crate) fn assemble(
     mut store: Store,
     index: &mut Index<'_>,
     errs: &mut Errors,
+    leftovers: &mut Leftovers,
 ) -> Ir {
     if inp.listeners.is_empty() {
         errs.global(
@@ -60,7 +61,7 @@ pub(crate) fn assemble(
     listeners(&mut ir, &inp, &mut routed, &mut placed_tcp, &store, errs);
     tcp::synthesized(&mut ir, &placed_tcp, &inp, &store, errs);
     report_unattached(&inp.mappings, &inp.groups.dropped, &routed, errs);
-    ir.clusters = used_clusters(&ir, inp.mappings, inp.tcp);
+    ir.clusters = used_clusters(&ir, inp.mappings, inp.tcp, leftovers);
     services::assemble(&mut ir, inp.services, inp.settings, &mut store, errs);
     secrets(&ir, &mut store);
     ir.listeners.sort_by(|a, b| a.name.cmp(&b.name));
@@ -139,8 +140,14 @@ fn report_unattached(plans: &[MappingPlan], dropped: &[bool], routed: &[bool], e
 }
 
 /// Only the clusters that routes, mirrors and tcp_proxy chains use, sorted by name (the first
-/// one of a name wins). The plans are consumed: their clusters move into the IR.
-fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Cluster> {
+/// one of a name wins). The plans are consumed: their clusters move into the IR, the rest of
+/// them into `leftovers`.
+fn used_clusters(
+    ir: &Ir,
+    mut plans: Vec<MappingPlan>,
+    tcp: Vec<TcpPlan>,
+    leftovers: &mut Leftovers,
+) -> Vec<Cluster> {
     // Membership only: a hash set (the result is sorted below).
     let mut used: HashSet<&str> = HashSet::new();
     for t in &ir.route_tables {
@@ -158,21 +165,41 @@ fn used_clusters(ir: &Ir, plans: Vec<MappingPlan>, tcp: Vec<TcpPlan>) -> Vec<Clu
             }
         }
     }
-    let all = plans
-        .into_iter()
-        .filter_map(|p| match p.action.target {
-            Target::Cluster(c) => Some(*c),
+    // The clusters stay boxed until the end: a cluster is large, and each move copies it.
+    let mut boxed: Vec<Box<Cluster>> = plans
+        .iter_mut()
+        .filter_map(|p| match &p.action.target {
+            Target::Cluster(_) => match std::mem::replace(&mut p.action.target, Target::taken()) {
+                Target::Cluster(c) => Some(c),
+                _ => None,
+            },
             Target::Redirect(_) | Target::Failed { .. } => None,
         })
-        .chain(tcp.into_iter().map(|t| t.cluster));
-    let unsorted: Vec<Cluster> = all.filter(|c| used.contains(c.name.as_str())).collect();
-    // Stable: of several clusters with one name, the first stays. The positions are sorted,
-    // not the clusters: a cluster is large, and a sort moves each element many times.
-    let mut order: Vec<usize> = (0..unsorted.len()).collect();
-    order.sort_by(|&a, &b| unsorted[a].name.cmp(&unsorted[b].name));
-    order.dedup_by(|later, first| unsorted[*later].name == unsorted[*first].name);
-    let mut slots: Vec<Option<Cluster>> = unsorted.into_iter().map(Some).collect();
-    order.into_iter().filter_map(|i| slots[i].take()).collect()
+        .chain(tcp.into_iter().map(|t| Box::new(t.cluster)))
+        .filter(|c| used.contains(c.name.as_str()))
+        .collect();
+    // Of several clusters with one name, the first stays: ties keep their positions' order.
+    let mut order: Vec<(&str, usize)> = boxed
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.as_str(), i))
+        .collect();
+    order.sort_unstable();
+    order.dedup_by(|later, first| later.0 == first.0);
+    let order: Vec<usize> = order.into_iter().map(|(_, i)| i).collect();
+    // Each cluster is moved out of its box; the emptied boxes are freed with the leftovers.
+    let clusters = order
+        .into_iter()
+        .map(|i| {
+            std::mem::replace(
+                &mut *boxed[i],
+                Cluster::new(String::new(), Discovery::Static(Vec::new())),
+            )
+        })
+        .collect();
+    leftovers.keep(plans);
+    leftovers.keep(boxed);
+    clusters
 }
 
 /// Registers the SDS secrets the listeners and clusters reference.

@@ -45,6 +45,18 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// Nothing (allocates nothing): a place for a [`Meta`] that is moved in later.
+    pub fn empty() -> Meta {
+        Meta {
+            origin: Origin::Builtin,
+            kind: "",
+            name: String::new(),
+            namespace: String::new(),
+            labels: BTreeMap::new(),
+            version: Version::V3,
+        }
+    }
+
     /// `namespace/name`.
     pub fn id(&self) -> String {
         // Built directly (one allocation of the exact size, no formatting machinery): it is

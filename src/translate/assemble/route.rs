@@ -150,7 +150,12 @@ fn action_route(plan: &MappingPlan, g: &Group, plans: &[MappingPlan], threshold:
                 .cloned()
                 .unwrap_or_default(),
                 mirrors: g.mirror.iter().cloned().collect(),
-                hash_policy: plan.action.hash_policy.iter().cloned().collect(),
+                hash_policy: plan
+                    .action
+                    .hash_policy
+                    .iter()
+                    .map(|h| (**h).clone())
+                    .collect(),
             })
         }
     };

@@ -440,7 +440,7 @@ fn forward(f: &ir::Forward) -> RouteAction {
     RouteAction {
         cluster_specifier: Some(cluster_specifier),
         prefix_rewrite: f.prefix_rewrite.clone().unwrap_or_default(),
-        regex_rewrite: f.regex_rewrite.as_ref().map(regex_rewrite),
+        regex_rewrite: f.regex_rewrite.as_deref().map(regex_rewrite),
         host_rewrite_specifier: f.host_rewrite.as_ref().map(|h| match h {
             ir::HostRewrite::Literal(host) => {
                 route_action::HostRewriteSpecifier::HostRewriteLiteral(host.clone())
@@ -452,7 +452,7 @@ fn forward(f: &ir::Forward) -> RouteAction {
         // `Some(0)` becomes an explicit 0 s, which disables Envoy's 15 s default.
         timeout: f.timeout_ms.map(duration_ms),
         idle_timeout: f.idle_timeout_ms.map(duration_ms),
-        retry_policy: f.retry.as_ref().map(retry_policy),
+        retry_policy: f.retry.as_deref().map(retry_policy),
         upgrade_configs: f
             .upgrades
             .iter()

@@ -326,10 +326,10 @@ fn main_table() -> RouteTable {
                     Route::new(
                         RouteMatch::prefix("/"),
                         RouteAction::Forward(Forward {
-                            regex_rewrite: Some(RegexRewrite {
+                            regex_rewrite: Some(Box::new(RegexRewrite {
                                 pattern: "^/api/v1/".into(),
                                 substitution: "/".into(),
-                            }),
+                            })),
                             host_rewrite: Some(HostRewrite::Auto),
                             ..Forward::to("logical")
                         }),
@@ -416,12 +416,12 @@ fn canary_route() -> Route {
         host_rewrite: Some(HostRewrite::Literal("api.internal".into())),
         timeout_ms: Some(0),
         idle_timeout_ms: Some(120_500),
-        retry: Some(ir::RetryPolicy {
+        retry: Some(Box::new(ir::RetryPolicy {
             retry_on: vec!["5xx".into(), "retriable-status-codes".into()],
             num_retries: Some(2),
             per_try_timeout_ms: Some(250),
             retriable_status_codes: vec![503, 504],
-        }),
+        })),
         upgrades: vec!["websocket".into()],
         mirrors: vec![Mirror {
             cluster: "grpc".into(),
@@ -452,7 +452,7 @@ fn canary_route() -> Route {
             append: false,
         }],
         response_headers_to_remove: vec!["server".into()],
-        cors: Some(Cors {
+        cors: Some(Box::new(Cors {
             origins: vec![
                 StringMatch::Exact("https://app.example.com".into()),
                 StringMatch::Suffix(".example.org".into()),
@@ -462,7 +462,7 @@ fn canary_route() -> Route {
             exposed_headers: vec!["x-request-id".into()],
             credentials: true,
             max_age: Some("86400".into()),
-        }),
+        })),
         ..Route::new(matcher, RouteAction::Forward(forward))
     }
 }
