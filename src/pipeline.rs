@@ -199,6 +199,10 @@ impl Pipeline {
                 previous,
                 &mut leftovers,
             );
+            if built.is_err() {
+                // Nothing is published: free it here, off the async threads.
+                drop(std::mem::take(&mut leftovers));
+            }
             (built, leftovers)
         })
         .await;
@@ -243,9 +247,11 @@ impl Pipeline {
             errors: Arc::new(errors),
             published_at: Some(Instant::now()),
         }));
-        let mut old_snapshot = None;
+        // Either the snapshot replaced, or (unchanged) the one just built.
+        let old_snapshot;
         if unchanged {
             tracing::debug!(generation, "configuration unchanged");
+            old_snapshot = Some(Arc::new(snapshot));
         } else {
             old_snapshot = self.snapshots.send_replace(Some(Arc::new(snapshot)));
             self.metrics.reconfigurations.inc();

@@ -169,14 +169,20 @@ fn used_clusters(
     let mut boxed: Vec<Box<Cluster>> = plans
         .iter_mut()
         .filter_map(|p| match &p.action.target {
-            Target::Cluster(_) => match std::mem::replace(&mut p.action.target, Target::taken()) {
-                Target::Cluster(c) => Some(c),
-                _ => None,
-            },
-            Target::Redirect(_) | Target::Failed { .. } => None,
+            // An unused cluster stays in its plan, freed with the leftovers.
+            Target::Cluster(c) if used.contains(c.name.as_str()) => {
+                match std::mem::replace(&mut p.action.target, Target::taken()) {
+                    Target::Cluster(c) => Some(c),
+                    _ => None,
+                }
+            }
+            Target::Cluster(_) | Target::Redirect(_) | Target::Failed { .. } => None,
         })
-        .chain(tcp.into_iter().map(|t| Box::new(t.cluster)))
-        .filter(|c| used.contains(c.name.as_str()))
+        .chain(
+            tcp.into_iter()
+                .filter(|t| used.contains(t.cluster.name.as_str()))
+                .map(|t| Box::new(t.cluster)),
+        )
         .collect();
     // Of several clusters with one name, the first stays: ties keep their positions' order.
     let mut order: Vec<(&str, usize)> = boxed
