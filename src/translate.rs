@@ -115,15 +115,6 @@ impl Leftovers {
     pub fn keep(&mut self, value: impl Send + 'static) {
         self.0.push(Box::new(value));
     }
-
-    /// How many values are kept (for tests).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl std::fmt::Debug for Leftovers {
@@ -134,7 +125,7 @@ impl std::fmt::Debug for Leftovers {
 
 /// Translates every object into one IR. Pure and deterministic.
 pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
-    run(objects, options, None, &mut Leftovers::new())
+    translate_deferring(objects, options, None, &mut Leftovers::new())
 }
 
 /// [`translate`] (with `cache`, [`translate_with`]), handing what it no longer needs to
@@ -142,23 +133,20 @@ pub fn translate(objects: &[RawObject], options: &Options) -> Translation {
 pub fn translate_deferring(
     objects: &[RawObject],
     options: &Options,
-    cache: Option<&mut Cache>,
+    mut cache: Option<&mut Cache>,
     leftovers: &mut Leftovers,
 ) -> Translation {
-    if let Some(cache) = cache {
+    if let Some(cache) = cache.as_deref_mut() {
         cache.prepare(objects, options);
-        run(objects, options, Some(cache), leftovers)
-    } else {
-        run(objects, options, None, leftovers)
     }
+    run(objects, options, cache, leftovers)
 }
 
 /// [`translate`], reusing what `cache` kept from earlier translations where the objects and
 /// inputs are unchanged (see `translate::cache`), and updating it. The result is exactly
 /// [`translate`]'s.
 pub fn translate_with(objects: &[RawObject], options: &Options, cache: &mut Cache) -> Translation {
-    cache.prepare(objects, options);
-    run(objects, options, Some(cache), &mut Leftovers::new())
+    translate_deferring(objects, options, Some(cache), &mut Leftovers::new())
 }
 
 fn run(

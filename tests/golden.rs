@@ -84,16 +84,22 @@ fn check(path: &Path, actual: &str, update: bool, failures: &mut Vec<String>) {
     }
 }
 
-#[test]
-fn golden_cases() {
+/// Every case directory under `tests/golden`, sorted.
+fn case_dirs() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
     let mut cases: Vec<PathBuf> = fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
+    cases
+}
+
+#[test]
+fn golden_cases() {
+    let update = std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1");
+    let cases = case_dirs();
     assert!(
         cases.len() >= 30,
         "expected at least 30 golden cases, found {}",
@@ -135,14 +141,7 @@ fn golden_cases() {
 /// cloned before its cluster moved into the IR) give exactly `translate`'s result.
 #[test]
 fn deferring_gives_the_same_translation() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    for case in &cases {
+    for case in &case_dirs() {
         let objects = load_dir(case);
         let options = options(case);
         let expected = translate(&objects, &options);
