@@ -164,11 +164,13 @@ impl App {
             metrics.clone(),
             ready.guard("snapshot published"),
         );
-        let pipeline = pipeline.with_translation_cache(config.source.translation_cache);
-        let pipeline_task = tokio::spawn(pipeline.run().instrument(info_span!("pipeline")));
-
-        // 6. the ADS server
+        // 6. the ADS server; the pipeline frees what a change replaced once the connected
+        // Envoy has applied the change (docs/design.md#deferred-freeing)
         let server = Server::new(&config.xds, outputs.snapshots.clone(), metrics.clone());
+        let pipeline = pipeline
+            .with_translation_cache(config.source.translation_cache)
+            .free_after_applied(server.clients());
+        let pipeline_task = tokio::spawn(pipeline.run().instrument(info_span!("pipeline")));
         let xds = server
             .bind(&runtime_dir.join("xds.sock"))
             .await

@@ -5,7 +5,7 @@
 //! freed memory in its arenas, so without help the process's resident size stays at the peak of
 //! the largest translation forever, although the live data is a fraction of it (BENCHMARKS.md,
 //! "legate's own memory"). [`release`] asks the allocator to return what it can; the pipeline
-//! calls it after each publication, when the previous snapshot has been dropped.
+//! calls it after each publication, once the state it replaced has been dropped.
 
 /// How many malloc arenas the process may use: two, not glibc's default of eight per core.
 /// Each thread that allocates gets an arena of its own up to the limit, and every arena keeps

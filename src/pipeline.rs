@@ -6,9 +6,10 @@
 //! force, so Envoy keeps its last good config. Tests can feed an IR built in code instead of a
 //! source.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -16,11 +17,16 @@ use crate::api::{Origin, ResourceError};
 use crate::config::Config;
 use crate::error::Chain;
 use crate::ir::Ir;
+use crate::memory;
 use crate::metrics::Metrics;
 use crate::readiness::Guard;
 use crate::source::{SourceState, Subscription};
 use crate::translate::{self, Leftovers, Options};
-use crate::xds::{self, Snapshot};
+use crate::xds::server::Clients;
+use crate::xds::{self, Snapshot, TypeKind};
+
+/// The longest a publication's leftovers wait for Envoy to apply it before they are freed.
+const FREE_WAIT: Duration = Duration::from_secs(3);
 
 /// The translation options for these settings, with legate's probe listener at `probe`: the
 /// one place they are built, so `legate translate` and `legate check` print what `legate run`
@@ -103,6 +109,10 @@ pub struct Pipeline {
     /// With `source.translation_cache`, kept between source states: unchanged objects are not
     /// planned again (`translate::translate_with`). Used by one step at a time.
     cache: Option<Arc<std::sync::Mutex<translate::Cache>>>,
+    /// With [`Pipeline::free_after_applied`]: what a publication replaced is freed once the
+    /// connected Envoy has applied the new snapshot, at most `free_wait` later.
+    clients: Option<Clients>,
+    free_wait: Duration,
 }
 
 impl Pipeline {
@@ -124,6 +134,8 @@ impl Pipeline {
             snapshots,
             current,
             cache: None,
+            clients: None,
+            free_wait: FREE_WAIT,
         };
         (
             p,
@@ -140,9 +152,18 @@ impl Pipeline {
         self
     }
 
+    /// Frees what each publication replaced only once Envoy (a client of `clients`) has
+    /// applied the new snapshot: freeing hundreds of megabytes at scale competes with Envoy for
+    /// the CPU while it applies the update (BENCHMARKS.md, "Freeing after Envoy applied").
+    pub fn free_after_applied(mut self, clients: Clients) -> Self {
+        self.clients = Some(clients);
+        self
+    }
+
     /// Runs until the input closes (its source stopped).
     pub async fn run(mut self) {
         let mut generation = 0u64;
+        let mut freeing: Option<tokio::task::JoinHandle<()>> = None;
         loop {
             let next = match &mut self.input {
                 Input::Source(rx) => {
@@ -155,13 +176,42 @@ impl Pipeline {
                 }
                 Input::Ir(rx) => Some(Step::Ir(rx.borrow_and_update().clone())),
             };
-            if let Some(step) = next {
-                generation += 1;
-                self.step(step, generation).await;
-            }
-            let changed = match &mut self.input {
-                Input::Source(rx) => rx.changed().await,
-                Input::Ir(rx) => rx.changed().await,
+            let replaced = match next {
+                Some(step) => {
+                    generation += 1;
+                    self.step(step, generation).await
+                }
+                None => None,
+            };
+            let changed = match replaced {
+                None => self.input.changed().await,
+                Some(replaced) => {
+                    // Freed once Envoy has applied the new snapshot, or alongside the next
+                    // translation when a new input comes first (docs/design.md#deferred-freeing).
+                    let applied = applied(self.clients.clone(), self.free_wait, &replaced.versions);
+                    let early = tokio::select! {
+                        changed = self.input.changed() => Some(changed),
+                        () = applied => None,
+                    };
+                    // One freeing at a time: at most two replaced states are held.
+                    if let Some(previous) = freeing.take() {
+                        finished(previous.await);
+                    }
+                    let free = tokio::task::spawn_blocking(move || {
+                        drop(replaced.old);
+                        memory::release();
+                    });
+                    match early {
+                        Some(changed) => {
+                            freeing = Some(free);
+                            changed
+                        }
+                        None => {
+                            finished(free.await);
+                            self.input.changed().await
+                        }
+                    }
+                }
             };
             if changed.is_err() {
                 tracing::debug!("configuration input closed");
@@ -170,7 +220,8 @@ impl Pipeline {
         }
     }
 
-    async fn step(&self, step: Step, generation: u64) {
+    /// Translates and publishes one input; what the publication replaced, to be freed.
+    async fn step(&self, step: Step, generation: u64) -> Option<Replaced> {
         let options = self.options.clone();
         let boot_id = self.boot_id.clone();
         let cache = self.cache.clone();
@@ -222,13 +273,13 @@ impl Pipeline {
                 )));
                 self.current
                     .send_modify(|c| Arc::make_mut(c).errors = Arc::new(errors));
-                return;
+                return None;
             }
             // Cancelled: the runtime is shutting down (e.g. a failed start); nothing to report.
-            Err(e) if e.is_cancelled() => return,
+            Err(e) if e.is_cancelled() => return None,
             Err(e) => {
                 tracing::error!(error = %Chain(&e), "translation task failed");
-                return;
+                return None;
             }
         };
         let failures = errors.iter().filter(|e| !e.warning).count();
@@ -264,16 +315,53 @@ impl Pipeline {
             );
         }
         self.first.release();
-        // Free the previous state and snapshot (unless an ADS stream still holds it) and what
-        // this translation left (docs/design.md#deferred-freeing), then give the memory back.
-        let trimmed = tokio::task::spawn_blocking(move || {
-            drop((old_current, old_snapshot, leftovers));
-            crate::memory::release();
+        // The previous state and snapshot (unless an ADS stream still holds it) and what this
+        // translation left are freed by `run` (docs/design.md#deferred-freeing).
+        Some(Replaced {
+            old: Box::new((old_current, old_snapshot, leftovers)),
+            versions,
         })
-        .await;
-        if let Err(e) = trimmed {
-            tracing::debug!(error = %e, "memory release task did not run");
+    }
+}
+
+/// What a publication replaced, and the versions of the snapshot published.
+struct Replaced {
+    old: Box<dyn Send>,
+    versions: BTreeMap<TypeKind, String>,
+}
+
+impl Input {
+    /// Waits for the input to change; an error when it closed.
+    async fn changed(&mut self) -> Result<(), watch::error::RecvError> {
+        match self {
+            Input::Source(rx) => rx.changed().await,
+            Input::Ir(rx) => rx.changed().await,
         }
+    }
+}
+
+/// Returns once a connected Envoy has applied (ACKed, or settled on) `versions`, at once when
+/// none is connected or none is watched, and after `cap` at the latest.
+async fn applied(clients: Option<Clients>, cap: Duration, versions: &BTreeMap<TypeKind, String>) {
+    let Some(clients) = clients else {
+        return;
+    };
+    let mut changes = clients.subscribe();
+    let settled = async {
+        while !clients.is_empty() && !clients.settled(versions) {
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(cap, settled).await;
+}
+
+/// Reports a freeing task that did not run to completion (it panicked, or the runtime is
+/// shutting down).
+fn finished(freed: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = freed {
+        tracing::debug!(error = %e, "memory release task did not run");
     }
 }
 
@@ -329,4 +417,180 @@ fn global_error(message: String) -> ResourceError {
 /// A short random id distinguishing this process's versions from a previous incarnation's.
 pub fn boot_id() -> String {
     format!("{:08x}", fastrand::u32(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Weak;
+
+    use super::*;
+    use crate::ir::{Cluster, Discovery, Endpoint};
+    use crate::readiness::Ready;
+    use crate::xds::server::{Protocol, TypeState};
+
+    /// An IR whose snapshot differs for every `n`.
+    fn ir(n: u16) -> Arc<Ir> {
+        let endpoint = Endpoint::new("127.0.0.1", 1000 + n);
+        Arc::new(Ir {
+            clusters: vec![Cluster::new(
+                format!("c{n}"),
+                Discovery::Static(vec![endpoint]),
+            )],
+            ..Ir::default()
+        })
+    }
+
+    struct Running {
+        tx: watch::Sender<Arc<Ir>>,
+        outputs: Outputs,
+        metrics: Arc<Metrics>,
+    }
+
+    /// A pipeline over IRs sent in code that frees after `clients` applied, waiting at most
+    /// `free_wait`.
+    fn start(clients: &Clients, free_wait: Duration) -> Running {
+        let (tx, rx) = watch::channel(ir(0));
+        let metrics = Arc::new(Metrics::default());
+        let ready = Ready::new();
+        let (p, outputs) = Pipeline::new(
+            Input::Ir(rx),
+            Options::default(),
+            "test".into(),
+            metrics.clone(),
+            ready.guard("snapshot published"),
+        );
+        let mut p = p.free_after_applied(clients.clone());
+        p.free_wait = free_wait;
+        tokio::spawn(p.run());
+        Running {
+            tx,
+            outputs,
+            metrics,
+        }
+    }
+
+    /// Waits (up to 30 s) until `done`.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Publishes IR `n` (the `n`-th publication) and returns a weak reference to the snapshot
+    /// it replaced.
+    async fn publish(r: &Running, n: u16) -> Weak<Snapshot> {
+        let old = r
+            .outputs
+            .snapshots
+            .borrow()
+            .clone()
+            .expect("a snapshot is in force");
+        let weak = Arc::downgrade(&old);
+        drop(old);
+        r.tx.send_replace(ir(n));
+        let n = u64::from(n) + 1;
+        until("published", || r.metrics.reconfigurations.get() == n).await;
+        weak
+    }
+
+    /// An Envoy stream that has applied `versions` (CDS and LDS, as legate's bootstrap asks).
+    fn envoy_applied(clients: &Clients, id: u64, versions: &BTreeMap<TypeKind, String>) {
+        let types = [TypeKind::Cluster, TypeKind::Listener]
+            .into_iter()
+            .map(|k| {
+                let state = TypeState {
+                    wildcard: true,
+                    acked_version: versions.get(&k).cloned(),
+                    ..TypeState::default()
+                };
+                (k, state)
+            })
+            .collect();
+        clients.update(id, types);
+    }
+
+    fn versions_in_force(r: &Running) -> BTreeMap<TypeKind, String> {
+        let s = r.outputs.snapshots.borrow().clone();
+        s.expect("a snapshot is in force").versions()
+    }
+
+    #[tokio::test]
+    async fn the_replaced_snapshot_is_freed_once_envoy_applied_the_new_one() {
+        let clients = Clients::new();
+        let (id, _replaced) = clients.register(Protocol::Delta);
+        let r = start(&clients, Duration::from_secs(3600));
+        until("first publication", || {
+            r.metrics.reconfigurations.get() == 1
+        })
+        .await;
+        envoy_applied(&clients, id, &versions_in_force(&r));
+        let old = publish(&r, 1).await;
+        // Envoy still has the previous snapshot: nothing is freed yet.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(old.upgrade().is_some(), "freed before Envoy applied");
+        envoy_applied(&clients, id, &versions_in_force(&r));
+        until("freed once applied", || old.upgrade().is_none()).await;
+    }
+
+    #[tokio::test]
+    async fn a_new_change_or_the_wait_limit_frees_before_envoy_applied() {
+        let clients = Clients::new();
+        let (id, _replaced) = clients.register(Protocol::Delta);
+        // Envoy never applies anything; the limit is an hour: the next change frees.
+        let r = start(&clients, Duration::from_secs(3600));
+        until("first publication", || {
+            r.metrics.reconfigurations.get() == 1
+        })
+        .await;
+        envoy_applied(&clients, id, &versions_in_force(&r));
+        let first = publish(&r, 1).await;
+        let second = publish(&r, 2).await;
+        until("freed by the next change", || first.upgrade().is_none()).await;
+        assert!(second.upgrade().is_some(), "freed before Envoy applied");
+        // A short limit frees without Envoy.
+        let clients = Clients::new();
+        let (id, _replaced) = clients.register(Protocol::Delta);
+        let r = start(&clients, Duration::from_millis(50));
+        until("first publication", || {
+            r.metrics.reconfigurations.get() == 1
+        })
+        .await;
+        envoy_applied(&clients, id, &versions_in_force(&r));
+        let old = publish(&r, 1).await;
+        until("freed after the wait limit", || old.upgrade().is_none()).await;
+    }
+
+    #[tokio::test]
+    async fn closing_the_input_frees_what_is_held_and_ends_the_pipeline() {
+        let clients = Clients::new();
+        let (id, _replaced) = clients.register(Protocol::Delta);
+        let r = start(&clients, Duration::from_secs(3600));
+        until("first publication", || {
+            r.metrics.reconfigurations.get() == 1
+        })
+        .await;
+        envoy_applied(&clients, id, &versions_in_force(&r));
+        let old = publish(&r, 1).await;
+        let Running { tx, outputs, .. } = r;
+        drop(tx);
+        until("freed once the input closed", || old.upgrade().is_none()).await;
+        // The pipeline ended: it dropped its senders.
+        let mut snapshots = outputs.snapshots;
+        snapshots.borrow_and_update();
+        let ended = tokio::time::timeout(Duration::from_secs(30), snapshots.changed()).await;
+        assert!(matches!(ended, Ok(Err(_))), "the pipeline is still running");
+    }
+
+    #[tokio::test]
+    async fn without_a_connected_envoy_the_replaced_snapshot_is_freed_at_once() {
+        let r = start(&Clients::new(), Duration::from_secs(3600));
+        until("first publication", || {
+            r.metrics.reconfigurations.get() == 1
+        })
+        .await;
+        let old = publish(&r, 1).await;
+        until("freed", || old.upgrade().is_none()).await;
+    }
 }

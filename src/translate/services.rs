@@ -30,7 +30,7 @@ use crate::api::tracing_service::TracingServiceSpec;
 use super::load::{Loaded, Meta, Obj};
 use super::module::Settings;
 use super::tls::Store;
-use super::{Errors, Options};
+use super::{Errors, Leftovers, Options};
 
 pub(crate) use ratelimit::Labels;
 
@@ -232,16 +232,25 @@ pub(crate) fn assemble(
     settings: &Settings,
     store: &mut Store,
     errs: &mut Errors,
+    leftovers: &mut Leftovers,
 ) {
-    apply(ir, p.plan, p.routes, store);
+    apply(ir, p.plan, p.routes, store, leftovers);
     log::attach(p.log_services, settings, p.options, ir, errs);
     tracing::attach(p.tracing_services, settings, p.options, ir, errs);
 }
 
 /// Puts the filters on every HTTP connection manager, the services' clusters into the IR, and
 /// each route's auth setting and rate limits.
-fn apply(ir: &mut Ir, plan: Plan, mut routes: Routes, store: &mut Store) {
+/// The Mappings' fields, once read, go to `leftovers` (docs/design.md#deferred-freeing).
+fn apply(
+    ir: &mut Ir,
+    plan: Plan,
+    mut routes: Routes,
+    store: &mut Store,
+    leftovers: &mut Leftovers,
+) {
     if plan.ext_authz.is_none() && plan.rate_limit.is_none() {
+        leftovers.keep(routes);
         return;
     }
     for l in &mut ir.listeners {
@@ -305,25 +314,31 @@ fn apply(ir: &mut Ir, plan: Plan, mut routes: Routes, store: &mut Store) {
             }
         }
     }
+    leftovers.keep(routes);
+    // `ir.clusters` is sorted by name (the Mappings' clusters, deduplicated): each service
+    // cluster is placed by binary search, as `collector::add_cluster` does, instead of a scan
+    // and a re-sort of thousands of clusters.
+    debug_assert!(ir.clusters.is_sorted_by(|a, b| a.name <= b.name));
+    let position =
+        |ir: &Ir, name: &str| ir.clusters.binary_search_by(|x| x.name.as_str().cmp(name));
     for mut c in plan.clusters {
         let base = c.name.clone();
         let mut n = 0;
-        while ir.clusters.iter().any(|x| x.name == c.name) {
+        while position(ir, &c.name).is_ok() {
             n += 1;
             c.name = format!("{base}-{n}");
         }
-        let new_name = c.name.clone();
-        if new_name != base {
-            rename_cluster(ir, &base, &new_name);
+        if c.name != base {
+            rename_cluster(ir, &base, &c.name);
         }
         if let Some(t) = &c.tls {
             for name in t.certificate.iter().chain(&t.validation) {
                 store.register(name);
             }
         }
-        ir.clusters.push(c);
+        let (Ok(at) | Err(at)) = position(ir, &c.name);
+        ir.clusters.insert(at, c);
     }
-    ir.clusters.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// A service cluster whose name a Mapping's cluster already has is renamed; so are the
