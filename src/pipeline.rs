@@ -444,11 +444,17 @@ mod tests {
         tx: watch::Sender<Arc<Ir>>,
         outputs: Outputs,
         metrics: Arc<Metrics>,
+        clients: Clients,
+        /// The stream of the Envoy, when one is connected.
+        envoy: Option<u64>,
     }
 
-    /// A pipeline over IRs sent in code that frees after `clients` applied, waiting at most
-    /// `free_wait`.
-    fn start(clients: &Clients, free_wait: Duration) -> Running {
+    /// A pipeline over IRs sent in code that frees after its Envoy applied, waiting at most
+    /// `free_wait`, once it has published its first snapshot; with `envoy`, an Envoy is
+    /// connected and has applied that snapshot.
+    async fn start(envoy: bool, free_wait: Duration) -> Running {
+        let clients = Clients::new();
+        let envoy = envoy.then(|| clients.register(Protocol::Delta).0);
         let (tx, rx) = watch::channel(ir(0));
         let metrics = Arc::new(Metrics::default());
         let ready = Ready::new();
@@ -462,10 +468,42 @@ mod tests {
         let mut p = p.free_after_applied(clients.clone());
         p.free_wait = free_wait;
         tokio::spawn(p.run());
-        Running {
+        let r = Running {
             tx,
             outputs,
             metrics,
+            clients,
+            envoy,
+        };
+        until("first publication", || {
+            r.metrics.reconfigurations.get() == 1
+        })
+        .await;
+        r.envoy_applies();
+        r
+    }
+
+    impl Running {
+        /// The Envoy (if any) has applied the snapshot in force (CDS and LDS, as legate's
+        /// bootstrap asks).
+        fn envoy_applies(&self) {
+            let Some(id) = self.envoy else {
+                return;
+            };
+            let s = self.outputs.snapshots.borrow().clone();
+            let versions = s.expect("a snapshot is in force").versions();
+            let types = [TypeKind::Cluster, TypeKind::Listener]
+                .into_iter()
+                .map(|k| {
+                    let state = TypeState {
+                        wildcard: true,
+                        acked_version: versions.get(&k).cloned(),
+                        ..TypeState::default()
+                    };
+                    (k, state)
+                })
+                .collect();
+            self.clients.update(id, types);
         }
     }
 
@@ -495,83 +533,34 @@ mod tests {
         weak
     }
 
-    /// An Envoy stream that has applied `versions` (CDS and LDS, as legate's bootstrap asks).
-    fn envoy_applied(clients: &Clients, id: u64, versions: &BTreeMap<TypeKind, String>) {
-        let types = [TypeKind::Cluster, TypeKind::Listener]
-            .into_iter()
-            .map(|k| {
-                let state = TypeState {
-                    wildcard: true,
-                    acked_version: versions.get(&k).cloned(),
-                    ..TypeState::default()
-                };
-                (k, state)
-            })
-            .collect();
-        clients.update(id, types);
-    }
-
-    fn versions_in_force(r: &Running) -> BTreeMap<TypeKind, String> {
-        let s = r.outputs.snapshots.borrow().clone();
-        s.expect("a snapshot is in force").versions()
-    }
-
     #[tokio::test]
     async fn the_replaced_snapshot_is_freed_once_envoy_applied_the_new_one() {
-        let clients = Clients::new();
-        let (id, _replaced) = clients.register(Protocol::Delta);
-        let r = start(&clients, Duration::from_secs(3600));
-        until("first publication", || {
-            r.metrics.reconfigurations.get() == 1
-        })
-        .await;
-        envoy_applied(&clients, id, &versions_in_force(&r));
+        let r = start(true, Duration::from_secs(3600)).await;
         let old = publish(&r, 1).await;
         // Envoy still has the previous snapshot: nothing is freed yet.
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(old.upgrade().is_some(), "freed before Envoy applied");
-        envoy_applied(&clients, id, &versions_in_force(&r));
+        r.envoy_applies();
         until("freed once applied", || old.upgrade().is_none()).await;
     }
 
     #[tokio::test]
     async fn a_new_change_or_the_wait_limit_frees_before_envoy_applied() {
-        let clients = Clients::new();
-        let (id, _replaced) = clients.register(Protocol::Delta);
         // Envoy never applies anything; the limit is an hour: the next change frees.
-        let r = start(&clients, Duration::from_secs(3600));
-        until("first publication", || {
-            r.metrics.reconfigurations.get() == 1
-        })
-        .await;
-        envoy_applied(&clients, id, &versions_in_force(&r));
+        let r = start(true, Duration::from_secs(3600)).await;
         let first = publish(&r, 1).await;
         let second = publish(&r, 2).await;
         until("freed by the next change", || first.upgrade().is_none()).await;
         assert!(second.upgrade().is_some(), "freed before Envoy applied");
         // A short limit frees without Envoy.
-        let clients = Clients::new();
-        let (id, _replaced) = clients.register(Protocol::Delta);
-        let r = start(&clients, Duration::from_millis(50));
-        until("first publication", || {
-            r.metrics.reconfigurations.get() == 1
-        })
-        .await;
-        envoy_applied(&clients, id, &versions_in_force(&r));
+        let r = start(true, Duration::from_millis(50)).await;
         let old = publish(&r, 1).await;
         until("freed after the wait limit", || old.upgrade().is_none()).await;
     }
 
     #[tokio::test]
     async fn closing_the_input_frees_what_is_held_and_ends_the_pipeline() {
-        let clients = Clients::new();
-        let (id, _replaced) = clients.register(Protocol::Delta);
-        let r = start(&clients, Duration::from_secs(3600));
-        until("first publication", || {
-            r.metrics.reconfigurations.get() == 1
-        })
-        .await;
-        envoy_applied(&clients, id, &versions_in_force(&r));
+        let r = start(true, Duration::from_secs(3600)).await;
         let old = publish(&r, 1).await;
         let Running { tx, outputs, .. } = r;
         drop(tx);
@@ -585,11 +574,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_connected_envoy_the_replaced_snapshot_is_freed_at_once() {
-        let r = start(&Clients::new(), Duration::from_secs(3600));
-        until("first publication", || {
-            r.metrics.reconfigurations.get() == 1
-        })
-        .await;
+        let r = start(false, Duration::from_secs(3600)).await;
         let old = publish(&r, 1).await;
         until("freed", || old.upgrade().is_none()).await;
     }
