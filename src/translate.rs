@@ -186,20 +186,23 @@ fn run(
         plans,
         &mut errs,
     );
-    let service_routes = services::collect(
+    services::check(
         mappings
-            .iter_mut()
+            .iter()
             .filter(|m| !m.builtin)
-            .map(|m| services::MappingEntry {
-                meta: &m.meta,
-                fields: m.services.take(),
-            }),
+            .filter_map(|m| Some((&m.meta, m.services.as_deref()?))),
         &service_plan,
         &mut errs,
     );
     let mut tcp = tcp::plan_all(&loaded.tcp_mappings, &mut cx, &mut errs);
     // 4. group
-    let groups = group::group(&mut mappings, &service_routes, &mut tcp, &mut errs);
+    let groups = group::group(&mut mappings, &mut tcp, &mut errs);
+    services::prepare_limits(
+        mappings
+            .iter_mut()
+            .filter_map(|m| m.services.as_deref_mut()),
+        &service_plan,
+    );
     // 5. assemble
     let inputs = assemble::Inputs {
         listeners,
@@ -209,7 +212,6 @@ fn run(
         groups,
         services: services::Planned {
             plan: service_plan,
-            routes: service_routes,
             log_services: &loaded.log_services,
             tracing_services: &loaded.tracing_services,
             options,

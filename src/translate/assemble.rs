@@ -62,14 +62,7 @@ pub(crate) fn assemble(
     tcp::synthesized(&mut ir, &placed_tcp, &inp, &store, errs);
     report_unattached(&inp.mappings, &inp.groups.dropped, &routed, errs);
     ir.clusters = used_clusters(&ir, inp.mappings, inp.tcp, leftovers);
-    services::assemble(
-        &mut ir,
-        inp.services,
-        inp.settings,
-        &mut store,
-        errs,
-        leftovers,
-    );
+    services::assemble(&mut ir, inp.services, inp.settings, &mut store, errs);
     secrets(&ir, &mut store);
     ir.listeners.sort_by(|a, b| a.name.cmp(&b.name));
     ir.route_tables.sort_by(|a, b| a.name.cmp(&b.name));

@@ -12,7 +12,6 @@ use crate::ir::{Cluster, HeaderValue, Mirror};
 use super::Errors;
 use super::load::Meta;
 use super::mapping::{MappingPlan, Target};
-use super::services::Routes;
 use super::tcp::TcpPlan;
 
 /// What the group phase hands to the assembly.
@@ -26,16 +25,15 @@ pub(crate) struct Groups {
     pub tcp: Vec<TcpGroup>,
 }
 
-/// Names every cluster, then groups the Mappings and the TCPMappings. `routes` holds the
-/// Mappings' parsed `labels`, which members of a group must agree on too.
+/// Names every cluster, then groups the Mappings and the TCPMappings. Members of a group must
+/// agree on their parsed `labels` too.
 pub(crate) fn group(
     mappings: &mut [MappingPlan],
-    routes: &Routes,
     tcp: &mut [TcpPlan],
     errs: &mut Errors,
 ) -> Groups {
     name_clusters(mappings, tcp, errs);
-    let (http, dropped) = build(mappings, routes, errs);
+    let (http, dropped) = build(mappings, errs);
     Groups {
         http,
         dropped,
@@ -79,7 +77,7 @@ pub(crate) struct Group {
 /// (docs/design.md#groups-canaries-and-weights), a second shadow,
 /// redirect mixes, or weights pushing the group over 100 (legate
 /// rejects those instead of emitting them). Returns the groups and which plans were dropped.
-fn build(plans: &[MappingPlan], routes: &Routes, errs: &mut Errors) -> (Vec<Group>, Vec<bool>) {
+fn build(plans: &[MappingPlan], errs: &mut Errors) -> (Vec<Group>, Vec<bool>) {
     let mut dropped = vec![false; plans.len()];
     let mut order: Vec<usize> = (0..plans.len()).collect();
     order.sort_by(|&a, &b| {
@@ -105,7 +103,7 @@ fn build(plans: &[MappingPlan], routes: &Routes, errs: &mut Errors) -> (Vec<Grou
             if i != members[0]
                 && (p.consistency()
                     != *first_consistency.get_or_insert_with(|| first.consistency())
-                    || routes.labels(&p.meta) != routes.labels(&first.meta))
+                    || p.labels() != first.labels())
             {
                 errs.push(reject(format!(
                     "conflicts with Mapping {} of the same group (prefix, method, headers, circuit_breakers, connect/cluster timeouts, keepalive, labels and load_balancer must agree)",

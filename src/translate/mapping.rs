@@ -76,14 +76,20 @@ pub(crate) struct MappingPlan {
     /// Exactly `/.well-known/acme-challenge/`: always routed, never redirected.
     pub acme: bool,
     /// AuthService/RateLimitService fields (`bypass_auth`, `auth_context_extensions`,
-    /// `labels`), taken by `services::collect`; `None` when none is set.
+    /// `labels`); `None` when none is set. Its labels become the routes' rate limits
+    /// (`services::prepare_limits`) once the groups are formed.
     pub services: Option<Box<super::services::MappingFields>>,
 }
 
 impl MappingPlan {
+    /// The parsed `labels`, until they are made into rate limits; `None` without labels.
+    pub fn labels(&self) -> Option<&super::services::Labels> {
+        self.services.as_ref()?.labels.as_ref()
+    }
+
     /// The fields that must agree within a group, serialized
     /// (docs/design.md#groups-canaries-and-weights); `labels`, which must agree too, are
-    /// compared as parsed (`services::Routes::labels`). Made again from the Mapping as written,
+    /// compared as parsed ([`MappingPlan::labels`]). Made again from the Mapping as written,
     /// only for the members of a group of two or more: most Mappings are alone in their group,
     /// and serializing the fields for every Mapping was a tenth of planning it. Typing the
     /// same document again gives the same spec; its problems were reported when it was planned.
@@ -468,7 +474,7 @@ fn warn_set(meta: &Meta, fields: &[(&str, bool)], message: &str, errs: &mut Erro
 
 /// The fields that must agree within a group, serialized
 /// (docs/design.md#groups-canaries-and-weights), `labels` apart: the group step compares the
-/// parsed labels (`services::Routes::labels`) only of Mappings that share a group, which
+/// parsed labels ([`MappingPlan::labels`]) only of Mappings that share a group, which
 /// serializing them for every Mapping cost more than parsing them.
 fn consistency(s: &MappingSpec, headers_spec: &BTreeMap<String, Value>, prefix: &str) -> String {
     serde_json::to_string(&(

@@ -5,9 +5,11 @@
 //! (`bypass_auth`, `auth_context_extensions`, `labels`). Rules: docs/design.md#authservice and
 //! docs/design.md#ratelimitservice.
 //!
-//! It runs in three steps around the rest of the translation: [`plan`] checks the services
-//! (before the Mappings), [`mapping_fields`] reads each Mapping's fields (while Mappings are
-//! planned) and [`apply`] puts filters, clusters and per-route settings into the assembled IR.
+//! It runs in steps around the rest of the translation: [`plan`] checks the services (before
+//! the Mappings), [`mapping_fields`] reads each Mapping's fields (while Mappings are planned),
+//! [`check`] reports fields the services cannot use, [`prepare_limits`] makes each Mapping's
+//! rate limits once its group is formed, [`Plan::route`] gives each route its settings as the
+//! route is built, and [`apply`] puts filters and clusters into the assembled IR.
 
 mod auth;
 mod cluster;
@@ -18,11 +20,11 @@ pub(crate) mod collector;
 pub(crate) mod log;
 pub(crate) mod tracing;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::api::mapping::MappingSpec;
-use crate::ir::{Cluster, ExtAuthz, Ir, RateLimit, RateLimitFilter, RouteAction, RouteAuth};
+use crate::ir::{Cluster, ExtAuthz, Ir, RateLimit, RateLimitFilter, Route, RouteAction, RouteAuth};
 
 use crate::api::log_service::LogServiceSpec;
 use crate::api::tracing_service::TracingServiceSpec;
@@ -30,7 +32,7 @@ use crate::api::tracing_service::TracingServiceSpec;
 use super::load::{Loaded, Meta, Obj};
 use super::module::Settings;
 use super::tls::Store;
-use super::{Errors, Leftovers, Options};
+use super::{Errors, Options};
 
 pub(crate) use ratelimit::Labels;
 
@@ -43,6 +45,9 @@ pub(crate) struct Plan {
     pub rate_limit: Option<RateLimitFilter>,
     /// Descriptors from the Module's `default_labels`.
     defaults: ratelimit::Defaults,
+    /// The rate limits of a routed Mapping without labels of its own (the defaults), shared
+    /// by every such route.
+    label_less: Option<Arc<[RateLimit]>>,
     clusters: Vec<Cluster>,
 }
 
@@ -67,6 +72,7 @@ pub(crate) fn plan(
     }
     p.defaults = ratelimit::defaults(settings, errs);
     if let Some((filter, c)) = ratelimit::plan(&loaded.rate_limit_services, &cx, errs) {
+        p.label_less = Some(ratelimit::route_limits(None, &p.defaults, &filter.domain).into());
         p.rate_limit = Some(filter);
         p.clusters.push(c);
     }
@@ -94,10 +100,10 @@ fn first_only<'a, T>(list: &'a [Obj<T>], kind: &str, errs: &mut Errors) -> Optio
 pub(crate) struct MappingFields {
     pub bypass_auth: bool,
     pub context_extensions: BTreeMap<String, String>,
-    /// Parsed `labels`, every domain.
+    /// Parsed `labels`, every domain; compared within a group, then made into `limits` by
+    /// [`prepare_limits`].
     pub labels: Option<Labels>,
-    /// The route's rate limits, made from `labels` by [`apply`] for the first route of the
-    /// Mapping and shared by the others.
+    /// The rate limits of the Mapping's routes (made from `labels` once, shared by them).
     limits: Option<Arc<[RateLimit]>>,
 }
 
@@ -145,78 +151,86 @@ pub(crate) fn mapping_fields(
     Some(Box::new(f))
 }
 
-/// Per-route inputs of [`apply`], taken from the Mapping plans before assembly consumes them.
-#[derive(Debug, Default)]
-pub(crate) struct Routes {
-    /// By route name (the Mapping's `namespace/name`); only looked up, never listed.
-    fields: HashMap<String, Box<MappingFields>>,
-    /// Ids of user Mappings in a namespace named `builtin`, whose route names look like the
-    /// probe routes' (`builtin/<name>`): they are never mistaken for probe routes.
-    builtin_lookalikes: BTreeSet<String>,
-}
-
-impl Routes {
-    /// The parsed `labels` of a user Mapping, which the members of a group must agree on
-    /// (docs/design.md#groups-canaries-and-weights); `None` without labels.
-    pub fn labels(&self, meta: &Meta) -> Option<&Labels> {
-        if self.fields.is_empty() {
-            return None;
-        }
-        self.fields.get(&meta.id())?.labels.as_ref()
-    }
-}
-
-/// One planned user Mapping as [`collect`] sees it: its identity and the fields
-/// [`mapping_fields`] read (taken out of the plan).
-pub(crate) struct MappingEntry<'m> {
-    pub meta: &'m Meta,
-    pub fields: Option<Box<MappingFields>>,
-}
-
-/// Collects the user Mappings' fields; reports context extensions an HTTP auth service cannot
-/// receive (Envoy sends them to gRPC services only).
-pub(crate) fn collect<'m>(
-    mappings: impl IntoIterator<Item = MappingEntry<'m>>,
+/// Reports, per user Mapping, context extensions an HTTP auth service cannot receive (Envoy
+/// sends them to gRPC services only) and labels in no domain the RateLimitService uses.
+pub(crate) fn check<'m>(
+    mappings: impl IntoIterator<Item = (&'m Meta, &'m MappingFields)>,
     plan: &Plan,
     errs: &mut Errors,
-) -> Routes {
-    let mut r = Routes::default();
-    let mappings = mappings.into_iter();
-    let most = mappings.size_hint().1.unwrap_or(0);
-    for m in mappings {
-        if m.meta.namespace == "builtin" {
-            r.builtin_lookalikes.insert(m.meta.id());
-        }
-        let Some(f) = m.fields else {
-            continue;
-        };
+) {
+    for (meta, f) in mappings {
         if !f.context_extensions.is_empty()
             && matches!(plan.ext_authz, Some(ExtAuthz::Service(_)))
             && !plan.auth_grpc
         {
-            errs.push(m.meta.warning(
+            errs.push(meta.warning(
                 "spec.auth_context_extensions",
                 "has no effect: the AuthService uses proto: http (context extensions reach gRPC auth services only)",
             ));
         }
         if let (Some(rl), Some(labels)) = (&plan.rate_limit, &f.labels) {
-            ratelimit::report_other_domains(m.meta, labels, &rl.domain, errs);
+            ratelimit::report_other_domains(meta, labels, &rl.domain, errs);
         }
-        if r.fields.is_empty() {
-            // Usually every Mapping or none has fields: one allocation, no rehashing.
-            r.fields.reserve(most);
-        }
-        r.fields.insert(m.meta.id(), f);
     }
-    r
+}
+
+/// Once the groups are formed (their members' labels compared): each Mapping's labels become
+/// the rate limits all its routes share. `labels: {}` counts as no labels (the defaults
+/// apply), as in Emissary.
+pub(crate) fn prepare_limits<'m>(
+    fields: impl IntoIterator<Item = &'m mut MappingFields>,
+    plan: &Plan,
+) {
+    let Some(rl) = &plan.rate_limit else {
+        return;
+    };
+    for f in fields {
+        if let Some(labels) = f.labels.take_if(|l| !l.is_empty()) {
+            f.limits =
+                Some(ratelimit::route_limits(Some(labels), &plan.defaults, &rl.domain).into());
+        }
+    }
+}
+
+impl Plan {
+    /// A route's auth setting and rate limits, as its Mapping's fields (`None`: it set none)
+    /// ask. `builtin`: a probe route, never checked nor limited; a failed AuthService answers
+    /// every other route (docs/design.md#authservice). Redirects are not checked, as in
+    /// Emissary, and only forwarding routes are rate limited.
+    pub(crate) fn route(&self, fields: Option<&MappingFields>, builtin: bool, r: &mut Route) {
+        let redirect = matches!(r.action, RouteAction::Redirect(_));
+        if let Some(a) = &self.ext_authz {
+            r.auth = if builtin {
+                RouteAuth::Disabled
+            } else if matches!(a, ExtAuthz::FailClosed { .. }) {
+                RouteAuth::Default
+            } else if redirect || fields.is_some_and(|f| f.bypass_auth) {
+                RouteAuth::Disabled
+            } else {
+                match fields {
+                    Some(f) if self.auth_grpc && !f.context_extensions.is_empty() => {
+                        RouteAuth::ContextExtensions(f.context_extensions.clone())
+                    }
+                    _ => RouteAuth::Default,
+                }
+            };
+        }
+        if let Some(label_less) = &self.label_less
+            && !builtin
+            && matches!(r.action, RouteAction::Forward(_))
+        {
+            r.rate_limits = fields
+                .and_then(|f| f.limits.clone())
+                .unwrap_or_else(|| label_less.clone());
+        }
+    }
 }
 
 /// What the assembly needs of the four external-service kinds: the outputs of their plans.
 pub(crate) struct Planned<'a> {
-    /// AuthService and RateLimitService ([`plan`]).
+    /// AuthService and RateLimitService ([`plan`]); each route's own settings are made
+    /// where the route is ([`Plan::route`]).
     pub plan: Plan,
-    /// The Mappings' fields ([`collect`]).
-    pub routes: Routes,
     pub log_services: &'a [Obj<LogServiceSpec>],
     pub tracing_services: &'a [Obj<TracingServiceSpec>],
     pub options: &'a Options,
@@ -232,25 +246,16 @@ pub(crate) fn assemble(
     settings: &Settings,
     store: &mut Store,
     errs: &mut Errors,
-    leftovers: &mut Leftovers,
 ) {
-    apply(ir, p.plan, p.routes, store, leftovers);
+    apply(ir, p.plan, store);
     log::attach(p.log_services, settings, p.options, ir, errs);
     tracing::attach(p.tracing_services, settings, p.options, ir, errs);
 }
 
-/// Puts the filters on every HTTP connection manager, the services' clusters into the IR, and
-/// each route's auth setting and rate limits.
-/// The Mappings' fields, once read, go to `leftovers` (docs/design.md#deferred-freeing).
-fn apply(
-    ir: &mut Ir,
-    plan: Plan,
-    mut routes: Routes,
-    store: &mut Store,
-    leftovers: &mut Leftovers,
-) {
+/// Puts the filters on every HTTP connection manager and the services' clusters into the IR
+/// (each route's own settings are already there: [`Plan::route`]).
+fn apply(ir: &mut Ir, plan: Plan, store: &mut Store) {
     if plan.ext_authz.is_none() && plan.rate_limit.is_none() {
-        leftovers.keep(routes);
         return;
     }
     for l in &mut ir.listeners {
@@ -261,60 +266,6 @@ fn apply(
             }
         }
     }
-    let fail_closed = matches!(plan.ext_authz, Some(ExtAuthz::FailClosed { .. }));
-    let auth = plan.ext_authz.is_some();
-    let mut label_less: Option<Arc<[RateLimit]>> = None;
-    for t in &mut ir.route_tables {
-        for r in t.virtual_hosts.iter_mut().flat_map(|v| &mut v.routes) {
-            let name = r.name.as_deref().unwrap_or_default();
-            let probe = name.starts_with("builtin/") && !routes.builtin_lookalikes.contains(name);
-            let mut fields = routes.fields.get_mut(name).map(Box::as_mut);
-            let redirect = matches!(r.action, RouteAction::Redirect(_));
-            if auth {
-                // Probe routes are never checked; a failed AuthService answers every other
-                // route (docs/design.md#authservice).
-                r.auth = if probe {
-                    RouteAuth::Disabled
-                } else if fail_closed {
-                    RouteAuth::Default
-                } else if redirect || fields.as_ref().is_some_and(|f| f.bypass_auth) {
-                    RouteAuth::Disabled
-                } else {
-                    match &fields {
-                        Some(f) if plan.auth_grpc && !f.context_extensions.is_empty() => {
-                            RouteAuth::ContextExtensions(f.context_extensions.clone())
-                        }
-                        _ => RouteAuth::Default,
-                    }
-                };
-            }
-            if let Some(rl) = &plan.rate_limit
-                && !probe
-                && matches!(r.action, RouteAction::Forward(_))
-            {
-                // `labels: {}` counts as no labels (the defaults apply), as in Emissary.
-                let own = fields.as_mut().and_then(|f| {
-                    if f.limits.is_none()
-                        && let Some(labels) = f.labels.take_if(|l| !l.is_empty())
-                    {
-                        let limits =
-                            ratelimit::route_limits(Some(labels), &plan.defaults, &rl.domain);
-                        f.limits = Some(limits.into());
-                    }
-                    f.limits.clone()
-                });
-                r.rate_limits = match own {
-                    Some(limits) => limits,
-                    None => label_less
-                        .get_or_insert_with(|| {
-                            ratelimit::route_limits(None, &plan.defaults, &rl.domain).into()
-                        })
-                        .clone(),
-                };
-            }
-        }
-    }
-    leftovers.keep(routes);
     // `ir.clusters` is sorted by name (the Mappings' clusters, deduplicated): each service
     // cluster is placed by binary search, as `collector::add_cluster` does, instead of a scan
     // and a re-sort of thousands of clusters.

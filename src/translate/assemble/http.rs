@@ -45,7 +45,14 @@ pub(super) fn chains(
         let vhost = VirtualHost {
             name: format!("{}-{}", l.name, h.hostname),
             domains: vec![h.hostname.clone()],
-            routes: vhost_routes(h, l.security, plans, &inp.groups.http, routed),
+            routes: vhost_routes(
+                h,
+                l.security,
+                &inp.services.plan,
+                plans,
+                &inp.groups.http,
+                routed,
+            ),
         };
         vhosts.push(vhost);
         let (Some(t), true) = (&h.tls, l.tls) else {

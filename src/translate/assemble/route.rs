@@ -13,6 +13,7 @@ use crate::translate::host::{HostPlan, globs_compatible};
 use crate::translate::listener::Security;
 use crate::translate::mapping::{HostGlob, MappingPlan, Target};
 use crate::translate::service::sanitize;
+use crate::translate::services;
 
 /// Is the Mapping associated with the Host (docs/design.md#associating-mappings-with-hosts)?
 pub(crate) fn associated(host: &HostPlan, plan: &MappingPlan) -> bool {
@@ -34,6 +35,7 @@ pub(crate) fn associated(host: &HostPlan, plan: &MappingPlan) -> bool {
 pub(crate) fn vhost_routes(
     host: &HostPlan,
     security: Security,
+    services: &services::Plan,
     plans: &[MappingPlan],
     groups: &[Group],
     routed: &mut [bool],
@@ -54,14 +56,12 @@ pub(crate) fn vhost_routes(
         }
         for (i, threshold) in group::thresholds(plans, &present) {
             routed[i] = true;
-            routes.extend(variants(
-                host.insecure,
-                security,
-                &plans[i],
-                g,
-                plans,
-                threshold,
-            ));
+            let first = routes.len();
+            let plan = &plans[i];
+            routes.extend(variants(host.insecure, security, plan, g, plans, threshold));
+            for r in &mut routes[first..] {
+                services.route(plan.services.as_deref(), plan.builtin, r);
+            }
         }
     }
     routes
