@@ -5,7 +5,8 @@
 //! 3. [`report_unattached`]: the Mappings no route uses;
 //! 4. [`used_clusters`]: only the clusters something references;
 //! 5. the external services (`services::assemble`): their filters, loggers and tracer on every
-//!    connection manager, per-route auth and rate limits, and their own clusters;
+//!    connection manager, and their own clusters (each route got its auth setting and rate
+//!    limits as `route` built it);
 //! 6. [`secrets`]: only the SDS secrets something references;
 //! 7. the EDS endpoints of those clusters.
 

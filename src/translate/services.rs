@@ -237,9 +237,9 @@ pub(crate) struct Planned<'a> {
 }
 
 /// The assembly step of the external services, once the listeners, route tables and the
-/// Mappings' clusters are in the IR: filters and per-route settings (AuthService,
-/// RateLimitService), loggers (LogService) and the tracer (TracingService) on every connection
-/// manager, and the services' own clusters.
+/// Mappings' clusters are in the IR: filters (AuthService, RateLimitService), loggers
+/// (LogService) and the tracer (TracingService) on every connection manager, and the services'
+/// own clusters. The per-route settings are already on the routes ([`Plan::route`]).
 pub(crate) fn assemble(
     ir: &mut Ir,
     p: Planned<'_>,
