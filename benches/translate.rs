@@ -18,6 +18,10 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
+#[path = "common/cpu.rs"]
+mod cpu;
+
+use cpu::process_cpu_now;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use legate::api::RawObject;
@@ -214,17 +218,6 @@ fn cpu(c: &mut Criterion<ProcessCpu>) {
 /// CPU time of the whole process (every thread) instead of wall time: on a shared machine the
 /// wall clock also counts time other processes held the CPU.
 struct ProcessCpu;
-
-fn process_cpu_now() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
 
 impl Measurement for ProcessCpu {
     type Intermediate = Duration;

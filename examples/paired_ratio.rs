@@ -15,6 +15,11 @@
 
 use std::time::Duration;
 
+#[path = "../benches/common/cpu.rs"]
+mod cpu;
+
+use cpu::process_cpu_now;
+
 use legate::api::RawObject;
 use legate::source::{LoadOptions, load_dir};
 use legate::translate::{Options, translate};
@@ -49,9 +54,9 @@ fn main() {
     }
     println!(
         "pairs {pairs}: base median {:.1} ms cpu, other median {:.1} ms cpu, ratio median {:.3} (quartiles {:.3}..{:.3})",
-        median(&mut a),
-        median(&mut b),
-        median(&mut ratios),
+        quantile(&a, 0.5),
+        quantile(&b, 0.5),
+        quantile(&ratios, 0.5),
         quantile(&ratios, 0.25),
         quantile(&ratios, 0.75),
     );
@@ -65,34 +70,17 @@ fn read(dir: &str) -> Vec<RawObject> {
 
 /// CPU time of translate + snapshot + dropping both.
 fn run(objects: &[RawObject], options: &Options) -> Duration {
-    let start = process_cpu();
+    let start = process_cpu_now();
     let t = translate(objects, options);
     let s = snapshot(&t.ir, 1, "paired").expect("snapshot builds");
     assert!(t.failures().next().is_none(), "{:?}", t.errors);
     drop((t, s));
-    process_cpu().saturating_sub(start)
+    process_cpu_now().saturating_sub(start)
 }
 
-fn process_cpu() -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant Linux supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// Sorts `v` and returns its median.
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    quantile(v, 0.5)
-}
-
-/// The `q` quantile of a sorted slice (nearest rank).
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let mut v = sorted.to_vec();
+/// The `q` quantile of `v` (nearest rank).
+fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
