@@ -29,8 +29,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: RunArgs) -> u8 {
-    // 0. the allocator's arenas, before any thread starts
-    legate::memory::limit_arenas();
     // 1. signals before anything slow
     let (trigger, _watch) = drain::channel();
     let envoy_pid = signal::EnvoyPid::default();
