@@ -294,6 +294,40 @@ fn no_configuration_at_all_exits_2_saying_what_is_missing() {
 }
 
 #[test]
+fn the_shipped_binary_allocates_with_jemalloc_as_configured() {
+    // The image's binary is built with its own profile (LTO, stripped): the allocator and the
+    // options `src/memory.rs` exports must survive that. jemalloc prints its options at exit
+    // when asked to through its environment variable (prefixed as its symbols are).
+    let Some(scope) = docker::require() else {
+        return;
+    };
+    let mut args: Vec<&str> = HARDENED.to_vec();
+    let image = docker::image();
+    args.extend([
+        "-e",
+        "_RJEM_MALLOC_CONF=stats_print:true",
+        &image,
+        "--version",
+    ]);
+    let out = scope.run_to_exit("allocator", &args, READY);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("legate "), "{stdout}");
+    for option in [
+        "opt.narenas: 2",
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(
+            stdout.contains(option) || stderr.contains(option),
+            "{option} not in jemalloc's statistics:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[test]
 fn an_unreadable_config_mount_exits_2_naming_it() {
     let Some(scope) = docker::require() else {
         return;

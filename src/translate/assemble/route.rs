@@ -40,25 +40,48 @@ pub(crate) fn vhost_routes(
     groups: &[Group],
     routed: &mut [bool],
 ) -> Vec<Route> {
-    let mut routes = Vec::new();
+    // At least one route per Mapping in the usual case: the table is not regrown (and moved)
+    // as it fills.
+    let mut routes = Vec::with_capacity(groups.iter().map(|g| g.members.len()).sum());
+    // This runs once per group, for every group of the configuration: one buffer for all.
+    let mut present: Vec<usize> = Vec::new();
     for g in groups {
-        let present: Vec<usize> = g
-            .members
-            .iter()
-            .copied()
-            .filter(|&i| associated(host, &plans[i]))
-            .collect();
+        present.clear();
+        present.extend(
+            g.members
+                .iter()
+                .copied()
+                .filter(|&i| associated(host, &plans[i])),
+        );
         if present.is_empty() {
             continue;
         }
         if let Some(s) = g.shadow {
             routed[s] = true;
         }
-        for (i, threshold) in group::thresholds(plans, &present) {
+        // A lone Mapping takes all of its group's traffic (as `group::thresholds` gives it).
+        let lone;
+        let shared;
+        let thresholds: &[(usize, u32)] = if let [i] = present[..] {
+            lone = [(i, 100)];
+            &lone
+        } else {
+            shared = group::thresholds(plans, &present);
+            &shared
+        };
+        for &(i, threshold) in thresholds {
             routed[i] = true;
             let first = routes.len();
             let plan = &plans[i];
-            routes.extend(variants(host.insecure, security, plan, g, plans, threshold));
+            variants(
+                host.insecure,
+                security,
+                plan,
+                g,
+                plans,
+                threshold,
+                &mut routes,
+            );
             for r in &mut routes[first..] {
                 services.route(plan.services.as_deref(), plan.builtin, r);
             }
@@ -67,7 +90,7 @@ pub(crate) fn vhost_routes(
     routes
 }
 
-/// The routes one Mapping yields under the Listener's security model
+/// The routes one Mapping yields under the Listener's security model, appended to `out`
 /// (docs/design.md#security-models-and-route-variants). Legate collapses
 /// Emissary's XFP+Route pair (`XFP==https` → action, then → action) into the one route it is
 /// equivalent to, and exempts the probe routes (and ACME) from the https redirect.
@@ -78,19 +101,20 @@ fn variants(
     g: &Group,
     plans: &[MappingPlan],
     threshold: u32,
-) -> Vec<Route> {
+    out: &mut Vec<Route>,
+) {
     let action = action_route(plan, g, plans, threshold);
     if plan.builtin || plan.acme {
-        return vec![action];
+        out.push(action);
+        return;
     }
-    let with_xfp = || {
-        let mut r = action.clone();
+    let with_xfp = |mut r: Route| {
         r.matcher
             .headers
             .push(HeaderMatch::exact("x-forwarded-proto", "https"));
         r
     };
-    let redirect = || {
+    let redirect = |action: &Route| {
         let mut r = Route::new(
             action.matcher.clone(),
             RouteAction::Redirect(Redirect {
@@ -107,12 +131,16 @@ fn variants(
     };
     match (security, insecure) {
         (Security::Secure, _) | (Security::Xfp | Security::Insecure, InsecureAction::Route) => {
-            vec![action]
+            out.push(action);
         }
-        (Security::Xfp, InsecureAction::Redirect) => vec![with_xfp(), redirect()],
-        (Security::Xfp, InsecureAction::Reject) => vec![with_xfp()],
-        (Security::Insecure, InsecureAction::Redirect) => vec![redirect()],
-        (Security::Insecure, InsecureAction::Reject) => Vec::new(),
+        (Security::Xfp, InsecureAction::Redirect) => {
+            let r = redirect(&action);
+            out.push(with_xfp(action));
+            out.push(r);
+        }
+        (Security::Xfp, InsecureAction::Reject) => out.push(with_xfp(action)),
+        (Security::Insecure, InsecureAction::Redirect) => out.push(redirect(&action)),
+        (Security::Insecure, InsecureAction::Reject) => {}
     }
 }
 
