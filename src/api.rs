@@ -22,22 +22,82 @@ pub mod tcp_mapping;
 pub mod tls_context;
 pub mod tracing_service;
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 /// Where an object came from, for error messages: a file and document, or a Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+///
+/// Ordered as the variants and their fields are declared (files by path, then document). The
+/// objects of one file share its path (`Arc`): a source's state is rebuilt, and the
+/// translation sorts its objects by origin, on every change, so at tens of thousands of
+/// objects copying each path, or comparing two equal paths component by component, was a
+/// large part of a change's cost (BENCHMARKS.md, "jemalloc as the allocator").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Origin {
     /// Document `doc` (1-based) of `file`.
-    File { file: PathBuf, doc: usize },
+    File { file: Arc<Path>, doc: usize },
     /// An object read from the Kubernetes API.
     Kubernetes { namespace: String, name: String },
     /// Built in code (tests, built-ins).
     Builtin,
+}
+
+impl Origin {
+    /// Document `doc` (1-based) of the file `file`, its path copied; the objects of one file
+    /// should share one `Arc<Path>` instead (see the type's docs).
+    pub fn file(file: impl AsRef<Path>, doc: usize) -> Origin {
+        Origin::File {
+            file: Arc::from(file.as_ref()),
+            doc,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            Origin::File { .. } => 0,
+            Origin::Kubernetes { .. } => 1,
+            Origin::Builtin => 2,
+        }
+    }
+}
+
+impl Ord for Origin {
+    fn cmp(&self, other: &Origin) -> Ordering {
+        match (self, other) {
+            (Origin::File { file: a, doc: x }, Origin::File { file: b, doc: y }) => {
+                // The same `Arc`: the same path, without comparing it.
+                let file = if Arc::ptr_eq(a, b) {
+                    Ordering::Equal
+                } else {
+                    a.cmp(b)
+                };
+                file.then(x.cmp(y))
+            }
+            (
+                Origin::Kubernetes {
+                    namespace: a,
+                    name: x,
+                },
+                Origin::Kubernetes {
+                    namespace: b,
+                    name: y,
+                },
+            ) => (a, x).cmp(&(b, y)),
+            _ => self.rank().cmp(&other.rank()),
+        }
+    }
+}
+
+impl PartialOrd for Origin {
+    fn partial_cmp(&self, other: &Origin) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl fmt::Display for Origin {

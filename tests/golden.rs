@@ -30,10 +30,7 @@ fn load_dir(dir: &Path) -> Vec<RawObject> {
                 continue;
             }
             out.push(RawObject {
-                origin: Origin::File {
-                    file: rel.clone(),
-                    doc: i + 1,
-                },
+                origin: Origin::file(&rel, i + 1),
                 value: std::sync::Arc::new(
                     Document::from_value(&serde_json::to_value(value).unwrap()).unwrap(),
                 ),

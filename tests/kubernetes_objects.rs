@@ -169,10 +169,7 @@ fn golden(case: &str) -> Vec<RawObject> {
     serde_yaml::Deserializer::from_str(&text)
         .enumerate()
         .map(|(i, d)| RawObject {
-            origin: Origin::File {
-                file: "input.yaml".into(),
-                doc: i + 1,
-            },
+            origin: Origin::file("input.yaml", i + 1),
             value: std::sync::Arc::new(
                 Document::from_value(
                     &serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap(),

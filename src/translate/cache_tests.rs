@@ -23,10 +23,7 @@ struct World {
 }
 
 fn origin(slot: usize) -> Origin {
-    Origin::File {
-        file: "world.yaml".into(),
-        doc: slot,
-    }
+    Origin::file("world.yaml", slot)
 }
 
 const MAPPING_SLOTS: std::ops::Range<usize> = 100..130;

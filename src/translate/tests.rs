@@ -7,13 +7,7 @@ use crate::api::{Origin, RawObject};
 use crate::ir::{RouteAction, RouteMatch};
 
 fn raw(doc: usize, value: serde_json::Value) -> RawObject {
-    RawObject::new(
-        Origin::File {
-            file: "t.yaml".into(),
-            doc,
-        },
-        value,
-    )
+    RawObject::new(Origin::file("t.yaml", doc), value)
 }
 
 fn listener_and_host() -> Vec<RawObject> {

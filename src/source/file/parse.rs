@@ -41,10 +41,12 @@ pub(super) fn parse_file(rel: &Path, bytes: &[u8], options: &LoadOptions) -> Par
         Some(env) => substitute(text, env),
         None => Cow::Borrowed(text),
     };
+    // One path for every object of the file (`Origin`'s docs).
+    let file: Arc<Path> = Arc::from(rel);
     if is_json(rel) {
-        parse_json(rel, &text, options, &mut parsed);
+        parse_json(&file, &text, options, &mut parsed);
     } else {
-        parse_yaml(rel, &text, options, &mut parsed);
+        parse_yaml(&file, &text, options, &mut parsed);
     }
     parsed
 }
@@ -74,7 +76,7 @@ impl Parsed {
     /// An error about the file as a whole (document 0).
     pub(super) fn file_error(&mut self, rel: &Path, message: String) {
         self.errors
-            .push(error(origin(rel, 0), "", "", None, message));
+            .push(error(Origin::file(rel, 0), "", "", None, message));
     }
 }
 
@@ -84,7 +86,7 @@ fn is_json(rel: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
 }
 
-fn parse_json(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
+fn parse_json(rel: &Arc<Path>, text: &str, options: &LoadOptions, out: &mut Parsed) {
     let stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut draft = Draft::new();
     for (index, value) in stream.enumerate() {
@@ -101,7 +103,7 @@ fn parse_json(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
     }
 }
 
-fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
+fn parse_yaml(rel: &Arc<Path>, text: &str, options: &LoadOptions, out: &mut Parsed) {
     // Fast path: the whole stream in one parser (a quarter faster than one per document).
     // Its document numbering is the same as the split's (see the tests).
     // Whether merge keys may occur: looked up once per file, not once per document.
@@ -128,7 +130,7 @@ fn parse_yaml(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
 }
 
 /// Parses each document on its own, so one syntax error does not hide the others.
-fn parse_yaml_split(rel: &Path, text: &str, options: &LoadOptions, out: &mut Parsed) {
+fn parse_yaml_split(rel: &Arc<Path>, text: &str, options: &LoadOptions, out: &mut Parsed) {
     let mut doc = 0;
     let mut draft = Draft::new();
     for chunk in split_documents(text) {
@@ -404,9 +406,9 @@ fn type_name(kind: Kind) -> &'static str {
     }
 }
 
-fn origin(rel: &Path, doc: usize) -> Origin {
+fn origin(rel: &Arc<Path>, doc: usize) -> Origin {
     Origin::File {
-        file: rel.to_path_buf(),
+        file: Arc::clone(rel),
         doc,
     }
 }
@@ -627,12 +629,17 @@ mod tests {
         let options = LoadOptions::default();
         for text in texts {
             let (mut fast, mut split) = (Parsed::default(), Parsed::default());
-            parse_yaml(Path::new("f.yaml"), text, &options, &mut fast);
-            parse_yaml_split(Path::new("f.yaml"), text, &options, &mut split);
+            parse_yaml(&Arc::from(Path::new("f.yaml")), text, &options, &mut fast);
+            parse_yaml_split(&Arc::from(Path::new("f.yaml")), text, &options, &mut split);
             assert_eq!(fast, split, "{text:?}");
         }
         let mut parsed = Parsed::default();
-        parse_yaml(Path::new("f.yaml"), texts[0], &options, &mut parsed);
+        parse_yaml(
+            &Arc::from(Path::new("f.yaml")),
+            texts[0],
+            &options,
+            &mut parsed,
+        );
         let docs: Vec<String> = parsed.errors.iter().map(|e| e.origin.to_string()).collect();
         assert_eq!(docs, ["f.yaml#1", "f.yaml#4"], "{:?}", parsed.errors);
     }

@@ -367,10 +367,7 @@ pub(super) fn is_config(rel: &Path) -> bool {
 
 fn dir_error(dir: &Path, error: &io::Error) -> ResourceError {
     ResourceError {
-        origin: Origin::File {
-            file: dir.to_path_buf(),
-            doc: 0,
-        },
+        origin: Origin::file(dir, 0),
         kind: String::new(),
         name: String::new(),
         field: None,

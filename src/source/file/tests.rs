@@ -32,10 +32,7 @@ fn load(dir: &Path) -> SourceState {
 }
 
 fn origin(file: &str, doc: usize) -> Origin {
-    Origin::File {
-        file: PathBuf::from(file),
-        doc,
-    }
+    Origin::file(file, doc)
 }
 
 fn names(state: &SourceState) -> Vec<String> {

@@ -719,7 +719,7 @@ fn the_read_order_of_services_and_slices_does_not_matter() {
             .map(|(i, o)| {
                 let doc = if reverse { n - i } else { i + 1 };
                 let file = std::path::PathBuf::from("in.yaml");
-                RawObject::new(Origin::File { file, doc }, o.value.to_value())
+                RawObject::new(Origin::file(file, doc), o.value.to_value())
             })
             .collect()
     };

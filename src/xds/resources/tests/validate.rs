@@ -118,10 +118,7 @@ pub(super) fn golden_ir(case: &str) -> crate::ir::Ir {
     for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
         let value = serde_yaml::Value::deserialize(doc).unwrap();
         objects.push(crate::api::RawObject {
-            origin: crate::api::Origin::File {
-                file: path.clone(),
-                doc: i + 1,
-            },
+            origin: crate::api::Origin::file(&path, i + 1),
             value: std::sync::Arc::new(
                 crate::api::doc::Document::from_value(&serde_json::to_value(value).unwrap())
                     .unwrap(),
