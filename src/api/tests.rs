@@ -35,7 +35,7 @@ fn origins_order_by_variant_then_fields_whether_or_not_a_path_is_shared() {
         namespace: namespace.into(),
         name: name.into(),
     };
-    let mut origins = vec![
+    let mut origins = [
         Origin::Builtin,
         k8s("b", "a"),
         k8s("a", "z"),
