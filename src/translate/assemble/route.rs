@@ -40,9 +40,9 @@ pub(crate) fn vhost_routes(
     groups: &[Group],
     routed: &mut [bool],
 ) -> Vec<Route> {
-    // At least one route per Mapping in the usual case: the table is not regrown (and moved)
-    // as it fills.
-    let mut routes = Vec::with_capacity(groups.iter().map(|g| g.members.len()).sum());
+    // Not sized up front: this runs for every vhost, and a vhost gets only the Mappings
+    // associated with its Host.
+    let mut routes = Vec::new();
     // This runs once per group, for every group of the configuration: one buffer for all.
     let mut present: Vec<usize> = Vec::new();
     for g in groups {
