@@ -41,19 +41,19 @@ pub const CONF: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: Option<&u8> = Some(&CONF[0]);
 
-/// jemalloc's `MALLCTL_ARENAS_ALL`: the index that names every arena in an `arena.<i>.…` key.
-const ARENAS_ALL: u32 = 4096;
+/// The `mallctl` key that purges every arena (`arena.<MALLCTL_ARENAS_ALL>.purge`, 4096 naming
+/// all of them).
+const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
 
 /// Returns the freed memory of every arena to the operating system now. Takes a few
 /// milliseconds on a heap of hundreds of megabytes; call it off the latency path.
 pub fn release() {
-    let key = format!("arena.{ARENAS_ALL}.purge\0");
     // SAFETY: `mallctl` with a NUL-terminated key and no old or new value (null pointers,
     // length 0) only runs the named action; `arena.<i>.purge` takes the arenas' locks itself
     // and may be called from any thread at any time.
     let rc = unsafe {
         tikv_jemalloc_sys::mallctl(
-            key.as_ptr().cast(),
+            PURGE_ALL.as_ptr(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
@@ -65,49 +65,42 @@ pub fn release() {
     }
 }
 
-/// A value of one of jemalloc's options, of the C type the option has (`unsigned`,
-/// `ssize_t`, `bool`): the only types [`option`] reads.
-pub trait OptionValue: Copy + sealed::Sealed {}
-impl OptionValue for u32 {}
-impl OptionValue for isize {}
-impl OptionValue for bool {}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for u32 {}
-    impl Sealed for isize {}
-    impl Sealed for bool {}
-}
-
-/// An option jemalloc is running with (`opt.<name>`), for tests and diagnostics; `None` when
-/// there is no such option or its type is not `T`.
-pub fn option<T: OptionValue>(name: &str) -> Option<T> {
-    let key = format!("opt.{name}\0");
-    let mut value = std::mem::MaybeUninit::<T>::uninit();
-    let mut len = std::mem::size_of::<T>();
-    // SAFETY: `value` has room for `len` bytes, and `mallctl` writes at most `len` bytes to it;
-    // no new value is written. It is read only when the call succeeded with exactly `T`'s size,
-    // and then holds a value of the option's C type, which `OptionValue` limits to `T`'s (a C
-    // `bool` is 0 or 1).
-    let rc = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            key.as_ptr().cast(),
-            value.as_mut_ptr().cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 || len != std::mem::size_of::<T>() {
-        return None;
-    }
-    // SAFETY: written in full by the successful call above.
-    Some(unsafe { value.assume_init() })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value of one of jemalloc's options, of the C type the option has (`unsigned`,
+    /// `ssize_t`, `bool`): the only types [`option`] reads.
+    trait OptionValue: Copy {}
+    impl OptionValue for u32 {}
+    impl OptionValue for isize {}
+    impl OptionValue for bool {}
+
+    /// An option jemalloc is running with (`opt.<name>`); `None` when there is no such option
+    /// or its type is not `T`.
+    fn option<T: OptionValue>(name: &str) -> Option<T> {
+        let key = format!("opt.{name}\0");
+        let mut value = std::mem::MaybeUninit::<T>::uninit();
+        let mut len = std::mem::size_of::<T>();
+        // SAFETY: `value` has room for `len` bytes, and `mallctl` writes at most `len` bytes
+        // to it; no new value is written. It is read only when the call succeeded with exactly
+        // `T`'s size, and then holds a value of the option's C type, which `OptionValue`
+        // limits to `T`'s (a C `bool` is 0 or 1).
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                key.as_ptr().cast(),
+                value.as_mut_ptr().cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        if rc != 0 || len != std::mem::size_of::<T>() {
+            return None;
+        }
+        // SAFETY: written in full by the successful call above.
+        Some(unsafe { value.assume_init() })
+    }
 
     #[test]
     fn jemalloc_runs_with_the_options_of_conf() {
