@@ -132,6 +132,15 @@ async fn envoy_without_ads_stays_pre_initializing() {
     let pid = status.pid.unwrap();
     assert_eq!(pgrp(pid), pid, "envoy leads its own process group");
     assert!(status.version.as_deref().unwrap().contains("1.40"));
+    // Envoy took legate's flags (an unknown one would have stopped it): among them the one
+    // that skips the per-update field walk (src/envoy/process.rs).
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    assert!(
+        argv.contains(&&b"--ignore-unknown-dynamic-fields"[..]),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
 
     let admin = h.handle.admin().unwrap();
     let Address::Unix(sock) = admin.target().clone() else {

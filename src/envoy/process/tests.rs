@@ -83,6 +83,7 @@ fn command_line_has_the_lifecycle_flags() {
         "/run/legate/envoy.yaml",
         "-l",
         "warning",
+        "--ignore-unknown-dynamic-fields",
     ] {
         assert!(a.iter().any(|x| x == expected), "{expected} missing: {a:?}");
     }
