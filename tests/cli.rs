@@ -442,7 +442,7 @@ fn printed_envoy_resources_pass_envoy_validate() {
     }
     assert!(
         failures.is_empty(),
-        "Envoy rejected:\n{}",
+        "Envoy rejected it or reported something deprecated:\n{}",
         failures.join("\n")
     );
 
@@ -457,12 +457,13 @@ fn printed_envoy_resources_pass_envoy_validate() {
     );
 }
 
-/// Whether Envoy reported a deprecated option. legate runs Envoy with
+/// Whether Envoy reported a deprecated option or enum value ("Using deprecated option …",
+/// "Using deprecated value … for enum …"). legate runs Envoy with
 /// `--ignore-unknown-dynamic-fields`, which skips Envoy's own check of unknown and deprecated
 /// fields on every xDS update (src/envoy/process.rs), so this check (with `--mode validate`
 /// rejecting unknown fields in static config) is where they are caught.
 fn uses_deprecated(envoy_output: &str) -> bool {
-    envoy_output.contains("Using deprecated option")
+    envoy_output.contains("eprecated")
 }
 
 /// A deprecated option in the printed form is caught by [`uses_deprecated`], although

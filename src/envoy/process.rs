@@ -64,8 +64,8 @@ impl Flags {
             // unknown and deprecated fields: at 50,000 routes that walk is about a third of the
             // time from a push to the new routes served (BENCHMARKS.md, "Envoy's field walk").
             // The fields are legate's own, checked in CI instead: a rich IR and every golden
-            // output pass `envoy --mode validate` with no unknown field and no deprecated
-            // option (src/xds/resources/tests/validate.rs, tests/cli.rs). Envoy still checks
+            // output with real certificates pass `envoy --mode validate` with no unknown field
+            // and nothing deprecated (src/xds/resources/tests/validate.rs, tests/cli.rs). Envoy still checks
             // each update's constraints (a bad value is still NACKed). Envoy's command line
             // options:
             // https://www.envoyproxy.io/docs/envoy/v1.40.0/operations/cli#cmdoption-ignore-unknown-dynamic-fields
