@@ -466,19 +466,30 @@ fn uses_deprecated(envoy_output: &str) -> bool {
     envoy_output.contains("eprecated")
 }
 
+/// `envoy --mode validate` on the quickstart's printed form after `edit`: whether it passed and
+/// Envoy's output (`None` when Envoy tests are explicitly skipped).
+fn validate_quickstart_with(edit: impl FnOnce(&mut Value)) -> Option<(bool, String)> {
+    let envoy = legate::envoy::locate::for_tests()?;
+    let mut printed = printed(&quickstart(), Output::Envoy);
+    let route = &printed["route_configurations"][0]["virtual_hosts"][0]["routes"][0];
+    assert!(route["route"].is_object(), "a forwarding route: {printed}");
+    edit(&mut printed);
+    Some(envoy_validate(
+        &envoy,
+        &static_bootstrap_json(&printed, KEY),
+    ))
+}
+
 /// A deprecated option in the printed form is caught by [`uses_deprecated`], although
 /// Envoy's validation passes.
 #[test]
 fn envoy_validate_reports_a_deprecated_option() {
-    let Some(envoy) = legate::envoy::locate::for_tests() else {
+    let Some((ok, output)) = validate_quickstart_with(|printed| {
+        printed["route_configurations"][0]["virtual_hosts"][0]["routes"][0]["route"]["max_grpc_timeout"] =
+            json!("1s");
+    }) else {
         return;
     };
-    let mut printed = printed(&quickstart(), Output::Envoy);
-    let action = printed
-        .pointer_mut("/route_configurations/0/virtual_hosts/0/routes/0/route")
-        .expect("a forwarding route");
-    action["max_grpc_timeout"] = json!("1s");
-    let (ok, output) = envoy_validate(&envoy, &static_bootstrap_json(&printed, KEY));
     assert!(ok, "Envoy rejected a deprecated option outright:\n{output}");
     assert!(
         uses_deprecated(&output),
@@ -489,15 +500,12 @@ fn envoy_validate_reports_a_deprecated_option() {
 /// The wrapping above is not a rubber stamp: a broken printed value fails validation.
 #[test]
 fn envoy_validate_rejects_a_broken_printed_form() {
-    let Some(envoy) = legate::envoy::locate::for_tests() else {
+    let Some((ok, output)) = validate_quickstart_with(|printed| {
+        printed["route_configurations"][0]["virtual_hosts"][0]["routes"][0]["match"] =
+            json!({"safe_regex": {"regex": "("}});
+    }) else {
         return;
     };
-    let mut printed = printed(&quickstart(), Output::Envoy);
-    let route = printed
-        .pointer_mut("/route_configurations/0/virtual_hosts/0/routes/0")
-        .expect("a route");
-    route["match"] = json!({"safe_regex": {"regex": "("}});
-    let (ok, output) = envoy_validate(&envoy, &static_bootstrap_json(&printed, KEY));
     assert!(!ok, "Envoy accepted an invalid regex:\n{output}");
     assert!(
         output.contains("missing )"),
