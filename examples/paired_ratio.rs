@@ -13,7 +13,7 @@
 //! The inputs of issue 7: `scripts/gen-mappings 5000 DIR` and
 //! `scripts/gen-mappings 5000 DIR --services`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[path = "../benches/common/cpu.rs"]
 mod cpu;
@@ -40,6 +40,7 @@ fn main() {
         run(&other, &options);
     }
     let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut wa, mut wb, mut wall_ratios) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..pairs {
         let (x, y) = if i % 2 == 0 {
             let x = run(&base, &options);
@@ -48,18 +49,29 @@ fn main() {
             let y = run(&other, &options);
             (run(&base, &options), y)
         };
-        a.push(x.as_secs_f64() * 1e3);
-        b.push(y.as_secs_f64() * 1e3);
-        ratios.push(y.as_secs_f64() / x.as_secs_f64());
+        a.push(x.cpu.as_secs_f64() * 1e3);
+        b.push(y.cpu.as_secs_f64() * 1e3);
+        ratios.push(y.cpu.as_secs_f64() / x.cpu.as_secs_f64());
+        wa.push(x.wall.as_secs_f64() * 1e3);
+        wb.push(y.wall.as_secs_f64() * 1e3);
+        wall_ratios.push(y.wall.as_secs_f64() / x.wall.as_secs_f64());
     }
-    println!(
-        "pairs {pairs}: base median {:.1} ms cpu, other median {:.1} ms cpu, ratio median {:.3} (quartiles {:.3}..{:.3})",
-        quantile(&a, 0.5),
-        quantile(&b, 0.5),
-        quantile(&ratios, 0.5),
-        quantile(&ratios, 0.25),
-        quantile(&ratios, 0.75),
-    );
+    for (what, a, b, ratios) in [("cpu", &a, &b, &ratios), ("wall", &wa, &wb, &wall_ratios)] {
+        println!(
+            "pairs {pairs}: base median {:.1} ms {what}, other median {:.1} ms {what}, ratio median {:.3} (quartiles {:.3}..{:.3})",
+            quantile(a, 0.5),
+            quantile(b, 0.5),
+            quantile(ratios, 0.5),
+            quantile(ratios, 0.25),
+            quantile(ratios, 0.75),
+        );
+    }
+}
+
+/// One run's cost: the process's CPU time (every thread) and the elapsed time.
+struct Cost {
+    cpu: Duration,
+    wall: Duration,
 }
 
 fn read(dir: &str) -> Vec<RawObject> {
@@ -68,14 +80,18 @@ fn read(dir: &str) -> Vec<RawObject> {
     state.objects
 }
 
-/// CPU time of translate + snapshot + dropping both.
-fn run(objects: &[RawObject], options: &Options) -> Duration {
+/// CPU and elapsed time of translate + snapshot + dropping both.
+fn run(objects: &[RawObject], options: &Options) -> Cost {
     let start = process_cpu_now();
+    let started = Instant::now();
     let t = translate(objects, options);
     let s = snapshot(&t.ir, 1, "paired").expect("snapshot builds");
     assert!(t.failures().next().is_none(), "{:?}", t.errors);
     drop((t, s));
-    process_cpu_now().saturating_sub(start)
+    Cost {
+        cpu: process_cpu_now().saturating_sub(start),
+        wall: started.elapsed(),
+    }
 }
 
 /// The `q` quantile of `v` (nearest rank).

@@ -14,6 +14,7 @@ mod observability;
 mod route;
 mod secret;
 mod services;
+mod short_string;
 
 pub use cluster::{
     CircuitBreaker, Cluster, Discovery, DnsFamily, Endpoint, Endpoints, HashPolicy, LbPolicy,
@@ -36,6 +37,7 @@ pub use services::{
     AuthBody, AuthFilter, AuthProtocol, ExtAuthz, HttpAuth, RateLimit, RateLimitAction,
     RateLimitFilter, RouteAuth,
 };
+pub use short_string::ShortString;
 
 use serde::Serialize;
 

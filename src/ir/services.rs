@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::ShortString;
+
 /// The authorization filter of an HTTP connection manager.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,12 +115,15 @@ pub enum RateLimitAction {
     /// (`remote_address`, the trusted client address).
     RemoteAddress,
     /// (key, value): a constant.
-    GenericKey { key: String, value: String },
+    GenericKey {
+        key: ShortString,
+        value: ShortString,
+    },
     /// (key, the header's value). `skip_if_absent`: an absent header leaves this entry out
     /// instead of the whole descriptor.
     RequestHeader {
-        key: String,
-        header: String,
+        key: ShortString,
+        header: ShortString,
         skip_if_absent: bool,
     },
 }

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::api::doc::{Doc, Document};
 use crate::api::rate_limit_service::RateLimitServiceSpec;
-use crate::ir::{Cluster, RateLimit, RateLimitAction, RateLimitFilter};
+use crate::ir::{Cluster, RateLimit, RateLimitAction, RateLimitFilter, ShortString};
 
 use super::super::Errors;
 use super::super::load::{Meta, Obj};
@@ -20,7 +20,7 @@ use super::cluster::{self, Cx, Fail, fail};
 /// (docs/design.md#groups-canaries-and-weights): the labels as read, not as spelled.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Labels {
-    domains: Vec<String>,
+    domains: Vec<ShortString>,
     groups: Vec<Group>,
 }
 
@@ -225,16 +225,16 @@ pub(super) fn parse_labels(meta: &Meta, v: Doc<'_>, errs: &mut Errors) -> Labels
                 });
             }
         }
-        out.domains.push(domain.to_string());
+        out.domains.push(domain.into());
     }
     out
 }
 
 /// One label specifier, in the v3alpha1 object form or a v2 shorthand.
 fn specifier(v: Doc<'_>) -> Result<RateLimitAction, String> {
-    let string = |v: Option<Doc<'_>>, what: &str| -> Result<String, String> {
+    let string = |v: Option<Doc<'_>>, what: &str| -> Result<ShortString, String> {
         match v.and_then(Doc::as_str) {
-            Some(s) if !s.is_empty() => Ok(s.to_string()),
+            Some(s) if !s.is_empty() => Ok(s.into()),
             _ => Err(format!("{what} must be a non-empty string")),
         }
     };
@@ -251,7 +251,7 @@ fn specifier(v: Doc<'_>) -> Result<RateLimitAction, String> {
             "" => return Err("an empty label".into()),
             other => RateLimitAction::GenericKey {
                 key: "generic_key".into(),
-                value: other.to_string(),
+                value: other.into(),
             },
         });
     }
@@ -289,7 +289,7 @@ fn specifier(v: Doc<'_>) -> Result<RateLimitAction, String> {
         // v2: {<key>: {header: <name>, omit_if_not_present: <bool>}}
         key => match pick(body, ["header", OMIT]) {
             [Some(header), omit_field] => Ok(RateLimitAction::RequestHeader {
-                key: key.to_string(),
+                key: key.into(),
                 header: string(Some(header), "header")?,
                 skip_if_absent: omit(omit_field)?,
             }),
@@ -328,7 +328,7 @@ fn omit(v: Option<Doc<'_>>) -> Result<bool, String> {
 /// Labels in other domains than the service's are not used: said once per Mapping.
 pub(super) fn report_other_domains(meta: &Meta, labels: &Labels, domain: &str, errs: &mut Errors) {
     if !labels.is_empty() && labels.domains.iter().all(|d| d != domain) {
-        let others: Vec<&str> = labels.domains.iter().map(String::as_str).collect();
+        let others: Vec<&str> = labels.domains.iter().map(ShortString::as_str).collect();
         errs.push(meta.warning(
             "spec.labels",
             format!(

@@ -355,8 +355,8 @@ pub(super) fn rate_limits(limits: &[ir::RateLimit]) -> Vec<RateLimit> {
                         }
                         ir::RateLimitAction::GenericKey { key, value } => {
                             ActionSpecifier::GenericKey(action::GenericKey {
-                                descriptor_value: value.clone(),
-                                descriptor_key: key.clone(),
+                                descriptor_value: value.to_string(),
+                                descriptor_key: key.to_string(),
                                 ..Default::default()
                             })
                         }
@@ -365,8 +365,8 @@ pub(super) fn rate_limits(limits: &[ir::RateLimit]) -> Vec<RateLimit> {
                             header,
                             skip_if_absent,
                         } => ActionSpecifier::RequestHeaders(action::RequestHeaders {
-                            header_name: header.clone(),
-                            descriptor_key: key.clone(),
+                            header_name: header.to_string(),
+                            descriptor_key: key.to_string(),
                             skip_if_absent: *skip_if_absent,
                         }),
                     }),

@@ -479,12 +479,12 @@ fn rate_limits_written_as_bytes_encode_as_prost_does() {
                             1 => RateLimitAction::DestinationCluster,
                             2 => RateLimitAction::RemoteAddress,
                             3 => RateLimitAction::GenericKey {
-                                key: self.text(),
-                                value: self.text(),
+                                key: self.text().into(),
+                                value: self.text().into(),
                             },
                             _ => RateLimitAction::RequestHeader {
-                                key: self.text(),
-                                header: self.text(),
+                                key: self.text().into(),
+                                header: self.text().into(),
                                 skip_if_absent: self.below(2) == 1,
                             },
                         })
