@@ -5,7 +5,8 @@
 //!
 //! Reads both directories once, then runs translate + snapshot + drop of each, alternating
 //! (ABBA within each pair so neither always runs first), and times each by the process's CPU
-//! time (every thread), as `benches/translate.rs` `services_cpu/` does. A criterion group runs
+//! time (every thread), as `benches/translate.rs` `services_cpu/` does, and by the elapsed time
+//! (a second line of output, the same statistics). A criterion group runs
 //! one input for seconds, then the other, so a busy period of the machine lands on one side
 //! only; here both sides of a pair run within a fraction of a second of each other, and the
 //! median of the per-pair ratios is reported with the median of each side.

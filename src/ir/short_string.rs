@@ -1,8 +1,8 @@
 //! [`ShortString`]: an immutable string kept inline when short. The rate-limit entries of
 //! every labelled Mapping hold a few short strings (a descriptor key, a header name, a value);
 //! as `String`s each was an allocation made while reading the labels and freed with the
-//! translation, a measurable share of what labels cost at thousands of Mappings (issue 7,
-//! BENCHMARKS.md).
+//! translation, a measurable share of what labels cost at thousands of Mappings
+//! (BENCHMARKS.md, "Inline strings in rate-limit entries").
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -29,8 +29,9 @@ impl ShortString {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             // SAFETY: `bytes[..len]` is only ever written by `From<&str>`, as a copy of a whole
-            // `&str`, so it is UTF-8. (Checking it on every read cost more than the allocation
-            // this type saves: routes hash and encode these strings several times.)
+            // `&str`, so it is UTF-8. (Checking it on every read took the gain away: routes hash
+            // and encode these strings several times; BENCHMARKS.md, "Inline strings in
+            // rate-limit entries".)
             Repr::Inline { len, bytes } => unsafe {
                 std::str::from_utf8_unchecked(&bytes[..usize::from(*len)])
             },
