@@ -13,9 +13,9 @@ use serde::{Serialize, Serializer};
 /// The longest string kept inline: the type is as large as a `String` (24 bytes).
 const INLINE: usize = 22;
 
-/// An immutable string: up to 22 bytes inline, longer ones on the heap. It compares, orders,
-/// hashes, prints and serializes as the `str` it holds, so swapping it for a `String` changes
-/// no output and no version hash.
+/// An immutable string: up to 22 bytes inline, longer ones on the heap. It compares, hashes,
+/// prints and serializes as the `str` it holds, so swapping it for a `String` changes no output
+/// and no version hash.
 #[derive(Clone)]
 pub struct ShortString(Repr);
 
@@ -70,12 +70,6 @@ impl Deref for ShortString {
     }
 }
 
-impl AsRef<str> for ShortString {
-    fn as_ref(&self) -> &str {
-        self.as_str()
-    }
-}
-
 impl PartialEq for ShortString {
     fn eq(&self, other: &ShortString) -> bool {
         self.as_str() == other.as_str()
@@ -87,24 +81,6 @@ impl Eq for ShortString {}
 impl PartialEq<str> for ShortString {
     fn eq(&self, other: &str) -> bool {
         self.as_str() == other
-    }
-}
-
-impl PartialEq<&str> for ShortString {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl PartialOrd for ShortString {
-    fn partial_cmp(&self, other: &ShortString) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for ShortString {
-    fn cmp(&self, other: &ShortString) -> std::cmp::Ordering {
-        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -177,9 +153,6 @@ mod tests {
             Repr::Inline { .. }
         ));
         assert!(matches!(ShortString::from(long.as_str()).0, Repr::Heap(_)));
-        let (a, b) = (ShortString::from("a"), ShortString::from(long.as_str()));
-        assert_eq!(a.cmp(&b), "a".cmp(long.as_str()));
-        assert_eq!(b.cmp(&a), long.as_str().cmp("a"));
         assert_eq!(
             std::mem::size_of::<ShortString>(),
             std::mem::size_of::<String>()
